@@ -1,0 +1,46 @@
+"""Packaging for txhyco.
+
+``twisted/plugins`` has no ``__init__.py`` (Twisted's plugin convention), so
+``find_packages`` cannot see it; it is listed by hand, and the drop-ins ship
+as a namespace portion of the ``twisted.plugins`` package.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="txhyco",
+    version="0.1.0.dev0",
+    description="Azure Relay Hybrid Connections for Twisted and Autobahn, with a local relay",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["txhyco", "txhyco.*"]) + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["txhyco_*.py"]},
+    install_requires=[
+        "twisted>=24.3",
+        "autobahn>=24.4",
+        "h11>=0.14",
+        "pyopenssl>=24",
+        "service-identity>=24",
+        "idna",
+        "prometheus-client>=0.20",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+        ],
+        "bench": [
+            "matplotlib>=3.8",
+            "psutil>=5.9",
+        ],
+    },
+    entry_points={"console_scripts": ["txhyco = txhyco.cli:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Internet",
+    ],
+)

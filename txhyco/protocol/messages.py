@@ -1,0 +1,585 @@
+"""Control-channel commands (protocol.md §4) as typed immutable values.
+
+Every command is one WebSocket text message holding a JSON object with one
+top-level member: ``accept``, ``request``, ``response`` or ``renewToken``
+(§4.1).  :func:`parse_command` turns such a message into a value and
+:func:`serialize_command` turns a value back into the exact JSON the official
+clients expect.  Both sides of the protocol (relay and listener) use these.
+
+Parsing is tolerant where official clients differ (§4.1, §9, §11): any member
+order, ``\\/`` escapes, unknown members, missing optional members,
+``statusCode``/``port`` as numbers or numeric strings, non-string header values
+(Node).  It is strict where lenience would be dangerous: header names must be
+RFC 7230 tokens and no value may carry CR, LF or other control characters, so
+nothing parsed here can smuggle a header or a request line downstream.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .errors import ProtocolError
+
+__all__ = [
+    "MAX_COMMAND_SIZE",
+    "Headers",
+    "RemoteEndpoint",
+    "Accept",
+    "Request",
+    "Response",
+    "RenewToken",
+    "Command",
+    "parse_command",
+    "serialize_command",
+]
+
+#: Largest JSON command, in UTF-8 bytes, either side may send or accept:
+#: .NET reads commands into a 64 KiB buffer, Java caps text messages at 64 KiB
+#: (§4.1).
+MAX_COMMAND_SIZE = 65536
+
+# RFC 7230 §3.2.6 token: header names and methods.
+_TOKEN_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+# Characters no header value, id, address or target may hold: control
+# characters other than HTAB (CR/LF are header smuggling, NUL truncates in C
+# parsers, h11 refuses the rest) and lone surrogates (not encodable as UTF-8).
+_BAD_VALUE_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+# A request-target additionally may not hold spaces or tabs: it becomes part
+# of a request line ("GET {target} HTTP/1.1").
+_BAD_TARGET_RE = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
+_OWS = " \t"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """A repr of peer input that is safe to put in an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json_value_to_str(value: Any, what: str) -> str:
+    """Stringify a header value the way a relay must tolerate from Node (§4.1).
+
+    Node's ``setHeader`` passes through whatever the application gave it:
+    numbers become their decimal text (``str(int)`` for integral numbers, as
+    JavaScript prints them), booleans ``"true"``/``"false"``, ``null`` the
+    empty string, and arrays the ``", "``-join of their non-empty stringified
+    elements (the multi-value convention of §4.1; Node itself would keep only
+    the first element).  Objects have no sensible header form and are rejected.
+    """
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ProtocolError(f"Header {what} has a non-finite number as its value.")
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, (list, tuple)):
+        parts = (_json_value_to_str(item, what) for item in value)
+        return ", ".join(part for part in parts if part)
+    raise ProtocolError(
+        f"Header {what} has a value of type {type(value).__name__}; "
+        "header values must be strings (or numbers, booleans, null, arrays)."
+    )
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ProtocolError(f"Header name {_short(name)} is not a string.")
+    if not _TOKEN_RE.fullmatch(name):
+        raise ProtocolError(
+            f"Header name {_short(name)} is not a valid RFC 7230 token "
+            "(empty, or holds whitespace, ':', CR/LF or other separators)."
+        )
+    return name
+
+
+def _check_value(name: str, value: str) -> str:
+    if _BAD_VALUE_RE.search(value):
+        raise ProtocolError(
+            f"Header {name!r} has a value holding CR, LF, NUL or another control "
+            "character; refusing it (header smuggling)."
+        )
+    return value.strip(_OWS)
+
+
+class Headers(Mapping[str, str]):
+    """Immutable, hashable header map keeping the names' original case and order.
+
+    Lookups (``[]``, ``get``, ``in``) ignore case, as HTTP does; iteration and
+    :meth:`items` give the original names, because Java looks up
+    ``Sec-WebSocket-Protocol`` case-sensitively (§4.2).  Names repeated in any
+    case are joined into one value with ``", "`` under the first-seen name
+    (the multi-value convention of §4.1; empty values add nothing).  Values
+    are stripped of surrounding spaces/tabs (h11 refuses them).  Equality compares the maps of original names to values,
+    ignoring order.
+
+    Construction validates everything: names must be RFC 7230 tokens and
+    values may not contain CR, LF, NUL or other control characters, otherwise
+    :class:`ProtocolError` is raised.  Non-string values are stringified as in
+    :func:`_json_value_to_str` (numbers, booleans, null, arrays).
+    """
+
+    __slots__ = ("_items", "_index", "_hash")
+
+    def __init__(self, pairs: Iterable[tuple[str, Any]] | Mapping[str, Any] = ()) -> None:
+        if isinstance(pairs, Headers):
+            self._items, self._index, self._hash = pairs._items, pairs._index, pairs._hash
+            return
+        if isinstance(pairs, Mapping):
+            pairs = pairs.items()
+        names: list[str] = []
+        values: list[str] = []
+        index: dict[str, int] = {}
+        try:
+            iterator = iter(pairs)
+        except TypeError:
+            raise ProtocolError("Headers must be a mapping or (name, value) pairs.") from None
+        for pair in iterator:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ProtocolError(f"Header entry {_short(pair)} is not a (name, value) pair.")
+            name = _check_name(pair[0])
+            value = _check_value(name, _json_value_to_str(pair[1], repr(name)))
+            key = name.lower()
+            position = index.get(key)
+            if position is None:
+                index[key] = len(names)
+                names.append(name)
+                values.append(value)
+            else:
+                previous = values[position]
+                if value:
+                    values[position] = f"{previous}, {value}" if previous else value
+        self._items: tuple[tuple[str, str], ...] = tuple(zip(names, values))
+        self._index = index
+        self._hash: int | None = None
+
+    @classmethod
+    def from_mapping(cls, obj: Any) -> Headers:
+        """Headers from a decoded JSON object (``connectHeaders`` & co, §4)."""
+        if isinstance(obj, Headers):
+            return obj
+        if not isinstance(obj, Mapping):
+            raise ProtocolError(
+                f"A header map must be a JSON object, not {type(obj).__name__}."
+            )
+        return cls(obj.items())
+
+    def __getitem__(self, name: str) -> str:
+        if isinstance(name, str):
+            position = self._index.get(name.lower())
+            if position is not None:
+                return self._items[position][1]
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        if isinstance(name, str):
+            position = self._index.get(name.lower())
+            if position is not None:
+                return self._items[position][1]
+        return default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]
+        """The (original name, value) pairs in order."""
+        return self._items
+
+    def to_dict(self) -> dict[str, str]:
+        """A plain dict of original names to values, in order (for JSON)."""
+        return dict(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            if self is other:
+                return True
+            return len(self._items) == len(other._items) and dict(self._items) == dict(other._items)
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other.items())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._items))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+
+_EMPTY_HEADERS = Headers()
+
+
+def _check_text(value: str, what: str) -> str:
+    if _BAD_VALUE_RE.search(value):
+        raise ProtocolError(f"{what} holds CR, LF or another control character.")
+    return value
+
+
+def _coerce_headers(value_object: object, field_name: str) -> None:
+    """Let code pass a dict or pairs where a :class:`Headers` is expected."""
+    value = getattr(value_object, field_name)
+    if not isinstance(value, Headers):
+        object.__setattr__(value_object, field_name, Headers(value))
+
+
+@dataclass(frozen=True)
+class RemoteEndpoint:
+    """The sender's IP address and port as the relay saw them (§4.2)."""
+
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Accept:
+    """``accept`` (service → listener, §4.2): a WebSocket sender waits.
+
+    The listener answers by opening ``address`` (accept) or ``address`` plus
+    ``&sb-hc-statusCode=…`` (reject); there is no reply message.
+    """
+
+    address: str
+    id: str
+    connect_headers: Headers
+    remote_endpoint: RemoteEndpoint | None = None
+
+    def __post_init__(self) -> None:
+        _coerce_headers(self, "connect_headers")
+
+
+@dataclass(frozen=True)
+class Request:
+    """``request`` (service → listener, §4.3), full or address-only form.
+
+    Address-only (``method`` and ``body`` both absent, §11) means: open a
+    rendezvous to ``address`` and read the full request there.  Otherwise
+    ``request_target`` must start with ``/`` (.NET resolves it against the
+    listener URI) and ``method`` must be a token; a full form without
+    ``body`` (Node's criterion is ``method``) is normalised to ``body=False``.
+    """
+
+    address: str
+    id: str
+    request_target: str | None = None
+    method: str | None = None
+    request_headers: Headers = _EMPTY_HEADERS
+    body: bool | None = None
+    remote_endpoint: RemoteEndpoint | None = None
+
+    def __post_init__(self) -> None:
+        _coerce_headers(self, "request_headers")
+        target = self.request_target
+        if target is not None:
+            if not isinstance(target, str) or not target.startswith("/"):
+                raise ProtocolError(
+                    f"The requestTarget must start with '/', got {_short(target)}."
+                )
+            if _BAD_TARGET_RE.search(target):
+                raise ProtocolError(
+                    "The requestTarget holds whitespace or control characters; refusing it."
+                )
+        if self.method is None and self.body is None:
+            return
+        if not isinstance(self.method, str) or not _TOKEN_RE.fullmatch(self.method):
+            raise ProtocolError(
+                f"A full request needs a method that is an HTTP token, got {_short(self.method)}."
+            )
+        if target is None:
+            raise ProtocolError("A full request needs a requestTarget.")
+        if self.body is None:
+            object.__setattr__(self, "body", False)
+
+    @property
+    def address_only(self) -> bool:
+        """True for the form that says "come and get it on a rendezvous" (§4.3, §11)."""
+        return self.method is None and self.body is None
+
+
+@dataclass(frozen=True)
+class Response:
+    """``response`` (listener → service, §4.4).
+
+    ``status_description`` is stored with control characters (CR/LF…) removed,
+    so it can never break a status line (§5.7); ``None`` and ``""`` are kept
+    apart (the relay substitutes the standard phrase for both).
+    """
+
+    request_id: str
+    status_code: int
+    status_description: str | None = None
+    response_headers: Headers = _EMPTY_HEADERS
+    body: bool = False
+
+    def __post_init__(self) -> None:
+        _coerce_headers(self, "response_headers")
+        code = self.status_code
+        if type(code) is not int or not 100 <= code <= 999:
+            raise ProtocolError(f"statusCode must be an integer from 100 to 999, got {_short(code)}.")
+        text = self.status_description
+        if text is not None and _BAD_VALUE_RE.search(text):
+            object.__setattr__(self, "status_description", _BAD_VALUE_RE.sub("", text))
+
+
+@dataclass(frozen=True)
+class RenewToken:
+    """``renewToken`` (listener → service, §4.5): replaces the channel's token."""
+
+    token: str
+
+    def __repr__(self) -> str:
+        return "RenewToken(token=<redacted>)"
+
+
+Command = Union[Accept, Request, Response, RenewToken]
+
+# --------------------------------------------------------------------------
+# parsing
+
+
+def _reject_constant(name: str) -> Any:
+    raise ProtocolError(f"The command holds {name}, which is not valid JSON.")
+
+
+def _required_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        if value is None:
+            raise ProtocolError(f"The {where} command lacks the required string member {key!r}.")
+        raise ProtocolError(
+            f"The {where} command's member {key!r} must be a string, not {type(value).__name__}."
+        )
+    return _check_text(value, f"The {where} command's {key!r}")
+
+
+def _optional_headers(obj: Mapping[str, Any], key: str) -> Headers:
+    value = obj.get(key)
+    if value is None:
+        return _EMPTY_HEADERS
+    try:
+        return Headers.from_mapping(value)
+    except ProtocolError as exc:
+        raise ProtocolError(f"In {key!r}: {exc.message}") from None
+
+
+def _parse_int(value: Any, what: str) -> int:
+    """An integer sent as a JSON number or as a string of digits (§4.4)."""
+    if isinstance(value, bool):
+        raise ProtocolError(f"{what} must be a number, not a boolean.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 10:
+            return int(text)
+    raise ProtocolError(f"{what} must be an integer or a string of digits, got {_short(value)}.")
+
+
+def _optional_endpoint(obj: Mapping[str, Any]) -> RemoteEndpoint | None:
+    value = obj.get("remoteEndpoint")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("'remoteEndpoint' must be a JSON object with address and port.")
+    address = value.get("address")
+    if not isinstance(address, str):
+        raise ProtocolError("'remoteEndpoint' lacks a string 'address'.")
+    _check_text(address, "remoteEndpoint's address")
+    port = _parse_int(value.get("port"), "remoteEndpoint's port")
+    if not 0 <= port <= 65535:
+        raise ProtocolError(f"remoteEndpoint's port {port} is outside 0-65535.")
+    return RemoteEndpoint(address, port)
+
+
+def _optional_bool(obj: Mapping[str, Any], key: str, where: str) -> bool | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ProtocolError(f"The {where} command's {key!r} must be true or false, got {_short(value)}.")
+
+
+def _parse_accept(obj: dict[str, Any]) -> Accept:
+    return Accept(
+        address=_required_str(obj, "address", "accept"),
+        id=_required_str(obj, "id", "accept"),
+        connect_headers=_optional_headers(obj, "connectHeaders"),
+        remote_endpoint=_optional_endpoint(obj),
+    )
+
+
+def _parse_request(obj: dict[str, Any]) -> Request:
+    target = obj.get("requestTarget")
+    if target is not None and not isinstance(target, str):
+        raise ProtocolError("The request command's 'requestTarget' must be a string.")
+    method = obj.get("method")
+    if method is not None and not isinstance(method, str):
+        raise ProtocolError("The request command's 'method' must be a string.")
+    return Request(
+        address=_required_str(obj, "address", "request"),
+        id=_required_str(obj, "id", "request"),
+        request_target=target,
+        method=method,
+        request_headers=_optional_headers(obj, "requestHeaders"),
+        body=_optional_bool(obj, "body", "request"),
+        remote_endpoint=_optional_endpoint(obj),
+    )
+
+
+def _parse_response(obj: dict[str, Any]) -> Response:
+    if "statusCode" not in obj:
+        raise ProtocolError("The response command lacks the required member 'statusCode'.")
+    description = obj.get("statusDescription")
+    if description is not None and not isinstance(description, str):
+        raise ProtocolError("The response command's 'statusDescription' must be a string.")
+    return Response(
+        request_id=_required_str(obj, "requestId", "response"),
+        status_code=_parse_int(obj["statusCode"], "The response command's 'statusCode'"),
+        status_description=description,
+        response_headers=_optional_headers(obj, "responseHeaders"),
+        body=bool(_optional_bool(obj, "body", "response")),
+    )
+
+
+def _parse_renew(obj: dict[str, Any]) -> RenewToken:
+    token = obj.get("token")
+    if not isinstance(token, str):
+        raise ProtocolError("The renewToken command lacks a string 'token'.")
+    return RenewToken(token)
+
+
+_PARSERS = {
+    "accept": _parse_accept,
+    "request": _parse_request,
+    "response": _parse_response,
+    "renewToken": _parse_renew,
+}
+
+
+def parse_command(data: str | bytes) -> Command:
+    """Parse one control-channel text message into a command (§4.1–§4.5).
+
+    Unknown top-level members next to exactly one known one are ignored (as
+    .NET does), as are unknown members inside a command.  Raises
+    :class:`ProtocolError` for anything else: not UTF-8, over
+    :data:`MAX_COMMAND_SIZE` bytes, not JSON, not an object, no or several
+    known members, wrong member types, invalid values.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        if len(data) > MAX_COMMAND_SIZE:
+            raise ProtocolError(f"The command is {len(data)} bytes; the limit is {MAX_COMMAND_SIZE}.")
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("The command is not valid UTF-8.") from None
+    elif isinstance(data, str):
+        text = data
+        if len(text) * 4 > MAX_COMMAND_SIZE:
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise ProtocolError("The command holds characters that are not valid Unicode.") from None
+            if size > MAX_COMMAND_SIZE:
+                raise ProtocolError(f"The command is {size} bytes; the limit is {MAX_COMMAND_SIZE}.")
+    else:
+        raise ProtocolError(f"A command must be text or bytes, not {type(data).__name__}.")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"The command is not valid JSON ({exc.__class__.__name__}: {_short(str(exc), 80)}).") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"A command must be a JSON object, not {type(obj).__name__}.")
+    known = [key for key in obj if key in _PARSERS]
+    if len(known) != 1:
+        if not known:
+            raise ProtocolError(
+                "The command has none of the members accept, request, response, renewToken "
+                f"(members: {_short(sorted(obj))})."
+            )
+        raise ProtocolError(f"The command has several command members {known}; exactly one is allowed.")
+    key = known[0]
+    body = obj[key]
+    if not isinstance(body, dict):
+        raise ProtocolError(f"The {key!r} member must be a JSON object, not {type(body).__name__}.")
+    return _PARSERS[key](body)
+
+
+# --------------------------------------------------------------------------
+# serialising
+
+
+def _endpoint_json(endpoint: RemoteEndpoint) -> dict[str, Any]:
+    return {"address": endpoint.address, "port": endpoint.port}
+
+
+def serialize_command(cmd: Command) -> str:
+    """The compact JSON text message for ``cmd``, member names as in §4.
+
+    A full ``request`` always carries ``requestTarget``, ``method``,
+    ``requestHeaders`` and ``body`` (every client detects the form
+    differently, §4.3); an address-only one carries ``address`` and ``id``
+    (plus ``requestTarget``, ``remoteEndpoint`` and ``requestHeaders`` when
+    set, which no client uses to tell the forms apart).  Output is ASCII (non-ASCII escaped),
+    so its length in characters is its size in bytes.  Raises
+    :class:`ProtocolError` if the result would exceed :data:`MAX_COMMAND_SIZE`
+    — no official client can read a larger command (§4.1).
+    """
+    if isinstance(cmd, Accept):
+        inner: dict[str, Any] = {
+            "address": cmd.address,
+            "id": cmd.id,
+            "connectHeaders": cmd.connect_headers.to_dict(),
+        }
+        if cmd.remote_endpoint is not None:
+            inner["remoteEndpoint"] = _endpoint_json(cmd.remote_endpoint)
+        message: dict[str, Any] = {"accept": inner}
+    elif isinstance(cmd, Request):
+        full = not cmd.address_only
+        inner = {"address": cmd.address, "id": cmd.id}
+        if cmd.request_target is not None:
+            inner["requestTarget"] = cmd.request_target
+        if full:
+            inner["method"] = cmd.method
+        if cmd.remote_endpoint is not None:
+            inner["remoteEndpoint"] = _endpoint_json(cmd.remote_endpoint)
+        if full or cmd.request_headers:
+            inner["requestHeaders"] = cmd.request_headers.to_dict()
+        if full:
+            inner["body"] = bool(cmd.body)
+        message = {"request": inner}
+    elif isinstance(cmd, Response):
+        inner = {"requestId": cmd.request_id, "statusCode": cmd.status_code}
+        if cmd.status_description is not None:
+            inner["statusDescription"] = cmd.status_description
+        inner["responseHeaders"] = cmd.response_headers.to_dict()
+        inner["body"] = cmd.body
+        message = {"response": inner}
+    elif isinstance(cmd, RenewToken):
+        message = {"renewToken": {"token": cmd.token}}
+    else:
+        raise ProtocolError(f"Cannot serialise {type(cmd).__name__}: not a command.")
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=True)
+    if len(text) > MAX_COMMAND_SIZE:
+        raise ProtocolError(
+            f"The {next(iter(message))} command would be {len(text)} bytes of JSON; "
+            f"the limit is {MAX_COMMAND_SIZE}.",
+            status=431 if isinstance(cmd, Request) else 400,
+        )
+    return text

@@ -1,0 +1,76 @@
+"""Who may listen and send: token lookup and verification for the relay (§2.6, §8.4).
+
+Tokens are never logged: errors carry the reason, not the token.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Mapping
+
+from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.sas import Rights, SasToken, verify_token
+
+from .config import RelayConfig
+from .registry import Entity
+
+
+def azure_reason(message: str, *, host: str, path: str, now: float, tracking_id: str | None = None) -> str:
+    """A reason phrase shaped like the service's (§3.1), which clients surface verbatim."""
+    tid = tracking_id or str(uuid.uuid4())
+    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
+    return f"{message.rstrip()} TrackingId:{tid}_G0, SystemTracker:sb://{host}/{path}, Timestamp:{stamp}"
+
+
+def host_only(host_header: str | None) -> str:
+    """The host name of a Host header value, without port or IPv6 brackets."""
+    if not host_header:
+        return ""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def find_token(headers: Mapping[str, str], query_token: str | None, *, http: bool, consume_authorization: bool) -> str | None:
+    """The token a request carries, in the order of §8.4 step 1.
+
+    ``headers`` must map lower-case names. ``Authorization`` counts only for
+    HTTP senders whose hybrid connection requires client authorization.
+    """
+    token = headers.get("servicebusauthorization")
+    if token:
+        return token
+    if query_token:
+        return query_token
+    if http and consume_authorization:
+        return headers.get("authorization") or None
+    return None
+
+
+def check_token(
+    config: RelayConfig,
+    entity: Entity,
+    token: str | None,
+    *,
+    host: str,
+    required: Rights,
+    now: float,
+) -> SasToken:
+    """Verify ``token`` for ``required`` rights on ``entity``, or raise ProtocolError (401/403)."""
+    if not token:
+        raise ProtocolError(
+            "The request is missing a token: send it in the ServiceBusAuthorization header "
+            "or the sb-hc-token query parameter.",
+            status=401,
+        )
+    hosts = {host, *config.hosts} if host else None
+    return verify_token(
+        token,
+        rules=config.rules_for(entity.config),
+        hosts=hosts,
+        entity_path=entity.name,
+        required=required,
+        now=now,
+        grace=config.limits.token_grace,
+    )

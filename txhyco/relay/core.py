@@ -1,0 +1,415 @@
+"""The relay's routing: who may connect, which listener gets what, and splicing.
+
+:class:`Relay` is the one object behind a relay port. The front door
+(:mod:`txhyco.relay.frontdoor`) hands it WebSocket upgrades (through
+Autobahn) and plain HTTP requests (through :mod:`txhyco.relay.http`); it
+authorizes them with the core's verifier, picks a listener, sends ``accept``
+or ``request`` on that listener's control channel and pairs the listener's
+rendezvous with the waiting sender. Section numbers refer to protocol.md.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from txhyco.protocol.addresses import Namespace, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
+from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.http import (
+    BodyData,
+    BodyEnded,
+    ChannelReader,
+    CommandReceived,
+    ROLE_RELAY,
+    connect_headers_for_listener,
+    sanitize_reason,
+)
+from txhyco.protocol.messages import Accept, RemoteEndpoint, RenewToken, Response
+from txhyco.protocol.sas import Rights
+
+from .auth import azure_reason, check_token, find_token, host_only
+from .config import RelayConfig
+from .metrics import RelayMetrics
+from .registry import Entity, Registry
+from .splice import Forwarder
+from .websocket import CommandSink, RelayWebSocketFactory
+
+log = Logger()
+
+RENDEZVOUS_PARAM = "sb-hc-rendezvous"
+
+
+def header_pairs(h11_request) -> list[tuple[str, str]]:
+    """A request's headers with their original names, values as text."""
+    pairs = []
+    for name, value in h11_request.headers.raw_items():
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        pairs.append((name.decode("ascii"), text))
+    return pairs
+
+
+def listener_filter(lower_headers: dict[str, str]) -> tuple[list[str] | None, list[str]]:
+    """The Microsoft-Relay-Allowed/DisallowedListeners lists of a request (§2.7)."""
+    def split(value: str | None) -> list[str]:
+        return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+    allowed = lower_headers.get("microsoft-relay-allowedlisteners")
+    return (split(allowed) if allowed is not None else None), split(lower_headers.get("microsoft-relay-disallowedlisteners"))
+
+
+class Relay:
+    """A Hybrid Connections relay: state and routing, independent of how it listens."""
+
+    def __init__(self, config: RelayConfig, *, reactor=None, secure: bool = False, metrics: RelayMetrics | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+        self.secure = secure
+        self.metrics = metrics or RelayMetrics()
+        self.registry = Registry(config)
+        self.ws_factory = RelayWebSocketFactory(self)
+        #: front doors (one per TCP connection), for a clean shutdown
+        self.connections: set[Any] = set()
+
+    def now(self) -> float:
+        return self.reactor.seconds()
+
+    def deny(self, error: ProtocolError, *, host: str, path: str) -> ConnectionDeny:
+        """The handshake answer for ``error``, counted and with an Azure-shaped reason."""
+        if error.status in (401, 403):
+            self.metrics.auth_failures.labels(str(error.status)).inc()
+        self.metrics.rejects.labels(str(error.status)).inc()
+        return ConnectionDeny(error.status, azure_reason(error.message, host=host, path=path, now=self.now()))
+
+    # -- WebSocket upgrades on /$hc/ (§3) ----------------------------------------
+
+    def websocket_connect(self, proto, request):
+        host = host_only(request.host)  # Autobahn's request.host has no port
+        try:
+            target = parse_relay_target(proto.http_request_uri)
+        except ProtocolError as e:
+            raise self.deny(e, host=host, path="") from None
+        if not target.hybrid:
+            raise self.deny(
+                ProtocolError("WebSocket connections go to /$hc/{hybrid connection}; plain paths take HTTP requests.", 404),
+                host=host,
+                path=target.path,
+            )
+        action = target.action or "connect"
+        handler = getattr(self, "_" + action)
+        try:
+            return handler(proto, request, target, host)
+        except ProtocolError as e:
+            raise self.deny(e, host=host, path=target.path) from None
+
+    def _lower_headers(self, proto) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        pairs = header_pairs(proto.front_request)
+        return pairs, {name.lower(): value for name, value in pairs}
+
+    def _listen(self, proto, request, target, host):
+        path = target.path.strip("/")
+        if not path:
+            raise ProtocolError("The listen address names no hybrid connection: use /$hc/{name}.", 404)
+        entity = self.registry.entity(path, create=True)
+        if entity is None:
+            raise ProtocolError("Endpoint does not exist.", 404)
+        try:
+            _, lower = self._lower_headers(proto)
+            token = find_token(lower, target.token, http=False, consume_authorization=False)
+            sas = check_token(self.config, entity, token, host=host, required=Rights.LISTEN, now=self.now())
+            limit = self.config.limits.max_listeners
+            if len(entity.listeners) >= limit:
+                raise ProtocolError(
+                    f"The hybrid connection already has the maximum of {limit} listeners "
+                    "(MaximumListenersPerEndpoint); stop one or use another hybrid connection.",
+                    403,
+                )
+        except ProtocolError:
+            self.registry.forget_if_idle(entity)
+            raise
+        channel = ControlChannel(self, entity, proto, target.tracking_id or str(uuid.uuid4()), sas.expiry, lower.get("host"))
+        proto.role = channel
+        proto.sink = CommandSink(ChannelReader(ROLE_RELAY), channel)
+        proto.maxMessagePayloadSize = self.config.limits.max_control_message_size
+        return None
+
+    def _connect(self, proto, request, target, host):
+        entity, _ = self.registry.resolve(target.path)
+        if entity is None:
+            raise ProtocolError("Endpoint does not exist.", 404)
+        pairs, lower = self._lower_headers(proto)
+        if entity.config.requires_client_authorization:
+            token = find_token(lower, target.token, http=False, consume_authorization=False)
+            check_token(self.config, entity, token, host=host, required=Rights.SEND, now=self.now())
+        allowed, disallowed = listener_filter(lower)
+        listener = entity.choose_listener(allowed, disallowed)
+        if listener is None:
+            self.registry.forget_if_idle(entity)
+            if entity.listeners:
+                raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
+            raise ProtocolError("There are no listeners connected for the endpoint.", 404)
+        pending = PendingConnect(self, proto, entity, request.protocols or [])
+        tracking_id = target.tracking_id or str(uuid.uuid4())
+        address = listener.rendezvous_address("accept", tracking_id, raw_suffix(target.raw_path, entity.name), target.app_query, pending.key)
+        pending.issued_query = address.split("?", 1)[1]
+        peer = proto.transport.getPeer()
+        accept = Accept(
+            address=address,
+            id=tracking_id,
+            connect_headers=connect_headers_for_listener(pairs),
+            remote_endpoint=RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0)),
+        )
+        listener.send(accept)
+        # The listener has the accept timeout to answer; Autobahn's opening
+        # handshake timer would cut the sender off sooner.
+        if proto.openHandshakeTimeoutCall is not None:
+            proto.openHandshakeTimeoutCall.cancel()
+            proto.openHandshakeTimeoutCall = None
+        proto.role = pending
+        return pending.deferred
+
+    def _accept(self, proto, request, target, host):
+        pending = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM))
+        if not isinstance(pending, PendingConnect) or pending.deferred.called:
+            raise ProtocolError("The rendezvous address is invalid, expired or already used.", 403)
+        rejected = reject_parameters(pending.issued_query, target.query)
+        if rejected is not None:
+            status, description = rejected
+            pending.reject(status, sanitize_reason(description, status))
+            # 410 Gone is how a rejecting listener learns it worked (§3.4).
+            raise ConnectionDeny(410, "Gone: the connection was rejected as asked.")
+        chosen = request.protocols[0] if request.protocols else None
+        if chosen is not None and chosen not in pending.offered_protocols:
+            pending.fail(502, f"The listener chose the sub-protocol {chosen!r}, which the sender did not offer.")
+            raise ConnectionDeny(400, f"The sub-protocol {chosen!r} was not offered by the sender.")
+        pending.accept(proto, chosen)
+        return chosen
+
+    def _request(self, proto, request, target, host):
+        from .http import HttpExchange
+
+        exchange = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM))
+        if not isinstance(exchange, HttpExchange) or exchange.finished:
+            raise ProtocolError("The rendezvous address is invalid, expired or already used.", 403)
+        exchange.rendezvous_claimed(proto)
+        proto.role = exchange
+        proto.sink = CommandSink(ChannelReader(ROLE_RELAY, accept=[Response]), exchange)
+        return None
+
+    # -- shutdown -----------------------------------------------------------
+
+    def close_all(self) -> None:
+        for door in list(self.connections):
+            door.transport.abortConnection()
+
+
+def raw_suffix(raw_path: str, entity: str) -> str:
+    """The part of a raw ``/$hc/...`` path after the entity name, as the sender wrote it."""
+    rest = raw_path.split("/", 2)[2] if raw_path.count("/") >= 2 else ""
+    encoded = encode_entity_path(entity)
+    if rest.startswith(encoded):
+        return rest[len(encoded):]
+    if rest.lower().startswith(encoded.lower()):
+        return rest[len(encoded):]
+    return ""
+
+
+class ControlChannel:
+    """A listener's control channel (§4): commands out, responses and renewals in."""
+
+    def __init__(self, relay: Relay, entity: Entity, proto, tracking_id: str, expiry: int, host_header: str | None) -> None:
+        self.relay = relay
+        self.entity = entity
+        self.proto = proto
+        self.tracking_id = tracking_id
+        self.expiry = expiry
+        self.key: str | None = None
+        self.host_header = host_header or "localhost"
+        #: request id -> HttpExchange waiting for (or receiving) its response here
+        self.exchanges: dict[str, Any] = {}
+        self._body_owner = None
+        self._expiry_call = None
+
+    # role interface
+    def leg_opened(self, proto) -> None:
+        self.key = self._unique_key()
+        self.entity.listeners[self.key] = self
+        self.relay.metrics.listeners.labels(self.entity.name).inc()
+        self._schedule_expiry()
+        log.info("listener {id} online for {path}", id=self.tracking_id, path=self.entity.name)
+
+    def leg_closed(self, proto, was_clean, code, reason) -> None:
+        if self._expiry_call is not None and self._expiry_call.active():
+            self._expiry_call.cancel()
+        if self.key is not None and self.entity.listeners.pop(self.key, None) is not None:
+            self.relay.metrics.listeners.labels(self.entity.name).dec()
+            log.info("listener {id} offline for {path}", id=self.tracking_id, path=self.entity.name)
+        self.relay.registry.forget_if_idle(self.entity)
+        for exchange in list(self.exchanges.values()):
+            exchange.listener_lost(self)
+        self.exchanges.clear()
+
+    def _unique_key(self) -> str:
+        n = 0
+        while f"{self.tracking_id}_G{n}" in self.entity.listeners:
+            n += 1
+        return f"{self.tracking_id}_G{n}"
+
+    # sending
+    def send(self, command) -> None:
+        self.proto.send_command(command)
+
+    def send_body(self, body: bytes) -> None:
+        self.proto.sendMessage(body, isBinary=True)
+
+    def rendezvous_address(self, action: str, tracking_id: str, suffix: str, query: str, key: str) -> str:
+        """A rendezvous URL on this relay, reachable the way the listener reached us."""
+        host, _, port = self.host_header.rpartition(":") if not self.host_header.endswith("]") else (self.host_header, "", "")
+        if not host or not port.isdigit():
+            host, port = self.host_header, ""
+        ns = Namespace(host=host.strip("[]").lower(), port=int(port) if port else None, secure=self.relay.secure)
+        address = rendezvous_url(ns, self.entity.name, action=action, rendezvous_id=tracking_id, suffix=suffix, query=query)
+        return f"{address}&{RENDEZVOUS_PARAM}={key}"
+
+    # CommandSink handler interface
+    def channel_event(self, event) -> None:
+        if isinstance(event, CommandReceived):
+            command = event.command
+            if isinstance(command, RenewToken):
+                self._renew(command.token)
+                return
+            exchange = self.exchanges.get(command.request_id)
+            self._body_owner = exchange if command.body else None
+            if exchange is None:
+                log.info("response for unknown or finished request {id} ignored", id=command.request_id)
+            else:
+                exchange.response_received(command, self)
+        elif isinstance(event, BodyData):
+            if self._body_owner is not None:
+                self._body_owner.response_body(event.data)
+        elif isinstance(event, BodyEnded):
+            owner, self._body_owner = self._body_owner, None
+            if owner is not None:
+                owner.response_body_end()
+
+    def framing_error(self, error: ProtocolError) -> None:
+        log.warn("closing control channel of {id}: {why}", id=self.tracking_id, why=error.message)
+        self.proto.sendClose(1008, error.message[:120])
+
+    # token lifetime (§4.5, §7.3)
+    def _renew(self, token: str) -> None:
+        try:
+            sas = check_token(self.relay.config, self.entity, token, host=host_only(self.host_header), required=Rights.LISTEN, now=self.relay.now())
+        except ProtocolError as e:
+            self.relay.metrics.auth_failures.labels(str(e.status)).inc()
+            self.proto.sendClose(1008, ("renewToken refused: " + e.message)[:120])
+            return
+        self.expiry = sas.expiry
+        self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry_call is not None and self._expiry_call.active():
+            self._expiry_call.cancel()
+        delay = max(0.0, self.expiry + self.relay.config.limits.token_grace - self.relay.now())
+        self._expiry_call = self.relay.reactor.callLater(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry_call = None
+        self.proto.sendClose(1008, "The token of this control channel expired; send renewToken before it does.")
+
+
+class PendingConnect:
+    """A sender's upgrade held open until the listener accepts, rejects or times out (§3.2)."""
+
+    def __init__(self, relay: Relay, sender, entity: Entity, offered_protocols: list[str]) -> None:
+        self.relay = relay
+        self.sender = sender
+        self.entity = entity
+        self.offered_protocols = offered_protocols
+        self.issued_query = ""
+        self.deferred: Deferred = Deferred()
+        self.key = relay.registry.park(self)
+        timeout = relay.config.limits.accept_timeout
+        self._timer = relay.reactor.callLater(timeout, self._timed_out, timeout)
+
+    def _timed_out(self, timeout: float) -> None:
+        self.relay.registry.drop(self.key)
+        self.fail(404, f"The listener did not accept the connection within the allowed timeout of {timeout:g} seconds.")
+
+    def fail(self, status: int, reason: str) -> None:
+        if self._timer.active():
+            self._timer.cancel()
+        if not self.deferred.called:
+            self.relay.metrics.rejects.labels(str(status)).inc()
+            self.deferred.errback(ConnectionDeny(status, reason))
+
+    def reject(self, status: int, description: str) -> None:
+        self.fail(status, description)
+
+    def accept(self, listener_leg, protocol: str | None) -> None:
+        if self._timer.active():
+            self._timer.cancel()
+        Splice(self.relay, self.entity, self.sender, listener_leg)
+        self.deferred.callback(protocol)
+
+    # role interface (the sender leg while waiting)
+    def leg_opened(self, proto) -> None:
+        pass
+
+    def leg_closed(self, proto, was_clean, code, reason) -> None:
+        # The sender gave up before the listener answered.
+        if self._timer.active():
+            self._timer.cancel()
+        self.relay.registry.drop(self.key)
+
+
+class Splice:
+    """Two legs relayed to each other: frames, flow control and closes (§6)."""
+
+    def __init__(self, relay: Relay, entity: Entity, sender, listener) -> None:
+        self.relay = relay
+        self.entity = entity
+        self._open = 0
+        self._counted = False
+        sender.peer, listener.peer = listener, sender
+        metrics = relay.metrics
+        sender.sink = Forwarder(sender, listener, metrics.bytes_to_listener)
+        listener.sink = Forwarder(listener, sender, metrics.bytes_to_sender)
+        sender.role = listener.role = self
+        sender.maxMessagePayloadSize = listener.maxMessagePayloadSize = relay.config.limits.max_message_size
+
+    def leg_opened(self, proto) -> None:
+        self._open += 1
+        if self._open == 2:
+            a, b = proto, proto.peer
+            # Each side's socket is the producer of the other's writes: a slow
+            # reader on one side stops the relay reading from the other.
+            a.transport.registerProducer(b.transport, True)
+            b.transport.registerProducer(a.transport, True)
+            self._counted = True
+            self.relay.metrics.connections.inc()
+            self.relay.metrics.connections_total.labels(self.entity.name).inc()
+
+    def leg_closed(self, proto, was_clean, code, reason) -> None:
+        other = proto.peer
+        if self._counted:
+            self._counted = False
+            self.relay.metrics.connections.dec()
+        if other is None:
+            return
+        if other.owes_close_reply:
+            # The far end went away instead of answering the forwarded Close.
+            other.answer_close(1001 if proto.remoteCloseCode is None else proto.remoteCloseCode, proto.remoteCloseReason)
+        elif other.state == other.STATE_OPEN and not was_clean:
+            # A leg dropped without a Close: the other side must see an error,
+            # not a clean end (§6).
+            other.dropConnection(abort=True)
+        elif other.state == other.STATE_OPEN:
+            other.sendClose(1001, "The peer went away.")

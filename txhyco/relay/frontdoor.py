@@ -1,0 +1,115 @@
+"""The first protocol on every relay connection: WebSocket upgrade or plain HTTP?
+
+It reads the request head (bounded in size and time), validates it with h11,
+and hands the connection either to an Autobahn leg (replaying the head, as
+Autobahn's own ``WebSocketResource`` does) or to an :class:`HttpSender`.
+It stays the transport's protocol and forwards to whichever it chose, which
+also works under TLS where the transport wraps us.
+"""
+from __future__ import annotations
+
+import h11
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from txhyco.protocol.http import reason_phrase
+
+from .http import HttpSender
+
+log = Logger()
+
+
+def _is_websocket_upgrade(request: h11.Request) -> bool:
+    if request.method != b"GET":
+        return False
+    for name, value in request.headers:
+        if name == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
+
+
+class FrontDoor(Protocol):
+    def __init__(self, relay) -> None:
+        self.relay = relay
+        self._buffer = b""
+        self._delegate = None
+        self._timer = None
+        self.closed = False
+
+    def connectionMade(self) -> None:
+        self.relay.connections.add(self)
+        try:
+            self.transport.setTcpNoDelay(True)
+        except Exception:  # not every transport is TCP
+            pass
+        timeout = self.relay.config.limits.handshake_timeout
+        self._timer = self.relay.reactor.callLater(timeout, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        self._refuse(408, "The request head did not arrive in time.")
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._delegate is not None:
+            self._delegate.dataReceived(data)
+            return
+        self._buffer += data
+        limit = self.relay.config.limits.max_header_size
+        end = self._buffer.find(b"\r\n\r\n", 0, limit + 4)
+        if end < 0:
+            if len(self._buffer) > limit:
+                self._refuse(431, f"The request head is larger than {limit} bytes.")
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limit + 4)
+        conn.receive_data(self._buffer)
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as e:
+            self._refuse(e.error_status_hint, f"Malformed HTTP request: {e}.")
+            return
+        if not isinstance(event, h11.Request):  # cannot happen with a complete head
+            self._refuse(400, "Malformed HTTP request.")
+            return
+        buffered, self._buffer = self._buffer, b""
+        if _is_websocket_upgrade(event):
+            leg = self.relay.ws_factory.buildProtocol(self.transport.getPeer())
+            leg.front_request = event
+            self._delegate = leg
+            leg.makeConnection(self.transport)
+            leg.dataReceived(buffered)
+        else:
+            sender = HttpSender(self.relay, self, conn)
+            self._delegate = sender
+            sender.first_event(event)
+
+    def _refuse(self, status: int, message: str) -> None:
+        body = (message + "\n").encode("utf-8")
+        head = (
+            f"HTTP/1.1 {status} {reason_phrase(status) or 'Error'}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode("ascii")
+        self.transport.write(head + body)
+        self.transport.loseConnection()
+        self.closed = True
+
+    def connectionLost(self, reason) -> None:
+        self.closed = True
+        self.relay.connections.discard(self)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if self._delegate is not None:
+            self._delegate.connectionLost(reason)
+
+
+class FrontDoorFactory(Factory):
+    def __init__(self, relay) -> None:
+        self.relay = relay
+
+    def buildProtocol(self, addr):
+        door = FrontDoor(self.relay)
+        door.factory = self
+        return door

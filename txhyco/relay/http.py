@@ -1,0 +1,494 @@
+"""Plain HTTP senders at the relay (§5): a request in, a listener's response out.
+
+:class:`HttpSender` drives h11 for one sender connection (keep-alive and
+pipelining included); :class:`HttpExchange` carries one request to a listener
+and its response back, over the control channel (small bodies, §5.3) or a
+request rendezvous (large or chunked bodies), streaming both ways with
+backpressure.
+"""
+from __future__ import annotations
+
+import uuid
+
+import h11
+from twisted.logger import Logger
+
+from txhyco.protocol.addresses import parse_relay_target
+from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.http import (
+    BodyData,
+    BodyEnded,
+    CONTROL_CHANNEL_BODY_LIMIT,
+    CommandReceived,
+    reason_phrase,
+    request_headers_for_listener,
+    response_has_body,
+    response_headers_for_sender,
+    sanitize_reason,
+)
+from txhyco.protocol.messages import RemoteEndpoint, Request
+from txhyco.protocol.sas import Rights
+
+from .auth import azure_reason, check_token, find_token, host_only
+from .core import header_pairs, listener_filter
+from .splice import frame_header
+
+log = Logger()
+
+# Headers that instruct the relay and are not forwarded to the listener.
+_RELAY_HEADERS = frozenset({"microsoft-relay-allowedlisteners", "microsoft-relay-disallowedlisteners"})
+
+
+class HttpSender:
+    """One sender's HTTP/1.1 connection to the relay, parsed with h11."""
+
+    def __init__(self, relay, front, conn: h11.Connection) -> None:
+        self.relay = relay
+        self.front = front
+        self.conn = conn
+        self.exchange: HttpExchange | None = None
+        self._paused = False
+
+    @property
+    def transport(self):
+        return self.front.transport
+
+    # -- input ---------------------------------------------------------------
+
+    def first_event(self, event) -> None:
+        self._handle(event)
+        self._drive()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._drive()
+
+    def connectionLost(self, reason) -> None:
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.sender_lost()
+
+    def _drive(self) -> None:
+        while self.transport is not None and not self.front.closed:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as e:
+                self.error(e.error_status_hint, f"Malformed HTTP request: {e}.")
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            self._handle(event)
+
+    def _handle(self, event) -> None:
+        if isinstance(event, h11.Request):
+            self._start(event)
+        elif isinstance(event, h11.Data):
+            if self.exchange is not None and event.data:
+                self.exchange.sender_data(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            if self.exchange is not None:
+                self.exchange.sender_end()
+            self._maybe_next_cycle()
+        elif isinstance(event, h11.ConnectionClosed):
+            if self.exchange is not None and not self.exchange.responded:
+                self.exchange.sender_lost()
+                self.exchange = None
+
+    def _start(self, request: h11.Request) -> None:
+        host = host_only(_header(request, b"host"))
+        path = ""
+        try:
+            target = parse_relay_target(request.target.decode("ascii"))
+            path = target.path
+            if target.hybrid:
+                raise ProtocolError("/$hc/ addresses take WebSocket upgrades; send HTTP requests to /{hybrid connection}/...", 400)
+            if request.method == b"CONNECT" or _header(request, b"upgrade"):
+                raise ProtocolError("The relay does not relay CONNECT or protocol upgrades over HTTP.", 405)
+            entity, _ = self.relay.registry.resolve(target.path)
+            if entity is None:
+                raise ProtocolError("Endpoint does not exist.", 404)
+            pairs = header_pairs(request)
+            lower = {name.lower(): value for name, value in pairs}
+            auth_required = entity.config.requires_client_authorization
+            consume = auth_required and not lower.get("servicebusauthorization") and not target.token
+            if auth_required:
+                token = find_token(lower, target.token, http=True, consume_authorization=True)
+                check_token(self.relay.config, entity, token, host=host, required=Rights.SEND, now=self.relay.now())
+            allowed, disallowed = listener_filter(lower)
+            listener = entity.choose_listener(allowed, disallowed)
+            if listener is None:
+                self.relay.registry.forget_if_idle(entity)
+                if entity.listeners:
+                    raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
+                raise ProtocolError("There are no listeners connected for the endpoint.", self.relay.config.limits.no_listener_status)
+            headers = request_headers_for_listener(
+                [(n, v) for n, v in pairs if n.lower() not in _RELAY_HEADERS],
+                via=f"1.1 {host or 'relay'}",
+                consume_authorization=consume,
+            )
+        except ProtocolError as e:
+            self.error(e.status, e.message, host=host, path=path)
+            return
+        request_target = target.raw_path + (f"?{target.app_query}" if target.app_query else "")
+        content_length = _header(request, b"content-length")
+        chunked = b"chunked" in (_header(request, b"transfer-encoding") or b"").lower()
+        peer = self.transport.getPeer()
+        self.exchange = HttpExchange(
+            self.relay,
+            self,
+            entity,
+            listener,
+            method=request.method.decode("ascii"),
+            request_target=request_target,
+            headers=headers,
+            remote=RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0)),
+            content_length=int(content_length) if content_length is not None else (None if chunked else 0),
+            via_host=host or "relay",
+        )
+        self.exchange.start()
+
+    # -- flow control --------------------------------------------------------
+
+    def pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    # -- output --------------------------------------------------------------
+
+    def _send(self, event) -> None:
+        data = self.conn.send(event)
+        if data:
+            self.transport.write(data)
+
+    def start_response(self, status: int, reason: str, headers: list[tuple[str, str]], content_length: int | None) -> None:
+        raw = [(n.encode("ascii"), v.encode("utf-8")) for n, v in headers]
+        if content_length is not None:
+            raw.append((b"Content-Length", str(content_length).encode("ascii")))
+        self._send(h11.Response(status_code=status, headers=raw, reason=reason.encode("utf-8")))
+
+    def write_body(self, data: bytes) -> None:
+        self._send(h11.Data(data=data))
+
+    def end_response(self) -> None:
+        self._send(h11.EndOfMessage())
+        self.exchange = None
+        self._maybe_next_cycle()
+
+    def abort(self) -> None:
+        """Cut the connection: a response that cannot be completed must not look complete."""
+        self.exchange = None
+        self.transport.abortConnection()
+
+    def error(self, status: int, message: str, *, host: str = "", path: str = "") -> None:
+        """Answer with a relay error (no Via: the listener never saw it), then go on or close."""
+        self.exchange = None
+        metrics = self.relay.metrics
+        if status in (401, 403):
+            metrics.auth_failures.labels(str(status)).inc()
+        metrics.rejects.labels(str(status)).inc()
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            self.transport.abortConnection()
+            return
+        reason = azure_reason(message, host=host or "relay", path=path, now=self.relay.now())
+        body = (message + "\n").encode("utf-8")
+        try:
+            self.start_response(status, reason, [("Content-Type", "text/plain; charset=utf-8")], len(body))
+            self._send(h11.Data(data=body))
+            self._send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            self.transport.abortConnection()
+            return
+        self._maybe_next_cycle()
+
+    def _maybe_next_cycle(self) -> None:
+        conn = self.conn
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE or conn.our_state is h11.ERROR:
+            self.transport.loseConnection()
+        elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY and self.exchange is None:
+            # Answered before the body was sent (an error, or an early
+            # response): read and drop the rest so the connection can go on.
+            pass
+
+
+def _header(request: h11.Request, name: bytes) -> bytes | None:
+    for key, value in request.headers:
+        if key == name:
+            return value
+    return None
+
+
+class HttpExchange:
+    """One relayed HTTP request: sender -> listener -> sender (§4.3, §4.4, §5)."""
+
+    def __init__(self, relay, sender: HttpSender, entity, listener, *, method, request_target, headers, remote, content_length, via_host) -> None:
+        self.relay = relay
+        self.sender = sender
+        self.entity = entity
+        self.listener = listener
+        self.method = method
+        self.request_target = request_target
+        self.headers = headers
+        self.remote = remote
+        self.content_length = content_length
+        self.via = f"1.1 {via_host}"
+        self.id = str(uuid.uuid4())
+        self.key = relay.registry.park(self)
+        self.address = listener.rendezvous_address("request", self.id, "", "", self.key)
+        self.inline = content_length is not None and content_length <= CONTROL_CHANNEL_BODY_LIMIT
+        self.finished = False
+        self.responded = False
+        self.rendezvous = None
+        self._body: list[bytes] = []
+        self._body_done = False
+        self._body_streaming = False
+        self._first_fragment = True
+        self._sent = False
+        self._response_body: list[bytes] | None = None
+        self._response = None
+        self._deadline = None
+        self._idle = None
+
+    # -- sending the request -------------------------------------------------
+
+    def start(self) -> None:
+        self.listener.exchanges[self.id] = self
+        self.relay.metrics  # noqa: B018 (kept for symmetry; counted at the end)
+        if not self.inline:
+            # Address-only: the listener comes to a rendezvous for the rest (§4.3).
+            self.listener.send(Request(address=self.address, id=self.id))
+            self._arm_deadline()
+
+    def _full_request(self, body: bool) -> Request:
+        return Request(
+            address=self.address,
+            id=self.id,
+            request_target=self.request_target,
+            method=self.method,
+            request_headers=self.headers,
+            body=body,
+            remote_endpoint=self.remote,
+        )
+
+    def sender_data(self, data: bytes) -> None:
+        if self.finished:
+            return
+        if self._body_streaming:
+            self._write_fragment(data)
+        else:
+            self._body.append(data)
+            if not self.inline:
+                self.sender.pause()
+
+    def sender_end(self) -> None:
+        if self.finished:
+            return
+        self._body_done = True
+        if self.inline and not self._sent:
+            self._sent = True
+            body = b"".join(self._body)
+            self._body = []
+            self.listener.send(self._full_request(bool(body)))
+            if body:
+                self.listener.send_body(body)
+            self._arm_deadline()
+        elif self._body_streaming:
+            self._end_fragments()
+
+    def rendezvous_claimed(self, proto) -> None:
+        self.rendezvous = proto
+
+    def leg_opened(self, proto) -> None:
+        if self._sent:
+            return  # the listener came only to answer here (§4.4)
+        self._sent = True
+        has_body = bool(self._body) or not self._body_done
+        proto.send_command(self._full_request(has_body))
+        if not has_body:
+            return
+        self._body_streaming = True
+        body, self._body = self._body, []
+        for chunk in body:
+            self._write_fragment(chunk)
+        if self._body_done:
+            self._end_fragments()
+        else:
+            if self.sender.conn.they_are_waiting_for_100_continue:
+                self.sender._send(h11.InformationalResponse(status_code=100, headers=[]))
+            proto.transport.registerProducer(self.sender.transport, True)
+            self.sender.resume()
+
+    def _write_fragment(self, data: bytes) -> None:
+        # One binary message, fragments sent as the sender's data arrives (§5.3).
+        opcode = 2 if self._first_fragment else 0
+        self._first_fragment = False
+        transport = self.rendezvous.transport
+        transport.write(frame_header(opcode, False, len(data)))
+        transport.write(data)
+        self.relay.metrics.bytes_to_listener[0] += len(data)
+
+    def _end_fragments(self) -> None:
+        self._body_streaming = False
+        transport = self.rendezvous.transport
+        transport.write(frame_header(2 if self._first_fragment else 0, True, 0))
+        if transport.producer is not None:
+            transport.unregisterProducer()
+
+    # -- the response --------------------------------------------------------
+
+    def _arm_deadline(self) -> None:
+        timeout = self.relay.config.limits.response_timeout
+        self._deadline = self.relay.reactor.callLater(timeout, self._deadline_passed, timeout)
+
+    def _deadline_passed(self, timeout: float) -> None:
+        self._deadline = None
+        self._fail(504, f"The listener did not respond within {timeout:g} seconds.")
+
+    def response_received(self, response, channel) -> None:
+        if self.responded or self.finished:
+            return
+        self.responded = True
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        status = response.status_code
+        self._response = response
+        self._has_body = response_has_body(self.method, status)
+        self._status_reason = sanitize_reason(response.status_description, status)
+        try:
+            self._headers = response_headers_for_sender(response.response_headers, via=self.via)
+        except ProtocolError as e:
+            self._fail(502, f"The listener sent unusable response headers: {e.message}")
+            return
+        self.relay.metrics.http_requests.labels(self.entity.name, str(status)).inc()
+        if not response.body:
+            self._start(0 if self._has_body else None)
+            self._finish_response()
+        elif channel is self.rendezvous:
+            # Streamed: chunked to the sender, paced by the sender's reading.
+            self._start(None)
+            self.sender.transport.registerProducer(self.rendezvous.transport, True)
+            self._arm_idle()
+        else:
+            self._response_body = []  # small: sent with a Content-Length when complete
+
+    def _start(self, content_length: int | None) -> None:
+        if not self._has_body:
+            content_length = None
+        self.sender.start_response(self._response.status_code, self._status_reason, self._headers, content_length)
+
+    def response_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        if self._response_body is not None:
+            self._response_body.append(data)
+            return
+        self.relay.metrics.bytes_to_sender[0] += len(data)
+        if self._has_body:
+            self.sender.write_body(data)
+        self._arm_idle()
+
+    def response_body_end(self) -> None:
+        if self.finished:
+            return
+        if self._response_body is not None:
+            body = b"".join(self._response_body) if self._has_body else b""
+            self._response_body = None
+            self.relay.metrics.bytes_to_sender[0] += len(body)
+            self._start(len(body))
+            if body:
+                self.sender.write_body(body)
+        self._finish_response()
+
+    def _finish_response(self) -> None:
+        sender = self.sender
+        if sender.transport is not None and sender.transport.producer is not None:
+            sender.transport.unregisterProducer()
+        self._cleanup()
+        sender.end_response()
+
+    def _arm_idle(self) -> None:
+        timeout = self.relay.config.limits.stream_idle_timeout
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(timeout)
+        else:
+            self._idle = self.relay.reactor.callLater(timeout, self._idle_passed)
+
+    def _idle_passed(self) -> None:
+        self._idle = None
+        log.warn("response for {id} idle too long; cutting the sender off", id=self.id)
+        self._fail(504, "The listener's response stalled.")
+
+    # -- failures and cleanup --------------------------------------------------
+
+    def _fail(self, status: int, message: str) -> None:
+        if self.finished:
+            return
+        self._cleanup(abort_rendezvous=True)
+        if self.responded:
+            self.sender.abort()
+        else:
+            self.relay.metrics.http_requests.labels(self.entity.name, str(status)).inc()
+            self.sender.error(status, message, host=self.via.split(" ", 1)[1], path=self.entity.name)
+
+    def listener_lost(self, channel) -> None:
+        if self.rendezvous is not None and self.rendezvous.state == self.rendezvous.STATE_OPEN and self.responded:
+            return  # the response streams on its rendezvous; the control channel is not needed
+        if self.rendezvous is not None and not self.responded and self._sent and not self.inline:
+            return  # the rendezvous is up and may still answer
+        self._fail(502, "The listener disconnected before it responded.")
+
+    def sender_lost(self) -> None:
+        self._cleanup(abort_rendezvous=True)
+
+    def _cleanup(self, abort_rendezvous: bool = False) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.listener.exchanges.pop(self.id, None)
+        self.relay.registry.drop(self.key)
+        for call in (self._deadline, self._idle):
+            if call is not None and call.active():
+                call.cancel()
+        proto = self.rendezvous
+        if proto is not None and proto.state == proto.STATE_OPEN:
+            if abort_rendezvous:
+                proto.sendClose(1001, "The request was abandoned.")
+            else:
+                # The relay never routes another request here (§5.6 [REC]).
+                proto.sendClose(1000, "Done.")
+
+    # -- rendezvous role (CommandSink handler + leg events) --------------------
+
+    def channel_event(self, event) -> None:
+        if isinstance(event, CommandReceived):
+            response = event.command
+            if response.request_id != self.id:
+                self.framing_error(ProtocolError(f"A response for request {response.request_id!r} arrived on the rendezvous of {self.id!r}."))
+                return
+            self.response_received(response, self.rendezvous)
+        elif isinstance(event, BodyData):
+            self.response_body(event.data)
+        elif isinstance(event, BodyEnded):
+            self.response_body_end()
+
+    def framing_error(self, error: ProtocolError) -> None:
+        log.warn("request rendezvous {id}: {why}", id=self.id, why=error.message)
+        self._fail(502, f"The listener broke the protocol: {error.message}")
+
+    def leg_closed(self, proto, was_clean, code, reason) -> None:
+        sink = proto.sink
+        if hasattr(sink, "closed") and not self.finished:
+            sink.closed()  # a Close may end an unterminated body (Java, §5.5)
+        if not self.finished:
+            if self.responded:
+                self._cleanup()
+                self.sender.abort()
+            elif self._sent and not self.inline:
+                self._fail(502, "The listener closed the rendezvous before it responded.")

@@ -1,0 +1,109 @@
+"""Which hybrid connections exist, who listens on them, and what is pending.
+
+Pure bookkeeping with no I/O: the WebSocket and HTTP sides register control
+channels here, pick a listener for each sender, and park the state of
+connections and requests that wait for a listener's rendezvous.
+"""
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from txhyco.protocol.addresses import entity_path_candidates
+
+from .config import HybridConnectionConfig, RelayConfig
+
+
+@dataclass
+class Entity:
+    """One hybrid connection as the relay sees it at run time."""
+
+    config: HybridConnectionConfig
+    #: listener tracking id -> control channel protocol
+    listeners: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def choose_listener(self, allowed: Iterable[str] | None = None, disallowed: Iterable[str] = ()) -> Any | None:
+        """A random listener, honouring the Allowed/DisallowedListeners headers (§2.7)."""
+        if allowed is None and not disallowed:
+            candidates = list(self.listeners.values())
+        else:
+            allow = None if allowed is None else {a.lower() for a in allowed}
+            deny = {d.lower() for d in disallowed}
+            candidates = [
+                ch for lid, ch in self.listeners.items()
+                if (allow is None or _base_id(lid) in allow) and _base_id(lid) not in deny
+            ]
+        return random.choice(candidates) if candidates else None
+
+
+def _base_id(tracking_id: str) -> str:
+    """A listener's tracking id without the service's ``_G<n>`` suffix."""
+    return tracking_id.split("_", 1)[0].lower()
+
+
+class Registry:
+    """Entities by name, and rendezvous tokens handed out and not yet used."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.entities: dict[str, Entity] = {}
+        #: rendezvous key -> pending connect or HTTP exchange (single use)
+        self.pending: dict[str, Any] = {}
+
+    def entity(self, name: str, *, create: bool) -> Entity | None:
+        """The entity called ``name``; created on first use when the config allows."""
+        found = self.entities.get(name)
+        if found is not None or not create:
+            return found
+        hc = self.config.entity(name)
+        if hc is None:
+            return None
+        found = self.entities[name] = Entity(hc)
+        return found
+
+    def resolve(self, path: str) -> tuple[Entity | None, str]:
+        """Split a sender's path into (entity, suffix) by the longest known entity name.
+
+        Known means configured or having had a listener. When nothing
+        matches and the relay serves any path, the whole path is the entity
+        (so the sender learns that nobody listens there).
+        """
+        for candidate in entity_path_candidates(path):
+            found = self.entities.get(candidate)
+            if found is None and candidate in self.config.hybrid_connections:
+                found = self.entity(candidate, create=True)
+            if found is not None:
+                return found, path[len(candidate):]
+        if self.config.restrict:
+            return None, ""
+        return self.entity(path, create=True), ""
+
+    def forget_if_idle(self, entity: Entity) -> None:
+        """Drop an unconfigured entity once its last listener has gone."""
+        if not entity.listeners and entity.name not in self.config.hybrid_connections:
+            self.entities.pop(entity.name, None)
+
+    def park(self, item: Any) -> str:
+        """Store ``item`` under a fresh unguessable key; the rendezvous URL carries it.
+
+        The key is separate from ``sb-hc-id`` because a sender may choose its
+        own tracking id, and a rendezvous URL is a capability.
+        """
+        key = secrets.token_urlsafe(18)
+        self.pending[key] = item
+        return key
+
+    def claim(self, rid: str | None) -> Any | None:
+        """Take the item parked under ``rid``: each rendezvous URL works once."""
+        if rid is None:
+            return None
+        return self.pending.pop(rid, None)
+
+    def drop(self, rid: str) -> None:
+        self.pending.pop(rid, None)

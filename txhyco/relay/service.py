@@ -1,0 +1,115 @@
+"""The relay as a Twisted service: listen, announce the connection string, stop cleanly."""
+from __future__ import annotations
+
+import sys
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from txhyco.protocol.connection_string import ConnectionString
+
+from .config import RelayConfig
+from .core import Relay
+from .frontdoor import FrontDoorFactory
+
+log = Logger()
+
+DEFAULT_LISTEN = "tcp:9090:interface=127.0.0.1"
+
+
+class RelayService(Service):
+    """A local Hybrid Connections relay listening on a Twisted server endpoint.
+
+    :param announce: called with the connection string once listening
+        (``txhyco relay`` prints it on stdout as a line of its own).
+    """
+
+    def __init__(
+        self,
+        config: RelayConfig,
+        listen: str = DEFAULT_LISTEN,
+        *,
+        tls: tuple[str, str] | None = None,
+        metrics_endpoint: str | None = None,
+        reactor=None,
+        announce=None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.config = config
+        self.listen_description = listen
+        self.tls = tls
+        self.metrics_endpoint = metrics_endpoint
+        self.announce = announce
+        self.relay = Relay(config, reactor=reactor, secure=tls is not None)
+        self.port = None
+        self.metrics_port = None
+        self.ready: defer.Deferred = defer.Deferred()
+
+    def factory(self):
+        factory = FrontDoorFactory(self.relay)
+        if self.tls is not None:
+            from .tls import server_context
+
+            factory = TLSMemoryBIOFactory(server_context(*self.tls), False, factory)
+        return factory
+
+    @defer.inlineCallbacks
+    def _start(self):
+        endpoint = serverFromString(self.reactor, self.listen_description)
+        self.port = yield endpoint.listen(self.factory())
+        if self.metrics_endpoint:
+            from prometheus_client.twisted import MetricsResource
+            from twisted.web.resource import Resource
+            from twisted.web.server import Site
+
+            root = Resource()
+            root.putChild(b"metrics", MetricsResource(registry=self.relay.metrics.registry))
+            self.metrics_port = yield serverFromString(self.reactor, self.metrics_endpoint).listen(Site(root))
+        if self.announce is not None:
+            self.announce(self.connection_string().format())
+        return self
+
+    def startService(self) -> None:
+        super().startService()
+        d = self._start()
+        d.chainDeferred(self.ready)
+        d.addErrback(lambda f: None)  # reported through self.ready
+
+    def connection_string(self) -> ConnectionString:
+        """What a client needs to reach this relay, with the real port."""
+        host = self.port.getHost()
+        address = host.host
+        if address in ("0.0.0.0", "::", ""):
+            address = "127.0.0.1"
+        if ":" in address:
+            address = f"[{address}]"
+        rule = self.config.root_rule
+        return ConnectionString(
+            endpoint=f"sb://{address}:{host.port}/",
+            shared_access_key_name=rule.name,
+            shared_access_key=rule.primary_key,
+            shared_access_signature=None,
+            entity_path=None,
+            use_development_emulator=self.tls is None,
+        )
+
+    def stopService(self):
+        super().stopService()
+        ds = []
+        if self.port is not None:
+            ds.append(defer.maybeDeferred(self.port.stopListening))
+        if self.metrics_port is not None:
+            ds.append(defer.maybeDeferred(self.metrics_port.stopListening))
+        self.relay.close_all()
+        return defer.DeferredList(ds)
+
+
+def print_connection_string(line: str) -> None:
+    """Write the connection string line, flushed, so a parent process can read it."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

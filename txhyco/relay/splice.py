@@ -1,0 +1,74 @@
+"""Relaying WebSocket frames between a sender and a listener's rendezvous (§6).
+
+The relay terminates both WebSocket legs with Autobahn (handshakes, masking,
+control frames, limits) but never reassembles data messages: each data frame
+is re-emitted on the other leg as it arrives, with its opcode and FIN bit, so
+message boundaries, types and fragmentation survive, memory stays flat for
+messages of any size, and there is no copy beyond Autobahn's unmasking.
+
+Re-emitting a frame whose payload arrives over several reads needs its
+header written first with the FIN bit of the incoming frame, which Autobahn's
+streaming send API cannot express (it always writes FIN=0 and ends messages
+with an extra empty frame). So this module writes the header itself: an
+unmasked server-to-client frame header, RFC 6455 §5.2.
+"""
+from __future__ import annotations
+
+import struct
+
+_SHORT = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def frame_header(opcode: int, fin: bool, length: int) -> bytes:
+    """The header of an unmasked frame (RFC 6455 §5.2): no RSV bits, no mask."""
+    b0 = (0x80 if fin else 0) | opcode
+    if length < 126:
+        return bytes((b0, length))
+    if length < 0x10000:
+        return _SHORT.pack(b0, 126, length)
+    return _LONG.pack(b0, 127, length)
+
+
+class Forwarder:
+    """Receives one leg's data frames (Autobahn's streaming hooks) and writes them to the other.
+
+    ``counter`` is a one-element list that accumulates payload bytes, read by
+    the metrics collector; cheaper than a metric object on the hot path.
+    """
+
+    __slots__ = ("source", "target", "_opcode", "_counter")
+
+    def __init__(self, source, target, counter: list[int]) -> None:
+        self.source = source
+        self.target = target
+        self._opcode = 0
+        self._counter = counter
+
+    def message_begin(self, is_binary: bool) -> None:
+        self._opcode = 2 if is_binary else 1
+
+    def frame_begin(self, length: int, fin: bool) -> None:
+        target = self.target
+        self._counter[0] += length
+        if target.state != target.STATE_OPEN:
+            return
+        target.transport.write(frame_header(self._opcode, fin, length))
+        self._opcode = 0
+        if length:
+            target.frame_in_progress = length
+
+    def frame_data(self, data: bytes) -> None:
+        target = self.target
+        if target.state != target.STATE_OPEN or not target.frame_in_progress:
+            return
+        target.transport.write(data)
+        target.frame_in_progress -= len(data)
+        if not target.frame_in_progress and target.held_frames:
+            target.release_held_frames()
+
+    def frame_end(self) -> None:
+        pass
+
+    def message_end(self) -> None:
+        pass

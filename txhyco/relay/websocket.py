@@ -1,0 +1,253 @@
+"""The relay's WebSocket legs: control channels, senders and rendezvous sockets.
+
+Every ``/$hc/`` upgrade becomes a :class:`RelayWebSocketProtocol`, an Autobahn
+server protocol. Its role is decided in ``onConnect`` by the relay (see
+:mod:`txhyco.relay.core`): a listener's control channel, a sender waiting to
+be spliced, a listener's accept rendezvous, or an HTTP request rendezvous.
+Data frames never reach ``onMessage``: Autobahn's streaming hooks hand them
+to the role's *sink* as they arrive.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.logger import Logger
+
+from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.http import ChannelReader
+from txhyco.protocol.messages import serialize_command
+
+log = Logger()
+
+# Close codes of RFC 6455 §7.4.1 that may appear in a Close frame.
+_SENDABLE = WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
+
+
+def _close_code_valid(code: int | None) -> bool:
+    return code is None or code in _SENDABLE or 3000 <= code <= 4999
+
+
+class _Discard:
+    """Sink for messages a leg must not send (e.g. a sender before splicing)."""
+
+    def message_begin(self, is_binary: bool) -> None:
+        pass
+
+    def frame_begin(self, length: int, fin: bool) -> None:
+        pass
+
+    def frame_data(self, data: bytes) -> None:
+        pass
+
+    def message_end(self) -> None:
+        pass
+
+
+DISCARD = _Discard()
+
+
+class CommandSink:
+    """Turns a leg's messages into :class:`ChannelReader` events for a handler.
+
+    Text messages (commands, at most a few KiB) are joined; binary messages
+    (bodies) stream through piece by piece.
+    """
+
+    __slots__ = ("reader", "handler", "_text", "_binary")
+
+    def __init__(self, reader: ChannelReader, handler: Any) -> None:
+        self.reader = reader
+        self.handler = handler
+        self._text: list[bytes] | None = None
+        self._binary = False
+
+    def _deliver(self, call, *args) -> None:
+        try:
+            events = call(*args)
+        except ProtocolError as e:
+            self.handler.framing_error(e)
+            return
+        for event in events:
+            self.handler.channel_event(event)
+
+    def message_begin(self, is_binary: bool) -> None:
+        self._binary = is_binary
+        if is_binary:
+            self._deliver(self.reader.binary_begin)
+        else:
+            self._text = []
+
+    def frame_begin(self, length: int, fin: bool) -> None:
+        pass
+
+    def frame_data(self, data: bytes) -> None:
+        if self._binary:
+            if data:
+                self._deliver(self.reader.binary_data, data)
+        elif self._text is not None:
+            self._text.append(data)
+
+    def message_end(self) -> None:
+        if self._binary:
+            self._deliver(self.reader.binary_end)
+        else:
+            text, self._text = b"".join(self._text or ()), None
+            self._deliver(self.reader.text, text)
+
+    def closed(self) -> None:
+        self._deliver(self.reader.closed)
+
+
+class RelayWebSocketProtocol(WebSocketServerProtocol):
+    """One WebSocket leg at the relay. See the module docstring."""
+
+    relay: Any = None  # set by the factory
+    sink: Any = DISCARD
+    #: the role object: ControlChannel, PendingConnect side, Splice, HttpExchange
+    role: Any = None
+    #: the other leg once spliced
+    peer: RelayWebSocketProtocol | None = None
+    #: payload bytes still to be written of a frame forwarded *into* this leg
+    frame_in_progress = 0
+    #: control frames Autobahn wanted to send while a forwarded frame was open
+    held_frames: tuple | list = ()
+    #: the other leg sent Close and waits for this leg's answer (half-close, §6)
+    owes_close_reply = False
+    #: the parsed h11 request head, set by the front door before the handshake
+    front_request: Any = None
+
+    # -- handshake -----------------------------------------------------------
+
+    def onConnect(self, request):
+        return self.relay.websocket_connect(self, request)
+
+    def onOpen(self) -> None:
+        if self.role is not None:
+            self.role.leg_opened(self)
+
+    # -- streaming receive hooks -> sink ---------------------------------------
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        self.message_data_total_length = 0
+        self.sink.message_begin(isBinary)
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        # Autobahn's own bookkeeping enforces maxMessagePayloadSize (close 1009).
+        WebSocketServerProtocol.onMessageFrameBegin(self, length)
+        if not self.failedByMe:
+            self.sink.frame_begin(length, self.current_frame.fin)
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        if not self.failedByMe:
+            self.sink.frame_data(payload)
+
+    def onMessageFrameEnd(self) -> None:
+        self.frame_data = None
+
+    def onMessageEnd(self) -> None:
+        if not self.failedByMe:
+            self.sink.message_end()
+
+    # -- sending -------------------------------------------------------------
+
+    def sendFrame(self, opcode, payload=b"", fin=True, rsv=0, mask=None, payload_len=None, chopsize=None, sync=False):
+        # A control frame (pong, close) must not land inside a frame that is
+        # being forwarded into this leg piece by piece: hold it until the
+        # frame is complete (RFC 6455 §5.4 allows control frames between
+        # fragments, not inside one).
+        if self.frame_in_progress:
+            if not self.held_frames:
+                self.held_frames = []
+            self.held_frames.append((opcode, payload, fin, rsv, mask, payload_len, chopsize, sync))
+            return
+        super().sendFrame(opcode, payload, fin, rsv, mask, payload_len, chopsize, sync)
+
+    def release_held_frames(self) -> None:
+        held, self.held_frames = self.held_frames, ()
+        for args in held:
+            super().sendFrame(*args)
+
+    def send_command(self, command) -> None:
+        """Send one control-channel command as a text message."""
+        self.sendMessage(serialize_command(command).encode("utf-8"), isBinary=False)
+
+    # -- closing -------------------------------------------------------------
+
+    def onCloseFrame(self, code, reasonRaw):
+        peer = self.peer
+        if (
+            peer is None
+            or self.state != self.STATE_OPEN
+            or peer.state != self.STATE_OPEN
+            or not _close_code_valid(code)
+        ):
+            result = super().onCloseFrame(code, reasonRaw)
+            if peer is not None and peer.owes_close_reply and self.state != self.STATE_OPEN:
+                # This was the far end's answer to a Close we forwarded.
+                peer.answer_close(self.remoteCloseCode, self.remoteCloseReason)
+            return result
+        # Half-close (§6): pass the Close on, keep relaying the other way, and
+        # answer this leg only when the other side answers.
+        reason = None
+        if reasonRaw:
+            try:
+                reason = reasonRaw.decode("utf-8")
+            except UnicodeDecodeError:
+                return super().onCloseFrame(code, reasonRaw)
+        self.remoteCloseCode, self.remoteCloseReason = code, reason
+        self.owes_close_reply = True
+        peer.closeHandshakeTimeout = self.relay.config.limits.stream_idle_timeout
+        if code is None:
+            peer.sendClose()
+        else:
+            peer.sendClose(code, reason)
+        return None
+
+    def answer_close(self, code: int | None, reason: str | None) -> None:
+        """Complete a half-closed leg's handshake with the far end's answer."""
+        self.owes_close_reply = False
+        if self.state != self.STATE_OPEN:
+            return
+        self.wasClean = True
+        if code is None or not _close_code_valid(code):
+            self.sendCloseFrame(isReply=True)
+        else:
+            self.sendCloseFrame(code=code, reasonUtf8=(reason or "").encode("utf-8")[:123], isReply=True)
+        self.dropConnection(abort=False)
+
+    def onClose(self, wasClean, code, reason) -> None:
+        role = self.role
+        if role is not None:
+            role.leg_closed(self, wasClean, code, reason)
+
+
+class RelayWebSocketFactory(WebSocketServerFactory):
+    """Builds :class:`RelayWebSocketProtocol` legs for one relay."""
+
+    protocol = RelayWebSocketProtocol
+
+    def __init__(self, relay) -> None:
+        super().__init__()
+        self.relay = relay
+        limits = relay.config.limits
+        self.setProtocolOptions(
+            webStatus=False,
+            # The front door already timed the request head; this covers the
+            # rest of the handshake (connect legs cancel it and wait for the
+            # listener under the accept timeout instead).
+            openHandshakeTimeout=limits.handshake_timeout,
+            closeHandshakeTimeout=5,
+            # The endpoints validate text; the relay passes frames through.
+            utf8validateIncoming=False,
+            maxMessagePayloadSize=limits.max_message_size,
+            failByDrop=False,
+            autoPingInterval=0,
+        )
+        self.server = "txhyco-relay"
+
+    def buildProtocol(self, addr):
+        proto = super().buildProtocol(addr)
+        proto.relay = self.relay
+        return proto
