@@ -125,7 +125,10 @@ class RawListener:
 
     def _answer(self, request, body, channel) -> None:
         self.requests.append((request, body))
-        status, headers, out = self.respond(request, body)
+        answer = self.respond(request, body)
+        if answer is None:
+            return  # scripted silence
+        status, headers, out = answer
         response = {"requestId": request["id"], "statusCode": status, "responseHeaders": headers, "body": bool(out)}
         if len(out) > 65536 and channel is self.control:
             self._answer_on_rendezvous(request, response, out)

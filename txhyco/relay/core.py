@@ -301,7 +301,7 @@ class ControlChannel:
 
     def framing_error(self, error: ProtocolError) -> None:
         log.warn("closing control channel of {id}: {why}", id=self.tracking_id, why=error.message)
-        self.proto.sendClose(1008, error.message[:120])
+        self.proto.close_with(1008, error.message[:120])
 
     # token lifetime (§4.5, §7.3)
     def _renew(self, token: str) -> None:
@@ -309,7 +309,7 @@ class ControlChannel:
             sas = check_token(self.relay.config, self.entity, token, host=host_only(self.host_header), required=Rights.LISTEN, now=self.relay.now())
         except ProtocolError as e:
             self.relay.metrics.auth_failures.labels(str(e.status)).inc()
-            self.proto.sendClose(1008, ("renewToken refused: " + e.message)[:120])
+            self.proto.close_with(1008, ("renewToken refused: " + e.message)[:120])
             return
         self.expiry = sas.expiry
         self._schedule_expiry()
@@ -322,7 +322,7 @@ class ControlChannel:
 
     def _expired(self) -> None:
         self._expiry_call = None
-        self.proto.sendClose(1008, "The token of this control channel expired; send renewToken before it does.")
+        self.proto.close_with(1008, "The token of this control channel expired; send renewToken before it does.")
 
 
 class PendingConnect:
@@ -412,4 +412,4 @@ class Splice:
             # not a clean end (§6).
             other.dropConnection(abort=True)
         elif other.state == other.STATE_OPEN:
-            other.sendClose(1001, "The peer went away.")
+            other.close_with(1001, "The peer went away.")

@@ -84,7 +84,8 @@ class HttpSender:
             self._start(event)
         elif isinstance(event, h11.Data):
             if self.exchange is not None and event.data:
-                self.exchange.sender_data(event.data)
+                # h11 hands out bytearray slices; transports take bytes only.
+                self.exchange.sender_data(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
             if self.exchange is not None:
                 self.exchange.sender_end()
@@ -95,7 +96,7 @@ class HttpSender:
                 self.exchange = None
 
     def _start(self, request: h11.Request) -> None:
-        host = host_only(_header(request, b"host"))
+        host = host_only((_header(request, b"host") or b"").decode("latin-1"))
         path = ""
         try:
             target = parse_relay_target(request.target.decode("ascii"))
@@ -459,10 +460,10 @@ class HttpExchange:
         proto = self.rendezvous
         if proto is not None and proto.state == proto.STATE_OPEN:
             if abort_rendezvous:
-                proto.sendClose(1001, "The request was abandoned.")
+                proto.close_with(1001, "The request was abandoned.")
             else:
                 # The relay never routes another request here (§5.6 [REC]).
-                proto.sendClose(1000, "Done.")
+                proto.close_with(1000, "Done.")
 
     # -- rendezvous role (CommandSink handler + leg events) --------------------
 

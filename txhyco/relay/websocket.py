@@ -25,6 +25,12 @@ log = Logger()
 _SENDABLE = WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
 
 
+def _reason_bytes(reason: str | None) -> bytes:
+    """A close reason cut to the 123 bytes a Close frame allows, on a character boundary."""
+    raw = (reason or "").encode("utf-8")[:123]
+    return raw.decode("utf-8", "ignore").encode("utf-8")
+
+
 def _close_code_valid(code: int | None) -> bool:
     return code is None or code in _SENDABLE or 3000 <= code <= 4999
 
@@ -169,6 +175,18 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
         for args in held:
             super().sendFrame(*args)
 
+    def close_with(self, code: int | None = None, reason: str | None = None) -> None:
+        """Start a closing handshake with any sendable code.
+
+        Autobahn's ``sendClose`` only lets applications use 1000 and
+        3000-4999; a relay must also say 1001, 1008 and 1011 (§6, §7.1) and
+        pass on whatever code a peer used.
+        """
+        if code is None:
+            self.sendCloseFrame(isReply=False)
+        else:
+            self.sendCloseFrame(code=code, reasonUtf8=_reason_bytes(reason), isReply=False)
+
     def send_command(self, command) -> None:
         """Send one control-channel command as a text message."""
         self.sendMessage(serialize_command(command).encode("utf-8"), isBinary=False)
@@ -199,10 +217,7 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
         self.remoteCloseCode, self.remoteCloseReason = code, reason
         self.owes_close_reply = True
         peer.closeHandshakeTimeout = self.relay.config.limits.stream_idle_timeout
-        if code is None:
-            peer.sendClose()
-        else:
-            peer.sendClose(code, reason)
+        peer.close_with(code, reason)
         return None
 
     def answer_close(self, code: int | None, reason: str | None) -> None:
@@ -214,7 +229,7 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
         if code is None or not _close_code_valid(code):
             self.sendCloseFrame(isReply=True)
         else:
-            self.sendCloseFrame(code=code, reasonUtf8=(reason or "").encode("utf-8")[:123], isReply=True)
+            self.sendCloseFrame(code=code, reasonUtf8=_reason_bytes(reason), isReply=True)
         self.dropConnection(abort=False)
 
     def onClose(self, wasClean, code, reason) -> None:

@@ -1,0 +1,142 @@
+"""Token providers: where a listener or sender gets the token for an audience.
+
+No clock reads: ``now`` is passed in, so the Twisted glue (which owns the
+reactor's clock) decides when to mint and when to renew (protocol.md §7.3, §11).
+A provider may return a string or an awaitable of one (Entra ID sources are
+asynchronous); the glue awaits it.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
+
+from .errors import ProtocolError
+from .sas import dotnet_audience, sign_token, token_expiry
+
+__all__ = [
+    "TokenProvider",
+    "StaticTokenProvider",
+    "SasKeyTokenProvider",
+    "CallableTokenProvider",
+    "renewal_time",
+    "MAX_KEY_LENGTH",
+    "RENEW_FRACTION",
+    "RENEW_MARGIN",
+]
+
+#: .NET and Java refuse SAS key names and keys longer than this (§7.6).
+MAX_KEY_LENGTH = 256
+#: Renew after this fraction of a token's lifetime (§11: 80–90 %).
+RENEW_FRACTION = 0.85
+#: ... and never later than this many seconds before ``se`` (§11).
+RENEW_MARGIN = 60.0
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """Anything that can produce a token for an audience URI at time ``now``."""
+
+    def get_token(self, audience: str, now: float) -> str | Awaitable[str]:
+        ...
+
+
+class StaticTokenProvider:
+    """Always the same token (e.g. a connection string's ``SharedAccessSignature``); never renewed."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        if not isinstance(token, str) or not token.strip():
+            raise ProtocolError("A static token must be a non-empty string.")
+        self._token = token.strip()
+
+    def get_token(self, audience: str, now: float) -> str:
+        return self._token
+
+    def __repr__(self) -> str:
+        return "StaticTokenProvider(token=<redacted>)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StaticTokenProvider) and other._token == self._token
+
+    def __hash__(self) -> int:
+        return hash((StaticTokenProvider, self._token))
+
+
+def _check_key_part(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(f"The SAS {what} must be a non-empty string.")
+    if len(value) > MAX_KEY_LENGTH:
+        raise ProtocolError(f"The SAS {what} is longer than {MAX_KEY_LENGTH} characters.")
+    return value
+
+
+class SasKeyTokenProvider:
+    """Mints SAS tokens from a rule name and key, like .NET's SharedAccessSignatureTokenProvider.
+
+    The audience is normalised the .NET way (``http://host/path/``, §8.3), which
+    the real service and our relay both accept.
+    """
+
+    __slots__ = ("key_name", "_key", "lifetime")
+
+    def __init__(self, key_name: str, key: str, lifetime: float = 3600) -> None:
+        self.key_name = _check_key_part(key_name, "key name")
+        self._key = _check_key_part(key, "key")
+        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or not math.isfinite(lifetime) or lifetime <= 0:
+            raise ProtocolError(f"A token lifetime must be a positive number of seconds, not {lifetime!r}.")
+        self.lifetime = float(lifetime)
+
+    def get_token(self, audience: str, now: float) -> str:
+        return sign_token(dotnet_audience(audience), self.key_name, self._key, int(now + self.lifetime))
+
+    def __repr__(self) -> str:
+        return f"SasKeyTokenProvider(key_name={self.key_name!r}, key=<redacted>, lifetime={self.lifetime!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SasKeyTokenProvider)
+            and (other.key_name, other._key, other.lifetime) == (self.key_name, self._key, self.lifetime)
+        )
+
+    def __hash__(self) -> int:
+        return hash((SasKeyTokenProvider, self.key_name, self._key, self.lifetime))
+
+
+class CallableTokenProvider:
+    """Wraps ``func(audience) -> str | Awaitable[str]`` (e.g. an Entra ID credential)."""
+
+    __slots__ = ("_func",)
+
+    def __init__(self, func: Callable[[str], str | Awaitable[str]]) -> None:
+        if not callable(func):
+            raise ProtocolError("CallableTokenProvider needs a callable taking the audience URI.")
+        self._func = func
+
+    def get_token(self, audience: str, now: float) -> str | Awaitable[str]:
+        result = self._func(audience)
+        if isinstance(result, str) or inspect.isawaitable(result):
+            return result
+        raise ProtocolError(
+            f"The token function returned {type(result).__name__}; it must return a string or an awaitable."
+        )
+
+    def __repr__(self) -> str:
+        name = getattr(self._func, "__qualname__", None) or type(self._func).__name__
+        return f"CallableTokenProvider({name})"
+
+
+def renewal_time(token: str, issued_at: float) -> float | None:
+    """When to renew ``token`` issued at ``issued_at``; None if its expiry is unknown.
+
+    At 85 % of the lifetime, never later than ``se - 60 s`` (§11: better than the
+    official clients, which renew exactly at expiry), never before ``issued_at``.
+    """
+    expiry = token_expiry(token)
+    if expiry is None:
+        return None
+    lifetime = expiry - issued_at
+    when = min(issued_at + RENEW_FRACTION * lifetime, expiry - RENEW_MARGIN)
+    return float(max(when, issued_at))
