@@ -232,6 +232,14 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
             self.sendCloseFrame(code=code, reasonUtf8=_reason_bytes(reason), isReply=True)
         self.dropConnection(abort=False)
 
+    def dropConnection(self, abort: bool = False) -> None:
+        # After a clean closing handshake Autobahn's server side resets the
+        # TCP connection; ws 1.x (hyco-ws) then reports 1006 instead of the
+        # close code the relay passed on. Close with a FIN instead.
+        if abort and self.wasClean:
+            abort = False
+        super().dropConnection(abort)
+
     def onClose(self, wasClean, code, reason) -> None:
         role = self.role
         if role is not None:

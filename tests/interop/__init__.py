@@ -1,0 +1,1 @@
+"""Interop harness: Microsoft's Node relay clients driven from pytest (see nodeclients.py)."""

@@ -1,0 +1,3 @@
+'use strict';
+// Never loaded by require('http') (core modules win); re-export core for completeness.
+module.exports = require('node:http');
