@@ -1,0 +1,81 @@
+"""RelayedServerFactory and RelayedClientFactory through the local relay."""
+import pytest
+import pytest_twisted
+from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer, reactor, task
+
+from tests.support.wsclient import Leg
+from txhyco.errors import RelayHandshakeError
+from txhyco.websocket import RelayedClientFactory, RelayedServerFactory, connect_relay
+
+
+class Echo(WebSocketServerProtocol):
+    seen = []
+
+    def onConnect(self, request):
+        Echo.seen.append(request)
+        if request.path == "/deny":
+            raise ConnectionDeny(403, "Not you")
+        if "chat" in request.protocols:
+            return "chat"
+
+    def onMessage(self, payload, isBinary):
+        if payload == b"close-me":
+            self.sendClose(4000, "bye")
+        else:
+            self.sendMessage(payload, isBinary)
+
+
+class Client(Leg):
+    """A Leg whose handshake outcome is read from connect_relay, not from ``opened``."""
+
+    def __init__(self):
+        super().__init__()
+        self.opened.addErrback(lambda failure: None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_echo_server_behind_relay(relay):
+    factory = RelayedServerFactory(relay.connection_string.format(), path="echo")
+    factory.protocol = Echo
+    port = yield factory.listen()
+    assert str(port.getHost()).endswith("/$hc/echo")
+    client = yield connect_relay(Client, relay.connection_string.format(), path="echo", suffix="/room", query="x=1", headers={"X-Custom": "v"})
+    for payload, binary in [(b"hi", False), (b"\x00" * 70000, True), (b"", False)]:
+        client.sendMessage(payload, isBinary=binary)
+        assert (yield client.messages.get()) == (payload, binary)
+    request = Echo.seen[-1]
+    assert request.path == "/room"
+    assert request.params == {"x": ["1"]}
+    assert request.headers["x-custom"] == "v"
+    assert request.headers["x-forwarded-prefix"] == "/echo"
+    assert request.peer.startswith("tcp4:127.0.0.1:")
+    client.sendMessage(b"close-me")
+    assert (yield client.closed)[1:] == (4000, "bye")
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_deny_becomes_reject_and_subprotocol_negotiates(relay):
+    factory = RelayedServerFactory(relay.connection_string.format(), path="gate")
+    factory.protocol = Echo
+    port = yield factory.listen()
+    with pytest.raises(RelayHandshakeError) as info:
+        yield connect_relay(Client, relay.connection_string.format(), path="gate", suffix="/deny")
+    assert (info.value.status, info.value.reason) == (403, "Not you")
+    client = yield connect_relay(Client, relay.connection_string.format(), path="gate", protocols=["chat", "other"])
+    assert client.websocket_protocol_in_use == "chat"
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sender_errors_are_clear(relay):
+    with pytest.raises(RelayHandshakeError) as info:
+        yield connect_relay(Client, relay.connection_string.format(), path="nobody")
+    assert info.value.status == 404
+    assert "listener is online" in str(info.value)
+    cs = relay.connection_string.format().replace(relay.rule.primary_key, "d3JvbmcK")
+    with pytest.raises(RelayHandshakeError) as info:
+        yield RelayedServerFactory(cs, path="x").listen()
+    assert info.value.status == 401

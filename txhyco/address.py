@@ -1,0 +1,130 @@
+"""Naming a hybrid connection and how to reach it: namespace, path, credentials, trust."""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress
+from zope.interface import implementer
+
+from txhyco.protocol.addresses import Namespace, encode_entity_path
+from txhyco.protocol.connection_string import ConnectionString
+from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.tokens import CallableTokenProvider, SasKeyTokenProvider, StaticTokenProvider, TokenProvider
+
+CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
+
+
+@implementer(IAddress)
+@dataclass(frozen=True)
+class HybridConnectionAddress:
+    """The address of a relayed port (``getHost()``): a namespace and an entity path."""
+
+    namespace: Namespace
+    path: str
+
+    @property
+    def host(self) -> str:
+        return self.namespace.host
+
+    @property
+    def port(self) -> int:
+        return self.namespace.effective_port
+
+    def __str__(self) -> str:
+        scheme = "wss" if self.namespace.secure else "ws"
+        return f"{scheme}://{self.namespace.authority}/$hc/{encode_entity_path(self.path)}"
+
+
+@dataclass(frozen=True, repr=False)
+class HybridConnection:
+    """One hybrid connection: where it is, how to authorize, which CA to trust."""
+
+    namespace: Namespace
+    path: str
+    token_provider: TokenProvider | None = None
+    ca_file: str | None = None
+
+    def __repr__(self) -> str:
+        return f"HybridConnection({self.address})"
+
+    @property
+    def address(self) -> HybridConnectionAddress:
+        return HybridConnectionAddress(self.namespace, self.path)
+
+    @property
+    def audience(self) -> str:
+        """The resource a token for this hybrid connection is signed for."""
+        return f"http://{self.namespace.host}/{encode_entity_path(self.path)}"
+
+    def get_token(self, reactor) -> defer.Deferred:
+        """A fresh token from the provider (which may be async); None without one."""
+        provider = self.token_provider
+        if provider is None:
+            return defer.succeed(None)
+
+        def call():
+            result = provider.get_token(self.audience, reactor.seconds())
+            if inspect.isawaitable(result) and not isinstance(result, defer.Deferred):
+                return defer.ensureDeferred(_await(result))
+            return result
+
+        return defer.maybeDeferred(call)
+
+    @classmethod
+    def from_args(
+        cls,
+        *,
+        connection_string: str | ConnectionString | None = None,
+        namespace: str | Namespace | None = None,
+        path: str | None = None,
+        key_name: str | None = None,
+        key: str | None = None,
+        token: str | None = None,
+        token_provider=None,
+        ca_file: str | None = None,
+        secure: bool | None = None,
+        environ=None,
+    ) -> HybridConnection:
+        """Build from a connection string or from parts; ``HYCO_CONNECTION_STRING`` if neither.
+
+        ``token_provider`` may be a :class:`TokenProvider` or a callable taking
+        the audience and returning a token or an awaitable of one.
+        """
+        environ = os.environ if environ is None else environ
+        if connection_string is None and namespace is None:
+            connection_string = environ.get(CONNECTION_STRING_ENV)
+            if not connection_string:
+                raise ProtocolError(
+                    "No relay given: pass connection_string=... or namespace=..., "
+                    f"or set {CONNECTION_STRING_ENV}."
+                )
+        provider = None
+        if connection_string is not None:
+            if isinstance(connection_string, str):
+                connection_string = ConnectionString.parse(connection_string)
+            ns = connection_string.namespace
+            path = path or connection_string.entity_path
+            if connection_string.shared_access_key or connection_string.shared_access_signature:
+                provider = connection_string.token_provider()
+        else:
+            ns = namespace if isinstance(namespace, Namespace) else Namespace.parse(namespace, secure=True if secure is None else secure)
+        if secure is not None and ns.secure != secure:
+            ns = Namespace(ns.host, ns.port, secure)
+        if not path or not path.strip("/"):
+            raise ProtocolError("No hybrid connection path given: pass path=... or put EntityPath in the connection string.")
+        if token_provider is not None:
+            provider = token_provider if hasattr(token_provider, "get_token") else CallableTokenProvider(token_provider)
+        elif token is not None:
+            provider = StaticTokenProvider(token)
+        elif key is not None or key_name is not None:
+            if not (key and key_name):
+                raise ProtocolError("Give both key_name and key (a SAS rule name and its key).")
+            provider = SasKeyTokenProvider(key_name, key)
+        return cls(ns, path.strip("/"), provider, ca_file)
+
+
+async def _await(awaitable):
+    return await awaitable

@@ -1,0 +1,407 @@
+"""Serving an accepted relayed WebSocket with an ordinary server protocol.
+
+The application's protocol (an Autobahn ``WebSocketServerProtocol``, or a
+twisted.web ``Site`` with a ``WebSocketResource``) gets a transport of ours
+and, through it, exactly what a direct client would have sent: an HTTP/1.1
+Upgrade request built from the ``accept`` message (with h11), then the
+sender's frames. Its answer decides the rendezvous: a 101 opens it (with the
+chosen sub-protocol), anything else rejects the connection with that status
+and reason (protocol.md §3.3, §3.4, §4.2).
+
+After that, frames are not parsed into messages: the relay's frames go into
+the protocol as they come, and the protocol's frames go out as they are
+written, with the client mask RFC 6455 requires on the rendezvous leg added
+on the way. Control frames, close handshakes and fragmentation stay the
+application's and the sender's business, end to end.
+"""
+from __future__ import annotations
+
+import random
+from urllib.parse import urlsplit
+
+import h11
+from autobahn.websocket.xormasker import create_xor_masker
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from zope.interface import implementer
+
+from txhyco.address import HybridConnectionAddress
+from txhyco.errors import RelayError
+from txhyco.handshake import open_raw_websocket
+from txhyco.protocol.addresses import encode_entity_path, reject_url, strip_reserved_query
+from txhyco.protocol.http import reason_phrase
+from txhyco.protocol.messages import Accept
+
+log = Logger()
+
+# Headers of the sender's upgrade that do not carry over to the synthetic one:
+# hop-by-hop and handshake mechanics (rebuilt), extensions (never negotiated
+# on the synthetic hop: the relay does not negotiate them either), and auth.
+_SKIP = frozenset({
+    "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-extensions", "servicebusauthorization", "content-length",
+    "transfer-encoding", "te", "trailer", "keep-alive", "proxy-connection",
+})
+
+
+class FrameMasker:
+    """Turns a stream of unmasked frames into the same frames, masked (RFC 6455 §5.3).
+
+    Headers may arrive split across writes; payloads are masked as they pass,
+    never buffered.
+    """
+
+    __slots__ = ("_write", "_head", "_remaining", "_masker")
+
+    def __init__(self, write) -> None:
+        self._write = write
+        self._head = b""
+        self._remaining = 0
+        self._masker = None
+
+    def feed(self, data: bytes) -> None:
+        write = self._write
+        while data:
+            if self._remaining:
+                n = self._remaining
+                if len(data) <= n:
+                    write(self._masker.process(data))
+                    self._remaining = n - len(data)
+                    return
+                write(self._masker.process(data[:n]))
+                self._remaining = 0
+                data = data[n:]
+                continue
+            head = self._head + data if self._head else data
+            if len(head) < 2:
+                self._head = head
+                return
+            b1 = head[1]
+            if b1 & 0x80:
+                raise RelayError("A frame to be masked was masked already.")
+            code = b1 & 0x7F
+            size = 2 if code < 126 else (4 if code == 126 else 10)
+            if len(head) < size:
+                self._head = head
+                return
+            if code < 126:
+                length = code
+            else:
+                length = int.from_bytes(head[2:size], "big")
+            mask = random.getrandbits(32).to_bytes(4, "big")
+            header = bytes((head[0], b1 | 0x80)) + head[2:size] + mask
+            self._head = b""
+            rest = head[size:]
+            if not length:
+                write(header)
+                data = rest
+                continue
+            masker = create_xor_masker(mask, length)
+            if len(rest) >= length:
+                write(header + masker.process(rest[:length]))
+                data = rest[length:]
+                continue
+            self._masker = masker
+            self._remaining = length
+            write(header)
+            data = rest
+
+
+def _peer_address(accept: Accept):
+    endpoint = accept.remote_endpoint
+    if endpoint is None:
+        return IPv4Address("TCP", "0.0.0.0", 0)
+    cls = IPv6Address if ":" in endpoint.address else IPv4Address
+    return cls("TCP", endpoint.address, endpoint.port)
+
+
+def synthetic_target(accept: Accept, entity_path: str) -> tuple[str, str]:
+    """(request target, prefix) the application sees for an accepted connection.
+
+    The sender's path is shown relative to the hybrid connection
+    (``/$hc/myhc/room?x=1`` → ``/room?x=1``), like a site served at the
+    hybrid connection's root; the prefix (``/myhc``) goes to the application
+    as ``X-Forwarded-Prefix``. ``sb-hc-*`` parameters are removed (§2.4).
+    """
+    parts = urlsplit(accept.address)
+    path = parts.path
+    prefix = "/$hc/" + encode_entity_path(entity_path)
+    if path.startswith(prefix):
+        path = path[len(prefix):]
+    elif path.startswith("/$hc/"):
+        path = path[4:]
+    if not path.startswith("/"):
+        path = "/" + path
+    query = strip_reserved_query(parts.query)
+    # Node listeners' un-prefixed reject parameters are the relay's business;
+    # nothing else of ours is in the query.
+    return (path + ("?" + query if query else "")), "/" + encode_entity_path(entity_path)
+
+
+def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.Connection, bytes]:
+    """The Upgrade request a direct client would have sent, and the h11 client that reads the answer."""
+    target, prefix = synthetic_target(accept, entity_path)
+    headers = accept.connect_headers
+    key = headers.get("Sec-WebSocket-Key") or "dGhlIHNhbXBsZSBub25jZQ=="
+    out = [
+        ("Host", host),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    for name, value in headers.items():
+        if name.lower() not in _SKIP and name.lower() != "x-forwarded-prefix":
+            out.append((name, value))
+    out.append(("X-Forwarded-Prefix", prefix))
+    conn = h11.Connection(h11.CLIENT)
+    data = conn.send(h11.Request(method="GET", target=target, headers=out))
+    data += conn.send(h11.EndOfMessage())
+    return conn, data
+
+
+@implementer(ITransport, IConsumer, IPushProducer)
+class RelayedTransport:
+    """The transport an application protocol sees for one relayed connection.
+
+    Writes go to the bridge; producers and flow control map onto the
+    rendezvous socket once it exists. ``protocol`` is whoever receives data
+    now (a twisted.web ``Site`` hands the connection to a WebSocket protocol
+    by reassigning it).
+    """
+
+    disconnecting = False
+    disconnected = False
+
+    def __init__(self, bridge, peer, host) -> None:
+        self.bridge = bridge
+        self.protocol = None
+        self._peer = peer
+        self._host = host
+        self.producer = None
+        self.streaming_producer = False
+
+    # ITransport
+    def write(self, data: bytes) -> None:
+        if not self.disconnected:
+            self.bridge.outbound(data)
+
+    def writeSequence(self, seq) -> None:
+        self.write(b"".join(seq))
+
+    def loseConnection(self) -> None:
+        if not self.disconnecting:
+            self.disconnecting = True
+            self.bridge.close(abort=False)
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        self.bridge.close(abort=True)
+
+    def getPeer(self):
+        return self._peer
+
+    def getHost(self):
+        return self._host
+
+    # TCP-ish no-ops that servers call
+    def setTcpNoDelay(self, enabled) -> None:
+        pass
+
+    def setTcpKeepAlive(self, enabled) -> None:
+        pass
+
+    # IConsumer: the application's producer is paced by the rendezvous socket
+    def registerProducer(self, producer, streaming) -> None:
+        if self.producer is not None:
+            raise RuntimeError("A producer is already registered.")
+        self.producer, self.streaming_producer = producer, streaming
+        self.bridge.producer_changed()
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+        self.bridge.producer_changed()
+
+    # IPushProducer: the application may pause its input
+    def pauseProducing(self) -> None:
+        self.bridge.pause_inbound()
+
+    def resumeProducing(self) -> None:
+        self.bridge.resume_inbound()
+
+    def stopProducing(self) -> None:
+        self.abortConnection()
+
+
+class AcceptBridge:
+    """One accepted connection, from ``accept`` to the end of the rendezvous (see module doc)."""
+
+    HANDSHAKE, CONNECTING, OPEN, CLOSED = range(4)
+
+    def __init__(self, reactor, accept: Accept, hc, protocol, *, mask_inbound: bool = True) -> None:
+        self.reactor = reactor
+        self.accept = accept
+        self.hc = hc
+        self.app = protocol
+        self.mask_inbound = mask_inbound
+        self.state = self.HANDSHAKE
+        self.rendezvous = None
+        self._answer = b""
+        self._pending: list[bytes] = []
+        self._close_requested: bool | None = None
+        self._lost = False
+        self._h11 = None
+        self.transport = RelayedTransport(self, _peer_address(accept), HybridConnectionAddress(hc.namespace, hc.path))
+        self._out = None
+        self._in = None
+        self.done: defer.Deferred = defer.Deferred()  # fires when the connection is over
+
+    def start(self) -> None:
+        transport = self.transport
+        transport.protocol = self.app
+        self._h11, request = synthetic_upgrade(self.accept, self.hc.path, self.hc.namespace.host)
+        self.app.makeConnection(transport)
+        transport.protocol.dataReceived(request)
+
+    # -- application output ----------------------------------------------------
+
+    def outbound(self, data: bytes) -> None:
+        state = self.state
+        if state == self.OPEN:
+            self._out.feed(data)
+        elif state == self.CONNECTING:
+            self._pending.append(data)
+        elif state == self.HANDSHAKE:
+            self._read_answer(data)
+
+    def _read_answer(self, data: bytes) -> None:
+        conn = self._h11
+        conn.receive_data(data)
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as e:
+            self._reject(502, f"The listener application sent a malformed handshake answer: {e}")
+            return
+        if event is h11.NEED_DATA:
+            return
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            chosen = None
+            for name, value in event.headers:
+                if name == b"sec-websocket-protocol":
+                    chosen = value.decode("ascii")
+            leftover = bytes(conn.trailing_data[0])
+            if leftover:
+                self._pending.append(leftover)
+            self.state = self.CONNECTING
+            self._open_rendezvous(chosen)
+            return
+        status = getattr(event, "status_code", 500)
+        reason = getattr(event, "reason", b"").decode("utf-8", "replace") or reason_phrase(status)
+        self._reject(status, reason)
+
+    # -- rendezvous ---------------------------------------------------------------
+
+    def _open_rendezvous(self, chosen: str | None) -> None:
+        d = open_raw_websocket(self.reactor, self.accept.address, protocol=chosen, ca_file=self.hc.ca_file)
+        d.addCallbacks(self._rendezvous_open, self._rendezvous_failed)
+
+    def _rendezvous_open(self, result) -> None:
+        proto, _chosen, leftover = result
+        if self.state == self.CLOSED:
+            proto.transport.loseConnection()
+            return
+        self.rendezvous = proto
+        proto.handler = self
+        write = proto.transport.write
+        self._out = FrameMasker(write)
+        if self.mask_inbound:
+            self._in = FrameMasker(self._deliver)
+        self.state = self.OPEN
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            self._out.feed(chunk)
+        self.producer_changed()
+        if leftover:
+            self.dataReceived(leftover)
+        if self._close_requested is not None:
+            self.close(self._close_requested)
+
+    def _rendezvous_failed(self, failure: Failure) -> None:
+        log.warn("rendezvous for {id} failed: {why}", id=self.accept.id, why=failure.getErrorMessage())
+        self._end(failure)
+
+    # rendezvous socket handler interface (see RawUpgrade)
+    def dataReceived(self, data: bytes) -> None:
+        if self._in is not None:
+            self._in.feed(data)
+        else:
+            self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        protocol = self.transport.protocol
+        if protocol is not None and not self._lost:
+            protocol.dataReceived(data)
+
+    def connectionLost(self, reason) -> None:
+        self._end(reason)
+
+    # -- flow control ---------------------------------------------------------
+
+    def producer_changed(self) -> None:
+        if self.rendezvous is None:
+            return
+        transport = self.rendezvous.transport
+        producer = self.transport.producer
+        if producer is not None and transport.producer is None:
+            transport.registerProducer(producer, self.transport.streaming_producer)
+        elif producer is None and transport.producer is not None:
+            transport.unregisterProducer()
+
+    def pause_inbound(self) -> None:
+        if self.rendezvous is not None:
+            self.rendezvous.transport.pauseProducing()
+
+    def resume_inbound(self) -> None:
+        if self.rendezvous is not None:
+            self.rendezvous.transport.resumeProducing()
+
+    # -- ending ---------------------------------------------------------------
+
+    def close(self, abort: bool) -> None:
+        if self.state == self.OPEN:
+            transport = self.rendezvous.transport
+            transport.abortConnection() if abort else transport.loseConnection()
+        elif self.state == self.CONNECTING:
+            self._close_requested = abort  # after the rendezvous opens
+            if abort:
+                self.state = self.CLOSED
+                self._end(Failure(ConnectionLost("aborted by the application")))
+        elif self.state == self.HANDSHAKE:
+            # Closed without a 101 (after an error answer, or silently).
+            self._reject(503, "The listener application closed the connection during the handshake.")
+
+    def _reject(self, status: int, reason: str) -> None:
+        if self.state == self.CLOSED:
+            return
+        self.state = self.CLOSED
+        url = reject_url(self.accept.address, status, reason)
+        d = open_raw_websocket(self.reactor, url, ca_file=self.hc.ca_file)
+        # 410 Gone is the success answer to a reject (§3.4).
+        d.addErrback(lambda f: None)
+        self._end(Failure(ConnectionDone(f"rejected with {status} {reason}")))
+
+    def _end(self, reason) -> None:
+        self.state = self.CLOSED
+        if self._lost:
+            return
+        self._lost = True
+        self.transport.disconnected = True
+        protocol = self.transport.protocol
+        if protocol is not None:
+            protocol.connectionLost(reason if isinstance(reason, Failure) else Failure(reason))
+        if not self.done.called:
+            self.done.callback(None)

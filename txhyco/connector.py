@@ -1,0 +1,27 @@
+"""Opening TCP (and TLS) connections to a relay, the way every leg does it."""
+from __future__ import annotations
+
+from twisted.internet import defer, error
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+from txhyco.clienttls import client_tls_options
+from txhyco.errors import RelayUnreachable
+
+
+def relay_endpoint(reactor, host: str, port: int, *, secure: bool, ca_file: str | None = None, timeout: float = 30):
+    """A client endpoint for a relay host: TCP, wrapped in verified TLS for wss/https."""
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if secure:
+        endpoint = wrapClientTLS(client_tls_options(host, ca_file), endpoint)
+    return endpoint
+
+
+@defer.inlineCallbacks
+def connect(reactor, host: str, port: int, factory, *, secure: bool, ca_file: str | None = None, timeout: float = 30):
+    """Connect ``factory``; connection failures become :class:`RelayUnreachable` with the cause."""
+    endpoint = relay_endpoint(reactor, host, port, secure=secure, ca_file=ca_file, timeout=timeout)
+    try:
+        proto = yield endpoint.connect(factory)
+    except (error.ConnectError, error.DNSLookupError, error.TimeoutError) as e:
+        raise RelayUnreachable(f"Cannot reach the relay at {host}:{port}: {e.__class__.__name__}: {e}.") from None
+    return proto

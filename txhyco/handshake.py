@@ -1,0 +1,169 @@
+"""Client-side WebSocket handshakes: Autobahn legs' outcomes, and raw upgrades for rendezvous.
+
+The rendezvous leg of an accepted connection is not an Autobahn client: once
+upgraded, its bytes flow straight to (and, masked, from) the application's
+own server protocol. So its upgrade is done here with h11, and the socket is
+then handed to whoever owns it.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from urllib.parse import urlsplit
+
+import h11
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+
+from txhyco.connector import connect
+from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_value(key: bytes) -> bytes:
+    """``Sec-WebSocket-Accept`` for ``key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+
+
+def handshake_error(proto, url: str = "") -> RelayError:
+    """Why an Autobahn client leg closed before it opened."""
+    line = getattr(proto, "http_status_line", None)
+    if line:
+        parts = line.split(" ", 2)
+        if len(parts) >= 2 and parts[1].isdigit():
+            return RelayHandshakeError(int(parts[1]), parts[2] if len(parts) > 2 else "", url)
+    why = getattr(proto, "wasNotCleanReason", None) or "the connection closed during the WebSocket handshake"
+    return RelayUnreachable(f"No WebSocket to {url}: {why}.")
+
+
+def wait_open(proto, url: str = "") -> defer.Deferred:
+    """Fires with ``proto`` once its handshake succeeds, or fails with why it did not."""
+    result: defer.Deferred = defer.Deferred()
+
+    def opened(_):
+        if not result.called:
+            result.callback(proto)
+        return _
+
+    def closed(_):
+        if not result.called:
+            result.errback(handshake_error(proto, url))
+        return _
+
+    proto.is_open.addCallback(opened)
+    proto.is_closed.addCallback(closed)
+    return result
+
+
+def split_ws_url(url: str) -> tuple[bool, str, int, str, str]:
+    """(secure, host, port, host header, request target) of a ws/wss URL, used verbatim."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise RelayError(f"Not a WebSocket URL: {url!r}.")
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return secure, parts.hostname, port, parts.netloc.rsplit("@", 1)[-1], target
+
+
+class RawUpgrade(Protocol):
+    """Upgrades a fresh connection to WebSocket, then forwards everything to ``handler``.
+
+    ``done`` fires with ``(self, chosen_protocol, leftover_bytes)`` after a 101,
+    or fails with :class:`RelayHandshakeError` carrying the status (a reject's
+    expected 410 included).
+    """
+
+    def __init__(self, host_header: str, target: str, protocol: str | None, timeout: float, reactor) -> None:
+        self.host_header = host_header
+        self.target = target
+        self.protocol = protocol
+        self.key = base64.b64encode(os.urandom(16))
+        self.conn = h11.Connection(h11.CLIENT)
+        self.done: defer.Deferred = defer.Deferred()
+        self.handler = None
+        self._timeout = timeout
+        self._reactor = reactor
+        self._timer = None
+
+    def connectionMade(self) -> None:
+        try:
+            self.transport.setTcpNoDelay(True)
+        except Exception:
+            pass
+        headers = [
+            ("Host", self.host_header),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", self.key.decode("ascii")),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        if self.protocol:
+            headers.append(("Sec-WebSocket-Protocol", self.protocol))
+        data = self.conn.send(h11.Request(method="GET", target=self.target, headers=headers))
+        data += self.conn.send(h11.EndOfMessage())
+        self.transport.write(data)
+        self._timer = self._reactor.callLater(self._timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(RelayUnreachable(f"The rendezvous upgrade did not complete within {self._timeout:g} seconds."))
+        self.transport.abortConnection()
+
+    def _fail(self, error: Exception) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if not self.done.called:
+            self.done.errback(error)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.handler is not None:
+            self.handler.dataReceived(data)
+            return
+        if self.done.called:
+            return
+        self.conn.receive_data(data)
+        try:
+            event = self.conn.next_event()
+        except h11.RemoteProtocolError as e:
+            self._fail(RelayError(f"The relay sent a malformed handshake response: {e}."))
+            self.transport.abortConnection()
+            return
+        if event is h11.NEED_DATA:
+            return
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            headers = {k.lower(): v for k, v in event.headers}
+            if headers.get(b"sec-websocket-accept") != accept_value(self.key):
+                self._fail(RelayError("The relay's 101 answer has a wrong Sec-WebSocket-Accept."))
+                self.transport.abortConnection()
+                return
+            chosen = headers.get(b"sec-websocket-protocol")
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            leftover = self.conn.trailing_data[0]
+            self.done.callback((self, chosen.decode("ascii") if chosen else None, bytes(leftover)))
+            return
+        status = getattr(event, "status_code", 0)
+        reason = getattr(event, "reason", b"").decode("utf-8", "replace")
+        self._fail(RelayHandshakeError(status, reason))
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason) -> None:
+        if self.handler is not None:
+            self.handler.connectionLost(reason)
+        else:
+            self._fail(RelayUnreachable("The relay closed the rendezvous connection during the handshake."))
+
+
+def open_raw_websocket(reactor, url: str, *, protocol: str | None = None, ca_file: str | None = None, timeout: float = 20.0) -> defer.Deferred:
+    """Connect and upgrade to ``url`` used verbatim; fires with (RawUpgrade, chosen, leftover)."""
+    secure, host, port, host_header, target = split_ws_url(url)
+    proto = RawUpgrade(host_header, target, protocol, timeout, reactor)
+    factory = Factory.forProtocol(lambda: proto)
+    d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file, timeout=timeout)
+    d.addCallback(lambda _: proto.done)
+    return d
