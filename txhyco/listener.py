@@ -11,7 +11,6 @@ sockets and survive a control-channel reconnect.
 """
 from __future__ import annotations
 
-import json
 import random
 import uuid
 
@@ -112,9 +111,14 @@ class HybridConnectionListener:
         Cancelling it stops the listener.
         """
         self._stopping = False
-        self._started = defer.Deferred(lambda d: self.stop())
+        self._started = defer.Deferred(self._cancel_start)
         self._connect()
         return self._started
+
+    def _cancel_start(self, started) -> None:
+        # The Deferred errbacks with CancelledError itself once we return.
+        self._started = None
+        self.stop()
 
     def stop(self) -> defer.Deferred:
         """Close the control channel (1000) and stop reconnecting."""
@@ -162,7 +166,9 @@ class HybridConnectionListener:
         self._connecting.addErrback(self._connect_failed)
 
     def _connect_failed(self, failure) -> None:
-        if failure.check(defer.CancelledError) and self._stopping:
+        if self._stopping:
+            self._proto = None
+            self._set_status(OFFLINE)
             return
         error = failure.value
         if not isinstance(error, Exception):
