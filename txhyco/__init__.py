@@ -27,17 +27,45 @@ from .protocol import (
 
 __version__ = "0.1.0.dev0"
 
+# Names that need Twisted or Autobahn load on first use, so that importing
+# txhyco (as the twisted/plugins drop-ins do) stays light.
+_LAZY = {
+    "RelayError": "txhyco.errors",
+    "RelayHandshakeError": "txhyco.errors",
+    "RelayUnreachable": "txhyco.errors",
+    "RelayedClientFactory": "txhyco.websocket",
+    "RelayedServerFactory": "txhyco.websocket",
+    "connect_relay": "txhyco.websocket",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'txhyco' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 __all__ = [
     "CallableTokenProvider",
     "ConnectionString",
     "Namespace",
     "ProtocolError",
+    "RelayError",
+    "RelayHandshakeError",
+    "RelayUnreachable",
+    "RelayedClientFactory",
+    "RelayedServerFactory",
     "Rights",
     "SasKeyTokenProvider",
     "SasRule",
     "StaticTokenProvider",
     "TokenProvider",
     "append_relay_token",
+    "connect_relay",
     "create_relay_base_uri",
     "create_relay_http_uri",
     "create_relay_listen_uri",
