@@ -390,9 +390,20 @@ class AcceptBridge:
         self.state = self.CLOSED
         url = reject_url(self.accept.address, status, reason)
         d = open_raw_websocket(self.reactor, url, ca_file=self.hc.ca_file)
-        # 410 Gone is the success answer to a reject (§3.4).
-        d.addErrback(lambda f: None)
+        d.addCallbacks(self._rejected_oddly, self._reject_answered)
         self._end(Failure(ConnectionDone(f"rejected with {status} {reason}")))
+
+    def _rejected_oddly(self, result) -> None:
+        # A relay that upgrades a reject URL: close it (Java does the same).
+        proto = result[0]
+        proto.transport.loseConnection()
+        log.warn("the relay accepted the reject of {id} as a connection", id=self.accept.id)
+
+    def _reject_answered(self, failure) -> None:
+        # 410 Gone is the success answer to a reject (§3.4); anything else is worth a line.
+        error = failure.value
+        if getattr(error, "status", None) != 410:
+            log.warn("rejecting {id} failed: {why}", id=self.accept.id, why=failure.getErrorMessage())
 
     def _end(self, reason) -> None:
         self.state = self.CLOSED

@@ -83,6 +83,8 @@ class HybridConnectionListener:
         self._reader: ChannelReader | None = None
         self._request: Request | None = None
         self._body: list[bytes] = []
+        self._token: str | None = None
+        self._token_time = 0.0
 
     # -- status -----------------------------------------------------------
 
@@ -225,9 +227,15 @@ class HybridConnectionListener:
         self._retry_later(RelayError(f"The control channel closed ({code}{': ' + reason if reason else ''})."))
 
     def _message(self, proto, payload: bytes, is_binary: bool) -> None:
+        reader = self._reader
         try:
-            events = self._reader.binary(payload) if is_binary else self._reader.text(payload)
+            events = reader.binary(payload) if is_binary else reader.text(payload)
         except ProtocolError as e:
+            if not is_binary and self._request is None:
+                # An unknown or malformed command: skip it, as .NET does (§11).
+                log.warn("ignored a control-channel command: {why}", why=e.message)
+                self._reader = ChannelReader(ROLE_LISTENER)
+                return
             log.warn("relay broke the framing rules ({why}); reconnecting", why=e.message)
             proto.sendClose(1000)
             return
