@@ -167,3 +167,17 @@ def open_raw_websocket(reactor, url: str, *, protocol: str | None = None, ca_fil
     d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file, timeout=timeout)
     d.addCallback(lambda _: proto.done)
     return d
+
+
+def open_websocket(reactor, url: str, protocol_class, *, ca_file: str | None = None, **options) -> defer.Deferred:
+    """An Autobahn client leg to ``url`` (used verbatim); fires with the protocol once open."""
+    from autobahn.twisted.websocket import WebSocketClientFactory
+
+    secure, host, port, _, _ = split_ws_url(url)
+    factory = WebSocketClientFactory(url, reactor=reactor)
+    factory.protocol = protocol_class
+    options.setdefault("openHandshakeTimeout", 20)
+    factory.setProtocolOptions(**options)
+    d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file)
+    d.addCallback(lambda proto: wait_open(proto, url.split("?", 1)[0]))
+    return d

@@ -1,0 +1,160 @@
+"""Twisted endpoints for hybrid connections: ``serverFromString(reactor, "hyco:...")`` and clients.
+
+:class:`HybridConnectionServerEndpoint` makes any protocol factory listen
+through a relay. The mode decides what the factory is fed:
+
+``websocket``
+    Autobahn ``WebSocketServerFactory``: relayed WebSocket connections with
+    full fidelity (:mod:`txhyco.bridge`); HTTP requests get 501.
+``http``
+    HTTP/1.1 factories (twisted.web ``Site``, Klein): relayed HTTP requests
+    as real HTTP/1.1 (:mod:`txhyco.httpbridge`) and relayed WebSocket
+    connections as an HTTP Upgrade, so a ``Site`` with a
+    ``WebSocketResource`` serves both.
+``stream``
+    anything else: a byte stream in binary messages (:mod:`txhyco.stream`).
+``auto`` (the default)
+    picks one of these from the factory's type, and logs its choice.
+"""
+from __future__ import annotations
+
+from twisted.internet import defer, error
+from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txhyco.address import HybridConnection
+from txhyco.listener import KEEPALIVE, HybridConnectionListener
+from txhyco.protocol.errors import ProtocolError
+
+log = Logger()
+
+
+def detect_mode(factory) -> str:
+    """``websocket``, ``http`` or ``stream`` for ``factory`` (see the module doc)."""
+    from autobahn.twisted.websocket import WebSocketServerFactory
+
+    if isinstance(factory, WebSocketServerFactory):
+        return "websocket"
+    from twisted.web.http import HTTPFactory
+
+    if isinstance(factory, HTTPFactory):
+        return "http"
+    return "stream"
+
+
+@implementer(IStreamServerEndpoint)
+class HybridConnectionServerEndpoint:
+    """Listen through a relay with any protocol factory."""
+
+    def __init__(self, reactor, hc: HybridConnection, *, mode: str = "auto", keepalive: float | None = None) -> None:
+        self.reactor = reactor
+        self.hc = hc
+        self.mode = mode
+        self.keepalive = keepalive or KEEPALIVE
+
+    def listen(self, factory) -> defer.Deferred:
+        """Fires with a listening port once the control channel is registered.
+
+        Fails with ``CannotListenError`` whose ``socketError`` is the cause
+        (a :class:`txhyco.errors.RelayHandshakeError` with the relay's status,
+        or :class:`txhyco.errors.RelayUnreachable`). Cancellable.
+        """
+        from txhyco.websocket import RelayListeningPort, accept_with_factory
+
+        mode = detect_mode(factory) if self.mode == "auto" else self.mode
+        log.info("listening on {address} in {mode} mode for {factory!r}", address=str(self.hc.address), mode=mode, factory=factory)
+        reactor, hc = self.reactor, self.hc
+        on_request = None
+        if mode == "stream":
+            from txhyco.stream import accept_stream
+
+            def on_accept(accept):
+                accept_stream(reactor, hc, factory, accept)
+        else:
+            def on_accept(accept):
+                accept_with_factory(reactor, hc, factory, accept)
+
+            if mode == "http":
+                from txhyco.httpbridge import serve_request
+
+                def on_request(request, body, listener):
+                    serve_request(reactor, hc, factory, request, body, listener)
+
+        listener = HybridConnectionListener(reactor, hc, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive)
+        factory.doStart()
+        d = listener.start()
+
+        def started(_):
+            return RelayListeningPort(listener, factory)
+
+        def failed(failure):
+            factory.doStop()
+            if failure.check(defer.CancelledError):
+                return failure
+            raise error.CannotListenError(hc.namespace.authority, hc.path, failure.value)
+
+        d.addCallbacks(started, failed)
+        return d
+
+
+@implementer(IStreamClientEndpoint)
+class HybridConnectionClientEndpoint:
+    """Connect to a hybrid connection as a sender; the protocol gets a byte stream (stream mode)."""
+
+    def __init__(self, reactor, hc: HybridConnection) -> None:
+        self.reactor = reactor
+        self.hc = hc
+
+    @defer.inlineCallbacks
+    def connect(self, factory):
+        from txhyco.handshake import open_websocket
+        from txhyco.protocol.addresses import connect_url
+        from txhyco.stream import StreamLeg
+        from twisted.internet.address import IPv4Address
+
+        hc = self.hc
+        token = yield hc.get_token(self.reactor)
+        url = connect_url(hc.namespace, hc.path)
+        opened = defer.Deferred()
+        leg_class = type(
+            "BoundStreamLeg", (StreamLeg,),
+            {"app_factory": factory, "peer": hc.address, "local": IPv4Address("TCP", "127.0.0.1", 0), "opened_app": opened},
+        )
+        from autobahn.twisted.websocket import WebSocketClientFactory
+        from txhyco.connector import connect
+        from txhyco.handshake import wait_open
+
+        ws_factory = WebSocketClientFactory(url, headers={"ServiceBusAuthorization": token} if token else {}, reactor=self.reactor)
+        ws_factory.protocol = leg_class
+        ws_factory.setProtocolOptions(openHandshakeTimeout=70, maxMessagePayloadSize=0)
+        ns = hc.namespace
+        leg = yield connect(self.reactor, ns.host, ns.effective_port, ws_factory, secure=ns.secure, ca_file=hc.ca_file)
+        yield wait_open(leg, url.split("?", 1)[0])
+        app = yield opened
+        return app
+
+
+def _hybrid_connection(args, kwargs) -> tuple[HybridConnection, str, float | None]:
+    from txhyco.endpointstring import EndpointStringError, parse_hyco
+
+    options = parse_hyco(args, kwargs)
+    mode = options.pop("mode")
+    keepalive = options.pop("keepalive")
+    try:
+        hc = HybridConnection.from_args(**options)
+    except ProtocolError as e:
+        raise EndpointStringError(e.message) from None
+    return hc, mode, keepalive
+
+
+def server_from_args(reactor, args, kwargs) -> HybridConnectionServerEndpoint:
+    """The server endpoint for a parsed ``hyco:`` string (the plugin's job)."""
+    hc, mode, keepalive = _hybrid_connection(args, kwargs)
+    return HybridConnectionServerEndpoint(reactor, hc, mode=mode, keepalive=keepalive)
+
+
+def client_from_args(reactor, args, kwargs) -> HybridConnectionClientEndpoint:
+    """The client endpoint for a parsed ``hyco:`` string."""
+    hc, _, _ = _hybrid_connection(args, kwargs)
+    return HybridConnectionClientEndpoint(reactor, hc)

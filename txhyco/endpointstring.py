@@ -1,0 +1,122 @@
+"""The ``hyco:`` endpoint string grammar, parsed without loading the reactor, Autobahn or twisted.web.
+
+::
+
+    hyco:NAMESPACE:PATH[:keyName=NAME][:key=KEY | :keyFile=FILE | :keyEnv=VAR]
+        [:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS]
+    hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS]
+
+``NAMESPACE`` is ``myns``, a full host name, or ``host\\:port`` (Twisted
+escapes ``:`` with a backslash). ``tls`` defaults to yes. Prefer ``keyFile``
+or ``keyEnv`` to ``key``: endpoint strings end up in process listings and
+config files.
+"""
+from __future__ import annotations
+
+import os
+
+from txhyco.protocol.addresses import Namespace
+from txhyco.protocol.connection_string import ConnectionString
+from txhyco.protocol.errors import ProtocolError
+
+USAGE = (
+    "usage: hyco:NAMESPACE:PATH[:keyName=NAME][:keyFile=FILE|:keyEnv=VAR|:key=KEY]"
+    "[:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS]"
+    "  or  hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS]"
+    "  (write host:port as host\\:port)"
+)
+MODES = ("auto", "http", "websocket", "stream")
+DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
+_OPTIONS = {"keyName", "key", "keyFile", "keyEnv", "tls", "caFile", "mode", "keepAlive", "connectionStringEnv", "path"}
+
+
+class EndpointStringError(ProtocolError):
+    """A malformed ``hyco:`` string; the message says what is wrong, then the usage."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem} -- {USAGE}")
+
+
+def _yes_no(value: str, name: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("yes", "true", "1", "on"):
+        return True
+    if lowered in ("no", "false", "0", "off"):
+        return False
+    raise EndpointStringError(f"{name}={value!r} must be yes or no")
+
+
+def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
+    """Turn the parts Twisted split a ``hyco:`` string into keyword arguments for
+    :meth:`txhyco.address.HybridConnection.from_args` plus ``mode`` and ``keepalive``.
+    """
+    environ = os.environ if environ is None else environ
+    unknown = set(kwargs) - _OPTIONS
+    if unknown:
+        raise EndpointStringError(f"unknown option(s) {', '.join(sorted(unknown))}")
+    mode = kwargs.get("mode", "auto")
+    if mode not in MODES:
+        raise EndpointStringError(f"mode={mode!r} is not one of {', '.join(MODES)}")
+    keepalive = None
+    if "keepAlive" in kwargs:
+        try:
+            keepalive = float(kwargs["keepAlive"])
+        except ValueError:
+            raise EndpointStringError(f"keepAlive={kwargs['keepAlive']!r} is not a number of seconds") from None
+        if keepalive <= 0:
+            raise EndpointStringError("keepAlive must be positive")
+    ca_file = kwargs.get("caFile") or None
+    result: dict = {"mode": mode, "keepalive": keepalive, "ca_file": ca_file}
+
+    if "connectionStringEnv" in kwargs:
+        if args:
+            raise EndpointStringError("connectionStringEnv= replaces NAMESPACE:PATH; give one or the other")
+        clashing = {"keyName", "key", "keyFile", "keyEnv", "tls"} & set(kwargs)
+        if clashing:
+            raise EndpointStringError(f"{', '.join(sorted(clashing))} cannot be combined with connectionStringEnv=")
+        var = kwargs["connectionStringEnv"]
+        text = environ.get(var)
+        if not text:
+            raise EndpointStringError(f"the environment variable {var} (connectionStringEnv) is not set")
+        try:
+            connection_string = ConnectionString.parse(text)
+        except ProtocolError as e:
+            raise EndpointStringError(f"the connection string in {var} is invalid: {e.message}") from None
+        path = kwargs.get("path") or connection_string.entity_path
+        if not path:
+            raise EndpointStringError(f"no path: add :path=NAME or EntityPath=NAME to the connection string in {var}")
+        result.update(connection_string=connection_string, path=path)
+        return result
+
+    if len(args) != 2:
+        raise EndpointStringError(f"expected NAMESPACE:PATH, got {len(args)} positional part(s)")
+    namespace_text, path = args
+    if "path" in kwargs:
+        raise EndpointStringError("path= is only for the connectionStringEnv= form")
+    if not path.strip("/"):
+        raise EndpointStringError("PATH (the hybrid connection name) is empty")
+    secure = _yes_no(kwargs.get("tls", "yes"), "tls")
+    try:
+        namespace = Namespace.parse(namespace_text, secure=secure)
+    except ProtocolError as e:
+        raise EndpointStringError(f"NAMESPACE {namespace_text!r} is invalid: {e.message}") from None
+    given = [k for k in ("key", "keyFile", "keyEnv") if k in kwargs]
+    if len(given) > 1:
+        raise EndpointStringError(f"give only one of key=, keyFile=, keyEnv= (got {', '.join(given)})")
+    key = None
+    if given == ["key"]:
+        key = kwargs["key"]
+    elif given == ["keyFile"]:
+        try:
+            with open(kwargs["keyFile"], encoding="utf-8") as f:
+                key = f.read().strip()
+        except OSError as e:
+            raise EndpointStringError(f"cannot read keyFile {kwargs['keyFile']}: {e.strerror}") from None
+    elif given == ["keyEnv"]:
+        key = environ.get(kwargs["keyEnv"])
+        if not key:
+            raise EndpointStringError(f"the environment variable {kwargs['keyEnv']} (keyEnv) is not set")
+    if not key:
+        raise EndpointStringError("no key: add :keyFile=FILE or :keyEnv=VAR (or :key=KEY)")
+    result.update(namespace=namespace, path=path, key_name=kwargs.get("keyName", DEFAULT_KEY_NAME), key=key)
+    return result

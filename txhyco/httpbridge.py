@@ -1,0 +1,420 @@
+"""Serving relayed HTTP requests with an ordinary HTTP/1.1 server factory (§4.3, §4.4, §5).
+
+Each ``request`` gets a fresh protocol from the factory (a twisted.web
+``Site``, Klein...) over a :class:`~txhyco.bridge.RelayedTransport`, fed a real
+HTTP/1.1 request built with h11; its answer is parsed back with h11 and sent
+as a ``response``. The request target is shown relative to the hybrid
+connection (``/myhc/index.html`` → ``/index.html``) with the prefix in
+``X-Forwarded-Prefix``, so ``twistd web --path DIR`` serves DIR at the hybrid
+connection's root.
+
+Where the response goes (§5.4): up to 64 KiB, complete within 2 s, on the
+control channel; otherwise on a rendezvous to the request's ``address``,
+streamed as one fragmented binary message with backpressure from that socket
+to the application's producer. Requests that arrive address-only are read
+from, and answered on, their rendezvous.
+"""
+from __future__ import annotations
+
+import h11
+from autobahn.twisted.websocket import WebSocketClientProtocol
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txhyco.address import HybridConnectionAddress
+from txhyco.bridge import RelayedTransport
+from txhyco.handshake import open_websocket
+from txhyco.protocol.addresses import encode_entity_path
+from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.http import (
+    CONNECTION_HEADERS,
+    RESPONSE_FLUSH_DELAY,
+    BodyData,
+    BodyEnded,
+    ChannelReader,
+    CommandReceived,
+    ResponseBuffer,
+    reason_phrase,
+)
+from txhyco.protocol.messages import Request, Response, serialize_command
+
+log = Logger()
+
+# Response headers that describe the synthetic connection, not the response.
+_HOP = CONNECTION_HEADERS - {"content-length"}
+
+
+def local_target(request_target: str, entity_path: str) -> tuple[str, str]:
+    """(target the application sees, prefix): the hybrid connection's path removed."""
+    prefix = "/" + encode_entity_path(entity_path)
+    path, sep, query = request_target.partition("?")
+    if path == prefix or path.lower() == prefix.lower():
+        path = "/"
+    elif path.lower().startswith(prefix.lower() + "/"):
+        path = path[len(prefix):]
+    return path + (sep + query if sep else ""), prefix
+
+
+def _peer(request: Request):
+    endpoint = request.remote_endpoint
+    if endpoint is None:
+        return IPv4Address("TCP", "0.0.0.0", 0)
+    cls = IPv6Address if ":" in endpoint.address else IPv4Address
+    return cls("TCP", endpoint.address, endpoint.port)
+
+
+class RendezvousLeg(WebSocketClientProtocol):
+    """A request rendezvous at the listener: reads a request, carries one response."""
+
+    exchange: HttpExchange | None = None
+
+    def onOpen(self) -> None:
+        self._reader = ChannelReader(accept=[Request])
+        self._text: list[bytes] | None = None
+        self._binary = False
+        self.exchange.rendezvous_open(self)
+
+    def onMessageBegin(self, isBinary):
+        self._binary = isBinary
+        if isBinary:
+            self._deliver(self._reader.binary_begin())
+        else:
+            self._text = []
+
+    def onMessageFrameBegin(self, length):
+        pass
+
+    def onMessageFrameData(self, payload):
+        if self._binary:
+            if payload:
+                self._deliver(self._reader.binary_data(payload))
+        else:
+            self._text.append(payload)
+
+    def onMessageFrameEnd(self):
+        pass
+
+    def onMessageEnd(self):
+        if self._binary:
+            self._deliver(self._reader.binary_end())
+        else:
+            text, self._text = b"".join(self._text or ()), None
+            self._deliver(self._reader.text(text))
+
+    def _deliver(self, events) -> None:
+        for event in events:
+            self.exchange.rendezvous_event(event)
+
+    def onClose(self, wasClean, code, reason):
+        if self.exchange is not None:
+            self.exchange.rendezvous_closed(self)
+
+
+class HttpExchange:
+    """One relayed request served by one fresh application protocol."""
+
+    def __init__(self, reactor, hc, factory, listener, request: Request) -> None:
+        self.reactor = reactor
+        self.hc = hc
+        self.factory = factory
+        self.listener = listener
+        self.request = request
+        self.rendezvous: RendezvousLeg | None = None
+        self.app = None
+        self.transport: RelayedTransport | None = None
+        # One h11 client writes the synthetic request and reads the answer.
+        self._conn: h11.Connection | None = None
+        self._response: Response | None = None
+        self._buffer = ResponseBuffer()
+        self._flush_call = None
+        self._streaming = False  # response body goes out as rendezvous fragments
+        self._message_started = False
+        self._finished = False
+        self._closed = False
+        self._via_rendezvous = request.address_only
+
+    # -- starting ------------------------------------------------------------
+
+    def start(self, body: bytes | None) -> None:
+        """Serve a request that arrived in full (``body`` complete) or address-only (None)."""
+        if self.request.address_only:
+            d = open_websocket(self.reactor, self.request.address, self._leg_class(), ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+            d.addErrback(self._rendezvous_failed)
+            return
+        self._serve(self.request, body)
+
+    def _leg_class(self):
+        return type("BoundRendezvousLeg", (RendezvousLeg,), {"exchange": self})
+
+    def _serve(self, request: Request, body: bytes | None) -> None:
+        """Hand ``request`` to a fresh application protocol; ``body`` None means it streams in."""
+        self.request = request
+        self.app = self.factory.buildProtocol(_peer(request))
+        if self.app is None:
+            self._answer_error(503, "The listener declined the request.")
+            return
+        self.transport = RelayedTransport(self, _peer(request), HybridConnectionAddress(self.hc.namespace, self.hc.path))
+        self.transport.protocol = self.app
+        self._conn = h11.Connection(h11.CLIENT)
+        try:
+            head = self._synthetic_head(request, body)
+        except (ProtocolError, h11.LocalProtocolError) as e:
+            self._answer_error(400, f"The request cannot be passed on: {e}")
+            return
+        self.app.makeConnection(self.transport)
+        self._feed(head)
+        if body is not None:
+            if body:
+                self._feed(self._conn.send(h11.Data(data=body)))
+            self._feed(self._conn.send(h11.EndOfMessage()))
+
+    def _synthetic_head(self, request: Request, body: bytes | None) -> bytes:
+        target, prefix = local_target(request.request_target or "/", self.hc.path)
+        headers = []
+        host = None
+        for name, value in request.request_headers.items():
+            lower = name.lower()
+            if lower in ("content-length", "transfer-encoding", "connection", "x-forwarded-prefix"):
+                continue
+            if lower == "host":
+                host = value
+                continue
+            headers.append((name, value))
+        ns = self.hc.namespace
+        headers.insert(0, ("Host", host or ns.authority))
+        headers.append(("X-Forwarded-Prefix", prefix))
+        headers.append(("X-Forwarded-Proto", "https" if ns.secure else "http"))
+        headers.append(("X-Forwarded-Host", ns.authority))
+        if request.remote_endpoint is not None:
+            headers.append(("X-Forwarded-For", request.remote_endpoint.address))
+        if body is None:
+            headers.append(("Transfer-Encoding", "chunked"))
+        elif body or request.body:
+            headers.append(("Content-Length", str(len(body))))
+        return self._conn.send(h11.Request(method=request.method, target=target, headers=headers))
+
+    def _feed(self, data: bytes) -> None:
+        if data and not self._closed and self.transport.protocol is not None:
+            self.transport.protocol.dataReceived(data)
+
+    # -- rendezvous --------------------------------------------------------------
+
+    def _rendezvous_failed(self, failure) -> None:
+        log.warn("request rendezvous for {id} failed: {why}", id=self.request.id, why=failure.getErrorMessage())
+        self._abandon(failure)
+
+    def rendezvous_open(self, leg: RendezvousLeg) -> None:
+        self.rendezvous = leg
+        self._via_rendezvous = True
+        if self.app is not None:
+            # Opened to carry a response that outgrew the control channel.
+            self._start_streaming()
+
+    def rendezvous_event(self, event) -> None:
+        if isinstance(event, CommandReceived):
+            request = event.command
+            self._serve(request, None if request.body else b"")
+        elif isinstance(event, BodyData):
+            self._feed(self._conn.send(h11.Data(data=event.data)))
+        elif isinstance(event, BodyEnded):
+            self._feed(self._conn.send(h11.EndOfMessage()))
+
+    def rendezvous_closed(self, leg) -> None:
+        if not self._finished:
+            self._abandon(Failure(ConnectionDone("the relay closed the request rendezvous")))
+
+    # -- the application's answer (RelayedTransport bridge interface) -----------
+
+    def outbound(self, data: bytes) -> None:
+        if self._finished:
+            return
+        conn = self._conn
+        conn.receive_data(data)
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                self._answer_error(502, f"The application sent a malformed HTTP response: {e}")
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                self._response_head(event)
+            elif isinstance(event, h11.Data):
+                self._response_data(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self._response_end()
+                return
+
+    def _response_head(self, event: h11.Response) -> None:
+        headers = []
+        for name, value in event.headers.raw_items():
+            if name.lower().decode("ascii") in _HOP:
+                continue
+            headers.append((name.decode("ascii"), value.decode("utf-8", "replace")))
+        try:
+            self._response = Response(
+                request_id=self.request.id,
+                status_code=event.status_code,
+                status_description=event.reason.decode("utf-8", "replace") or reason_phrase(event.status_code),
+                response_headers=headers,
+                body=True,
+            )
+        except ProtocolError as e:
+            self._answer_error(502, f"The application's response cannot be relayed: {e.message}")
+            return
+        if self._via_rendezvous:
+            self._start_streaming()
+        else:
+            self._flush_call = self.reactor.callLater(RESPONSE_FLUSH_DELAY, self._flush_to_rendezvous)
+
+    def _response_data(self, data: bytes) -> None:
+        if self._streaming:
+            self._send_fragment(data)
+        elif self._buffer.write(data) and not self._via_rendezvous:
+            self._flush_to_rendezvous()
+
+    def _response_end(self) -> None:
+        self._finished = True
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        if self._streaming:
+            self._end_fragments()
+        elif not self._via_rendezvous:
+            body = self._buffer.take()
+            response = self._response if body else _with_body(self._response, False)
+            if not self.listener.respond(response, body):
+                log.warn("control channel gone; response to {id} lost", id=self.request.id)
+        # else: the rendezvous is still opening and will send everything
+        self._close_app()
+
+    # -- rendezvous streaming (§5.5) -------------------------------------------
+
+    def _flush_to_rendezvous(self) -> None:
+        """The response outgrew the control channel (size or time): move it to a rendezvous."""
+        self._flush_call = None
+        if self._via_rendezvous:
+            return
+        self._via_rendezvous = True
+        # Hold the application back until the rendezvous is there to pace it.
+        self.transport_pause_app()
+        d = open_websocket(self.reactor, self.request.address, self._leg_class(), ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+        d.addErrback(self._rendezvous_failed)
+
+    def transport_pause_app(self) -> None:
+        producer = self.transport.producer if self.transport else None
+        if producer is not None:
+            producer.pauseProducing()
+
+    def _start_streaming(self) -> None:
+        leg = self.rendezvous
+        if self._response is None or self._streaming or leg is None:
+            return
+        self._streaming = True
+        leg.sendMessage(serialize_command(self._response).encode("utf-8"), isBinary=False)
+        self.producer_changed()
+        buffered = self._buffer.take()
+        if buffered:
+            self._send_fragment(buffered)
+        producer = self.transport.producer if self.transport else None
+        if producer is not None:
+            producer.resumeProducing()
+        if self._finished:
+            self._end_fragments()
+
+    def _send_fragment(self, data: bytes) -> None:
+        leg = self.rendezvous
+        if not self._message_started:
+            leg.beginMessage(isBinary=True)
+            self._message_started = True
+        leg.beginMessageFrame(len(data))
+        leg.sendMessageFrameData(data)
+
+    def _end_fragments(self) -> None:
+        leg = self.rendezvous
+        if not self._message_started:
+            leg.beginMessage(isBinary=True)
+        leg.endMessage()  # the empty FIN frame ends the body (§5.5)
+        leg.exchange = None
+        leg.sendClose(1000)  # one response per rendezvous, like .NET
+
+    # -- errors and endings ------------------------------------------------------
+
+    def _answer_error(self, status: int, message: str) -> None:
+        """Answer a request the application never saw (or broke) with ``status``."""
+        log.warn("request {id}: {message}", id=self.request.id, message=message)
+        self._finished = True
+        body = (message + "\n").encode("utf-8")
+        response = Response(self.request.id, status, reason_phrase(status), {"Content-Type": "text/plain; charset=utf-8"}, body=True)
+        if self.rendezvous is not None and not self._streaming:
+            self.rendezvous.sendMessage(serialize_command(response).encode("utf-8"), isBinary=False)
+            self.rendezvous.sendMessage(body, isBinary=True)
+            self.rendezvous.sendClose(1000)
+        elif not self._streaming and not self.request.address_only:
+            self.listener.respond(response, body)
+        elif self.rendezvous is not None:
+            self.rendezvous.dropConnection(abort=True)
+        self._close_app()
+
+    def _abandon(self, reason) -> None:
+        self._finished = True
+        self._close_app(reason)
+
+    def _close_app(self, reason=None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.transport is not None:
+            self.producer_changed(release=True)
+            # Usually called from inside the application's own write (the end
+            # of its response): let that call return before the connection
+            # goes, as a socket's loss would also come later.
+            self.reactor.callLater(0, self._app_lost, reason or Failure(ConnectionDone("response complete")))
+
+    def _app_lost(self, reason) -> None:
+        self.transport.disconnected = True
+        protocol = self.transport.protocol
+        if protocol is not None:
+            protocol.connectionLost(reason)
+
+    # RelayedTransport bridge interface
+    def close(self, abort: bool) -> None:
+        if not self._finished:
+            if self._response is None:
+                self._answer_error(502, "The application closed the connection without a response.")
+            elif self._streaming and self.rendezvous is not None:
+                self.rendezvous.dropConnection(abort=True)
+            self._finished = True
+        self._close_app()
+
+    def producer_changed(self, release: bool = False) -> None:
+        leg = self.rendezvous
+        if leg is None or leg.transport is None:
+            return
+        transport = leg.transport
+        producer = None if release or self.transport is None else self.transport.producer
+        if producer is not None and transport.producer is None and self._streaming:
+            transport.registerProducer(producer, self.transport.streaming_producer)
+        elif producer is None and transport.producer is not None:
+            transport.unregisterProducer()
+
+    def pause_inbound(self) -> None:
+        if self.rendezvous is not None and self.rendezvous.transport is not None:
+            self.rendezvous.transport.pauseProducing()
+
+    def resume_inbound(self) -> None:
+        if self.rendezvous is not None and self.rendezvous.transport is not None:
+            self.rendezvous.transport.resumeProducing()
+
+
+def _with_body(response: Response, body: bool) -> Response:
+    return Response(response.request_id, response.status_code, response.status_description, response.response_headers, body=body)
+
+
+def serve_request(reactor, hc, factory, request: Request, body: bytes | None, listener) -> None:
+    """The listener's ``on_request`` handler for an HTTP/1.1 factory."""
+    HttpExchange(reactor, hc, factory, listener, request).start(body)

@@ -1,0 +1,136 @@
+"""Stream mode: any Twisted protocol over a relayed WebSocket, one binary message per write.
+
+For factories that do not speak HTTP (LineReceiver, a TCP tunnel...): the
+listener accepts each connection on an Autobahn rendezvous leg and the
+sender connects with an Autobahn client; on both ends the application
+protocol gets a byte stream, ``write`` becoming one binary message and each
+received message one ``dataReceived``.
+"""
+from __future__ import annotations
+
+from autobahn.twisted.websocket import WebSocketClientProtocol
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txhyco.address import HybridConnectionAddress
+from txhyco.handshake import open_raw_websocket, open_websocket
+from txhyco.protocol.addresses import reject_url
+
+
+@implementer(ITransport, IConsumer, IPushProducer)
+class StreamTransport:
+    """The application's transport: bytes in binary messages on a WebSocket leg."""
+
+    disconnecting = False
+
+    def __init__(self, leg, peer, host) -> None:
+        self.leg = leg
+        self.protocol = None
+        self._peer = peer
+        self._host = host
+
+    def write(self, data: bytes) -> None:
+        if data and not self.disconnecting:
+            self.leg.sendMessage(data, isBinary=True)
+
+    def writeSequence(self, seq) -> None:
+        self.write(b"".join(seq))
+
+    def loseConnection(self) -> None:
+        if not self.disconnecting:
+            self.disconnecting = True
+            self.leg.sendClose(1000)
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        self.leg.dropConnection(abort=True)
+
+    def getPeer(self):
+        return self._peer
+
+    def getHost(self):
+        return self._host
+
+    def setTcpNoDelay(self, enabled) -> None:
+        pass
+
+    def setTcpKeepAlive(self, enabled) -> None:
+        pass
+
+    def registerProducer(self, producer, streaming) -> None:
+        self.leg.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.leg.transport.unregisterProducer()
+
+    def pauseProducing(self) -> None:
+        self.leg.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.leg.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.abortConnection()
+
+
+class StreamLeg(WebSocketClientProtocol):
+    """A WebSocket leg that carries a byte stream for an application protocol."""
+
+    app_factory = None
+    peer = None
+    local = None
+    opened_app: defer.Deferred | None = None
+
+    def onOpen(self) -> None:
+        app = self.app_factory.buildProtocol(self.peer)
+        if app is None:
+            self.sendClose(1000)
+            return
+        self.app = app
+        self.stream = StreamTransport(self, self.peer, self.local)
+        self.stream.protocol = app
+        app.makeConnection(self.stream)
+        if self.opened_app is not None:
+            self.opened_app.callback(app)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        app = getattr(self, "app", None)
+        if app is not None:
+            app.dataReceived(payload)
+
+    def onClose(self, wasClean, code, reason) -> None:
+        app = getattr(self, "app", None)
+        if app is not None:
+            self.app = None
+            why = ConnectionDone(f"closed ({code})") if wasClean else ConnectionLost(reason or "connection lost")
+            app.connectionLost(Failure(why))
+
+
+def _peer_of(endpoint):
+    if endpoint is None:
+        return IPv4Address("TCP", "0.0.0.0", 0)
+    cls = IPv6Address if ":" in endpoint.address else IPv4Address
+    return cls("TCP", endpoint.address, endpoint.port)
+
+
+def accept_stream(reactor, hc, factory, accept) -> None:
+    """Serve one ``accept`` in stream mode (the listener's ``on_accept``)."""
+    peer = _peer_of(accept.remote_endpoint)
+    leg_class = type(
+        "BoundStreamLeg", (StreamLeg,), {"app_factory": factory, "peer": peer, "local": HybridConnectionAddress(hc.namespace, hc.path)}
+    )
+    d = open_websocket(reactor, accept.address, leg_class, ca_file=hc.ca_file, maxMessagePayloadSize=0)
+
+    def failed(failure):
+        # Could not open the rendezvous: nothing to tell the application.
+        return None
+
+    d.addErrback(failed)
+
+
+def reject_stream(reactor, hc, accept, status: int, reason: str) -> None:
+    open_raw_websocket(reactor, reject_url(accept.address, status, reason), ca_file=hc.ca_file).addErrback(lambda f: None)
