@@ -171,9 +171,9 @@ def test_stream_mode_with_client_endpoint(relay):
     try:
         client = yield clientFromString(reactor, endpoint_string(relay, "lines")).connect(Factory.forProtocol(Collect))
         client.sendLine(b"hello")
-        client.sendLine(b"x" * 20000)
+        client.sendLine(b"x" * 15000)
         assert (yield client.lines.get()) == b"HELLO"
-        assert (yield client.lines.get()) == b"X" * 20000
+        assert (yield client.lines.get()) == b"X" * 15000
         client.transport.loseConnection()
     finally:
         yield port.stopListening()
