@@ -22,7 +22,7 @@ $(NODEDIR)/node_modules/.stamp: $(NODEDIR)/package.json
 	touch $@
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest -p no:cacheprovider --timeout=300 tests
 
 demo: setup
 	$(PY) examples/demo.py

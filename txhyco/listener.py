@@ -208,6 +208,7 @@ class HybridConnectionListener:
         self._reader = ChannelReader(ROLE_LISTENER)
         self._request, self._body = None, []
         self._schedule_renewal()
+        log.info("control channel for {address} online", address=str(self.hc.address))
         self._set_status(ONLINE)
         if self._started is not None and not self._started.called:
             started, self._started = self._started, None
