@@ -15,6 +15,10 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["txhyco", "txhyco.*"]) + ["twisted.plugins"],
+    # An explicit root makes `pip install -e .` put the project directory on
+    # sys.path (a plain .pth) instead of an import hook; Twisted finds plugin
+    # drop-ins only by scanning sys.path for twisted/plugins directories.
+    package_dir={"": "."},
     package_data={"twisted.plugins": ["txhyco_*.py"]},
     install_requires=[
         "twisted>=24.3",
@@ -31,6 +35,7 @@ setup(
             "pytest-twisted>=1.14",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
+            "klein>=23.0",
         ],
         "bench": [
             "matplotlib>=3.8",

@@ -30,6 +30,7 @@ from txhyco.protocol.addresses import encode_entity_path
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
     CONNECTION_HEADERS,
+    CONTROL_CHANNEL_BODY_LIMIT,
     RESPONSE_FLUSH_DELAY,
     BodyData,
     BodyEnded,
@@ -269,6 +270,9 @@ class HttpExchange:
             return
         if self._via_rendezvous:
             self._start_streaming()
+        elif not _small_and_known(event):
+            # Chunked, server-sent events or large: stream it as it is written.
+            self._flush_to_rendezvous()
         else:
             self._flush_call = self.reactor.callLater(RESPONSE_FLUSH_DELAY, self._flush_to_rendezvous)
 
@@ -409,6 +413,14 @@ class HttpExchange:
     def resume_inbound(self) -> None:
         if self.rendezvous is not None and self.rendezvous.transport is not None:
             self.rendezvous.transport.resumeProducing()
+
+
+def _small_and_known(event: h11.Response) -> bool:
+    """Whether a response declares a length that fits the control channel (§5.4)."""
+    for name, value in event.headers:
+        if name == b"content-length":
+            return value.isdigit() and int(value) <= CONTROL_CHANNEL_BODY_LIMIT
+    return False
 
 
 def _with_body(response: Response, body: bool) -> Response:

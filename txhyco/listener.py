@@ -11,6 +11,7 @@ sockets and survive a control-channel reconnect.
 """
 from __future__ import annotations
 
+import json
 import random
 import uuid
 
@@ -85,6 +86,7 @@ class HybridConnectionListener:
         self._body: list[bytes] = []
         self._token: str | None = None
         self._token_time = 0.0
+        self._discard_body = False
 
     # -- status -----------------------------------------------------------
 
@@ -228,14 +230,19 @@ class HybridConnectionListener:
         self._retry_later(RelayError(f"The control channel closed ({code}{': ' + reason if reason else ''})."))
 
     def _message(self, proto, payload: bytes, is_binary: bool) -> None:
+        if is_binary and self._discard_body:
+            self._discard_body = False
+            return
         reader = self._reader
         try:
             events = reader.binary(payload) if is_binary else reader.text(payload)
         except ProtocolError as e:
             if not is_binary and self._request is None:
-                # An unknown or malformed command: skip it, as .NET does (§11).
+                # An unknown or malformed command: skip it, as .NET does (§11),
+                # answering 400 if it was a request we can still name.
                 log.warn("ignored a control-channel command: {why}", why=e.message)
                 self._reader = ChannelReader(ROLE_LISTENER)
+                self._refuse_malformed_request(payload, e)
                 return
             log.warn("relay broke the framing rules ({why}); reconnecting", why=e.message)
             proto.sendClose(1000)
@@ -256,6 +263,18 @@ class HybridConnectionListener:
                 request, self._request = self._request, None
                 body, self._body = b"".join(self._body), []
                 self._dispatch_request(request, body)
+
+    def _refuse_malformed_request(self, payload: bytes, error: ProtocolError) -> None:
+        """A ``request`` whose headers could smuggle bytes gets 400, never the application."""
+        try:
+            raw = json.loads(payload)["request"]
+            request_id = raw["id"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if not isinstance(request_id, str):
+            return
+        self._discard_body = raw.get("body") is True
+        self.respond(Response(request_id, 400, "Bad Request", body=False))
 
     def _dispatch_accept(self, accept: Accept) -> None:
         try:

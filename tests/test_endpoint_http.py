@@ -1,0 +1,178 @@
+"""HTTP through the hyco: endpoint: streaming, large downloads in bounded memory, Klein, hostile headers."""
+import http.client
+import json
+import os
+import time
+
+import pytest_twisted
+from klein import Klein
+from twisted.internet import defer, reactor, task, threads
+from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.static import File
+
+from tests.support.rawlistener import make_token
+from tests.test_endpoint import endpoint_string
+
+
+def stream_get(relay, target, headers, on_chunk=None, read_size=65536):
+    """GET in a thread, reading the body piece by piece; returns (status, total bytes, first-chunk time)."""
+    def run():
+        conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=60)
+        conn.request("GET", target, headers=headers)
+        resp = conn.getresponse()
+        total, first = 0, None
+        while True:
+            chunk = resp.read1(read_size) if hasattr(resp, "read1") else resp.read(read_size)
+            if not chunk:
+                break
+            if first is None:
+                first = time.monotonic()
+            total += len(chunk)
+            if on_chunk:
+                on_chunk(chunk)
+        return resp.status, total, first
+    return threads.deferToThread(run)
+
+
+class Ticker(Resource):
+    """Server-sent events: one now, one after the test says so."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.requests = []
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.write(b"data: first\n\n")
+        self.requests.append(request)
+        return NOT_DONE_YET
+
+
+@pytest_twisted.inlineCallbacks
+def test_server_sent_events_arrive_as_written(relay):
+    ticker = Ticker()
+    root = Resource()
+    root.putChild(b"events", ticker)
+    port = yield serverFromString(reactor, endpoint_string(relay, "sse")).listen(Site(root))
+    try:
+        seen = []
+        d = stream_get(relay, "/sse/events", {"ServiceBusAuthorization": make_token(relay, "sse")}, on_chunk=seen.append, read_size=1)
+        # The first event must reach the sender while the response is still open.
+        for _ in range(200):
+            if b"".join(seen).endswith(b"data: first\n\n"):
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        assert b"".join(seen) == b"data: first\n\n"
+        request = ticker.requests[0]
+        request.write(b"data: second\n\n")
+        request.finish()
+        status, total, _ = yield d
+        assert status == 200 and b"".join(seen) == b"data: first\n\ndata: second\n\n"
+    finally:
+        yield port.stopListening()
+
+
+def _rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_large_download_runs_in_bounded_memory(relay, tmp_path):
+    size = 192 << 20
+    path = tmp_path / "huge.bin"
+    with open(path, "wb") as f:
+        f.truncate(size)  # sparse: no disk cost
+    port = yield serverFromString(reactor, endpoint_string(relay, "dl")).listen(Site(File(str(tmp_path))))
+    try:
+        baseline = _rss()
+        peak = [baseline]
+        sampler = task.LoopingCall(lambda: peak.__setitem__(0, max(peak[0], _rss())))
+        sampler.start(0.01)
+        status, total, _ = yield stream_get(relay, "/dl/huge.bin", {"ServiceBusAuthorization": make_token(relay, "dl")}, read_size=1 << 20)
+        sampler.stop()
+        assert status == 200 and total == size
+        # Relay, listener and sender share this process: all of them together
+        # must not hold more than a fraction of the file.
+        print("RSS growth MiB", (peak[0] - baseline) >> 20)
+        assert peak[0] - baseline < 64 << 20, (peak[0] - baseline) >> 20
+    finally:
+        yield port.stopListening()
+
+
+app = Klein()
+
+
+@app.route("/hello/<name>")
+def hello(request, name):
+    request.setHeader("content-type", "application/json")
+    return json.dumps({"hello": name, "prefix": request.getHeader("x-forwarded-prefix")})
+
+
+@app.route("/echo", methods=["POST"])
+def echo(request):
+    return request.content.read()
+
+
+@pytest_twisted.inlineCallbacks
+def test_klein_app_through_relay(relay):
+    port = yield serverFromString(reactor, endpoint_string(relay, "klein")).listen(Site(app.resource()))
+    try:
+        auth = {"ServiceBusAuthorization": make_token(relay, "klein")}
+
+        def run():
+            conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+            conn.request("GET", "/klein/hello/relay", headers=auth)
+            first = conn.getresponse()
+            one = (first.status, json.loads(first.read()))
+            conn.request("POST", "/klein/echo", body=b"k" * 200_000, headers=auth)
+            second = conn.getresponse()
+            return one, (second.status, second.read())
+        (s1, body1), (s2, body2) = yield threads.deferToThread(run)
+        assert s1 == 200 and body1 == {"hello": "relay", "prefix": "/klein"}
+        assert s2 == 200 and body2 == b"k" * 200_000
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_hostile_request_headers_get_400_not_the_application(relay):
+    hits = []
+
+    class Spy(Resource):
+        isLeaf = True
+
+        def render(self, request):
+            hits.append(request)
+            return b"should not happen"
+
+    port = yield serverFromString(reactor, endpoint_string(relay, "hostile")).listen(Site(Spy()))
+    try:
+        (channel,) = relay.relay.registry.entities["hostile"].listeners.values()
+        received = []
+        original = relay.relay.registry.entities["hostile"].listeners
+        # Play a hostile relay: a request whose header value carries CR/LF.
+        exchange_id = "evil-1"
+        channel.exchanges[exchange_id] = type("Sink", (), {
+            "response_received": lambda self, response, ch: received.append(response),
+            "listener_lost": lambda self, ch: None,
+        })()
+        raw = {"request": {"address": "ws://127.0.0.1:1/$hc/hostile?sb-hc-action=request&sb-hc-id=x", "id": exchange_id,
+                           "requestTarget": "/hostile/", "method": "GET",
+                           "requestHeaders": {"X-Evil": "a\r\nContent-Length: 0\r\n\r\nGET /smuggled HTTP/1.1"}, "body": False}}
+        channel.proto.sendMessage(json.dumps(raw).encode(), isBinary=False)
+        for _ in range(100):
+            if received:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        assert received and received[0].status_code == 400
+        assert hits == []
+    finally:
+        yield port.stopListening()
