@@ -177,3 +177,23 @@ def test_stream_mode_with_client_endpoint(relay):
         client.transport.loseConnection()
     finally:
         yield port.stopListening()
+
+
+def test_transports_provide_twisted_interfaces():
+    from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+
+    from txhyco.bridge import RelayedTransport
+    from txhyco.stream import StreamTransport
+
+    for transport in (RelayedTransport(None, None, None), StreamTransport(None, None, None)):
+        for interface in (ITransport, IConsumer, IPushProducer):
+            verifyObject(interface, transport)
+        assert callable(transport.abortConnection)
+
+
+@pytest_twisted.inlineCallbacks
+def test_endpoint_listen_is_cancellable(relay):
+    d = serverFromString(reactor, endpoint_string(relay, "cancel")).listen(Site(Resource()))
+    d.cancel()
+    with pytest.raises(defer.CancelledError):
+        yield d

@@ -106,3 +106,32 @@ def test_our_sender_reaches_hyco_ws_listener(relay):
         assert info.value.status == 404
     finally:
         yield node.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_hyco_ws_sender_reaches_a_site_behind_the_endpoint(relay, tmp_path):
+    """relayedConnect to a twisted.web Site's WebSocketResource, through serverFromString("hyco:...")."""
+    import os
+
+    from autobahn.twisted.resource import WebSocketResource
+    from autobahn.twisted.websocket import WebSocketServerFactory
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    root = Resource()
+    ws_factory = WebSocketServerFactory()
+    ws_factory.protocol = Echo
+    root.putChild(b"ws", WebSocketResource(ws_factory))
+    os.environ["TXHYCO_INTEROP_KEY"] = relay.rule.primary_key
+    description = f"hyco:127.0.0.1\\:{relay.port}:site:keyName={relay.rule.name}:keyEnv=TXHYCO_INTEROP_KEY:tls=no"
+    port = yield serverFromString(reactor, description).listen(Site(root))
+    try:
+        args = {"base": base(relay), "path": "site", "suffix": "ws", "key-name": relay.rule.name,
+                "messages": "t:0,b:1,t:125,b:126,b:65536,t:70000,b:1048576"}
+        result = yield nc.run_node_to_exit("hyco_ws_sender.js", args, key=relay.rule.primary_key, timeout=30)
+        assert result.ok, result.describe()
+        assert result.last("result")["echoed"] == 7
+    finally:
+        yield port.stopListening()
