@@ -47,7 +47,7 @@ class RawListener:
     """Listens on ``path``; ``mode`` says what to do with an accept: echo, reject, ignore."""
 
     def __init__(self, relay, path: str, *, token: str | None = None, mode: str = "echo", tracking_id: str | None = None,
-                 respond=None, reject_status=(403, "Go away now")) -> None:
+                 respond=None, reject_status=(403, "Go away now"), accept_class=None) -> None:
         self.relay = relay
         self.path = path
         self.mode = mode
@@ -55,6 +55,10 @@ class RawListener:
         self.tracking_id = tracking_id or str(uuid.uuid4())
         self.respond = respond or (lambda request, body: (200, {"Content-Type": "text/plain"}, b"hello " + body))
         self.reject_status = reject_status
+        #: the Leg class of accepted rendezvous sockets (EchoLeg echoes)
+        self.accept_class = accept_class or EchoLeg
+        #: address-only ``request`` stubs (the request went over a rendezvous)
+        self.stubs: list[dict] = []
         self.accepts: list[dict] = []
         self.requests: list[tuple[dict, bytes]] = []
         self.legs: list[Leg] = []
@@ -109,12 +113,13 @@ class RawListener:
             return
         offered = accept["connectHeaders"].get("Sec-WebSocket-Protocol")
         protocols = [offered.split(",")[0].strip()] if offered else None
-        leg = yield ws_connect(accept["address"], protocols=protocols, cls=EchoLeg)
+        leg = yield ws_connect(accept["address"], protocols=protocols, cls=self.accept_class)
         self.legs.append(leg)
 
     # -- HTTP ----------------------------------------------------------------
     @defer.inlineCallbacks
     def _rendezvous_request(self, stub):
+        self.stubs.append(stub)
         leg = yield ws_connect(stub["address"], cls=Leg, maxMessagePayloadSize=0)
         header, _ = yield leg.messages.get()
         request = json.loads(header)["request"]

@@ -155,7 +155,7 @@ class Relay:
             if entity.listeners:
                 raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
             raise ProtocolError("There are no listeners connected for the endpoint.", 404)
-        pending = PendingConnect(self, proto, entity, request.protocols or [])
+        pending = PendingConnect(self, proto, entity, request.protocols or [], listener)
         tracking_id = target.tracking_id or str(uuid.uuid4())
         address = listener.rendezvous_address("accept", tracking_id, raw_suffix(target.raw_path, entity.name), target.app_query, pending.key)
         pending.issued_query = address.split("?", 1)[1]
@@ -201,6 +201,9 @@ class Relay:
         exchange.rendezvous_claimed(proto)
         proto.role = exchange
         proto.sink = CommandSink(ChannelReader(ROLE_RELAY, accept=[Response]), exchange)
+        # A response body is one message of any size (a 100 MiB download is
+        # one message); the sink caps the commands.
+        proto.maxMessagePayloadSize = 0
         return None
 
     # -- shutdown -----------------------------------------------------------
@@ -234,8 +237,11 @@ class ControlChannel:
         self.host_header = host_header or "localhost"
         #: request id -> HttpExchange waiting for (or receiving) its response here
         self.exchanges: dict[str, Any] = {}
+        #: senders whose ``accept`` went out here and that still wait
+        self.pending_connects: set[PendingConnect] = set()
         self._body_owner = None
         self._expiry_call = None
+        self._broken: str | None = None
 
     # role interface
     def leg_opened(self, proto) -> None:
@@ -253,8 +259,12 @@ class ControlChannel:
             log.info("listener {id} offline for {path}", id=self.tracking_id, path=self.entity.name)
         self.relay.registry.forget_if_idle(self.entity)
         for exchange in list(self.exchanges.values()):
-            exchange.listener_lost(self)
+            exchange.listener_lost(self, self._broken)
         self.exchanges.clear()
+        # A listener that is gone will not accept: its senders hear so now,
+        # not after the accept timeout.
+        for pending in list(self.pending_connects):
+            pending.listener_gone()
 
     def _unique_key(self) -> str:
         n = 0
@@ -301,6 +311,8 @@ class ControlChannel:
 
     def framing_error(self, error: ProtocolError) -> None:
         log.warn("closing control channel of {id}: {why}", id=self.tracking_id, why=error.message)
+        # Senders waiting here learn why (not a vague "disconnected").
+        self._broken = f"The listener broke the protocol: {error.message}"
         self.proto.close_with(1008, error.message[:120])
 
     # token lifetime (§4.5, §7.3)
@@ -328,14 +340,16 @@ class ControlChannel:
 class PendingConnect:
     """A sender's upgrade held open until the listener accepts, rejects or times out (§3.2)."""
 
-    def __init__(self, relay: Relay, sender, entity: Entity, offered_protocols: list[str]) -> None:
+    def __init__(self, relay: Relay, sender, entity: Entity, offered_protocols: list[str], listener: ControlChannel) -> None:
         self.relay = relay
         self.sender = sender
         self.entity = entity
         self.offered_protocols = offered_protocols
+        self.listener = listener
         self.issued_query = ""
         self.deferred: Deferred = Deferred()
         self.key = relay.registry.park(self)
+        listener.pending_connects.add(self)
         timeout = relay.config.limits.accept_timeout
         self._timer = relay.reactor.callLater(timeout, self._timed_out, timeout)
 
@@ -343,9 +357,19 @@ class PendingConnect:
         self.relay.registry.drop(self.key)
         self.fail(404, f"The listener did not accept the connection within the allowed timeout of {timeout:g} seconds.")
 
-    def fail(self, status: int, reason: str) -> None:
+    def listener_gone(self) -> None:
+        # 404 like the accept timeout: .NET senders treat it as transient
+        # and may retry onto another listener (§3.2).
+        self.relay.registry.drop(self.key)
+        self.fail(404, "The listener that was offered the connection went away before accepting it.")
+
+    def _settled(self) -> None:
         if self._timer.active():
             self._timer.cancel()
+        self.listener.pending_connects.discard(self)
+
+    def fail(self, status: int, reason: str) -> None:
+        self._settled()
         if not self.deferred.called:
             self.relay.metrics.rejects.labels(str(status)).inc()
             self.deferred.errback(ConnectionDeny(status, reason))
@@ -354,8 +378,7 @@ class PendingConnect:
         self.fail(status, description)
 
     def accept(self, listener_leg, protocol: str | None) -> None:
-        if self._timer.active():
-            self._timer.cancel()
+        self._settled()
         Splice(self.relay, self.entity, self.sender, listener_leg)
         self.deferred.callback(protocol)
 
@@ -365,8 +388,7 @@ class PendingConnect:
 
     def leg_closed(self, proto, was_clean, code, reason) -> None:
         # The sender gave up before the listener answered.
-        if self._timer.active():
-            self._timer.cancel()
+        self._settled()
         self.relay.registry.drop(self.key)
 
 
@@ -378,7 +400,7 @@ class Splice:
         self.entity = entity
         self._open = 0
         self._counted = False
-        sender.peer, listener.peer = listener, sender
+        sender.partner, listener.partner = listener, sender
         metrics = relay.metrics
         sender.sink = Forwarder(sender, listener, metrics.bytes_to_listener)
         listener.sink = Forwarder(listener, sender, metrics.bytes_to_sender)
@@ -388,7 +410,7 @@ class Splice:
     def leg_opened(self, proto) -> None:
         self._open += 1
         if self._open == 2:
-            a, b = proto, proto.peer
+            a, b = proto, proto.partner
             # Each side's socket is the producer of the other's writes: a slow
             # reader on one side stops the relay reading from the other.
             a.transport.registerProducer(b.transport, True)
@@ -398,7 +420,7 @@ class Splice:
             self.relay.metrics.connections_total.labels(self.entity.name).inc()
 
     def leg_closed(self, proto, was_clean, code, reason) -> None:
-        other = proto.peer
+        other = proto.partner
         if self._counted:
             self._counted = False
             self.relay.metrics.connections.dec()

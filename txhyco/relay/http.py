@@ -48,6 +48,7 @@ class HttpSender:
         self.conn = conn
         self.exchange: HttpExchange | None = None
         self._paused = False
+        self._driving = False
 
     @property
     def transport(self):
@@ -69,15 +70,28 @@ class HttpSender:
             exchange.sender_lost()
 
     def _drive(self) -> None:
-        while self.transport is not None and not self.front.closed:
-            try:
-                event = self.conn.next_event()
-            except h11.RemoteProtocolError as e:
-                self.error(e.error_status_hint, f"Malformed HTTP request: {e}.")
-                return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-            self._handle(event)
+        # Not re-entrant: an answer given while handling an event (an error)
+        # starts the next cycle, and this loop then reads the next request.
+        if self._driving:
+            return
+        self._driving = True
+        try:
+            while self.transport is not None and not self.front.closed:
+                try:
+                    event = self.conn.next_event()
+                except h11.RemoteProtocolError as e:
+                    self.error(e.error_status_hint, f"Malformed HTTP request: {e}.")
+                    return
+                if event is h11.NEED_DATA:
+                    return
+                if event is h11.PAUSED:
+                    # A pipelined request waits for the current response;
+                    # stop reading meanwhile so h11's buffer stays bounded.
+                    self.pause()
+                    return
+                self._handle(event)
+        finally:
+            self._driving = False
 
     def _handle(self, event) -> None:
         if isinstance(event, h11.Request):
@@ -209,14 +223,19 @@ class HttpSender:
 
     def _maybe_next_cycle(self) -> None:
         conn = self.conn
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE or conn.our_state is h11.ERROR:
+        if conn.our_state is h11.MUST_CLOSE or conn.our_state is h11.ERROR:
+            # Only once our response is complete: a sender that will close
+            # (HTTP/1.0, "Connection: close") still waits for its answer.
             self.transport.loseConnection()
         elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+            # A pipelined request may already be buffered: go on reading.
+            self.resume()
+            self._drive()
         elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY and self.exchange is None:
             # Answered before the body was sent (an error, or an early
             # response): read and drop the rest so the connection can go on.
-            pass
+            self.resume()
 
 
 def _header(request: h11.Request, name: bytes) -> bytes | None:
@@ -261,7 +280,10 @@ class HttpExchange:
 
     def start(self) -> None:
         self.listener.exchanges[self.id] = self
-        self.relay.metrics  # noqa: B018 (kept for symmetry; counted at the end)
+        if self.inline and self.sender.conn.they_are_waiting_for_100_continue:
+            # An inline request needs its body before the listener hears of
+            # it, so ask for the body now; a strict client waits forever.
+            self.sender._send(h11.InformationalResponse(status_code=100, headers=[]))
         if not self.inline:
             # Address-only: the listener comes to a rendezvous for the rest (§4.3).
             self.listener.send(Request(address=self.address, id=self.id))
@@ -438,12 +460,12 @@ class HttpExchange:
             self.relay.metrics.http_requests.labels(self.entity.name, str(status)).inc()
             self.sender.error(status, message, host=self.via.split(" ", 1)[1], path=self.entity.name)
 
-    def listener_lost(self, channel) -> None:
+    def listener_lost(self, channel, why: str | None = None) -> None:
         if self.rendezvous is not None and self.rendezvous.state == self.rendezvous.STATE_OPEN and self.responded:
             return  # the response streams on its rendezvous; the control channel is not needed
         if self.rendezvous is not None and not self.responded and self._sent and not self.inline:
             return  # the rendezvous is up and may still answer
-        self._fail(502, "The listener disconnected before it responded.")
+        self._fail(502, why or "The listener disconnected before it responded.")
 
     def sender_lost(self) -> None:
         self._cleanup(abort_rendezvous=True)
@@ -485,8 +507,11 @@ class HttpExchange:
 
     def leg_closed(self, proto, was_clean, code, reason) -> None:
         sink = proto.sink
-        if hasattr(sink, "closed") and not self.finished:
-            sink.closed()  # a Close may end an unterminated body (Java, §5.5)
+        if hasattr(sink, "closed") and not self.finished and was_clean and not proto.failedByMe:
+            # The listener's Close may end an unterminated body (Java, §5.5);
+            # a dropped socket or one the relay failed (say, a framing error)
+            # must not make a cut-off body look complete.
+            sink.closed()
         if not self.finished:
             if self.responded:
                 self._cleanup()

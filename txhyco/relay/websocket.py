@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import ChannelReader
-from txhyco.protocol.messages import serialize_command
+from txhyco.protocol.messages import MAX_COMMAND_SIZE, serialize_command
 
 log = Logger()
 
@@ -61,12 +62,13 @@ class CommandSink:
     (bodies) stream through piece by piece.
     """
 
-    __slots__ = ("reader", "handler", "_text", "_binary")
+    __slots__ = ("reader", "handler", "_text", "_text_size", "_binary")
 
     def __init__(self, reader: ChannelReader, handler: Any) -> None:
         self.reader = reader
         self.handler = handler
         self._text: list[bytes] | None = None
+        self._text_size = 0
         self._binary = False
 
     def _deliver(self, call, *args) -> None:
@@ -84,6 +86,7 @@ class CommandSink:
             self._deliver(self.reader.binary_begin)
         else:
             self._text = []
+            self._text_size = 0
 
     def frame_begin(self, length: int, fin: bool) -> None:
         pass
@@ -93,13 +96,20 @@ class CommandSink:
             if data:
                 self._deliver(self.reader.binary_data, data)
         elif self._text is not None:
+            # Legs whose bodies may be any size (request rendezvous) have no
+            # Autobahn message cap, so commands are capped here (§4.1: 64 KiB).
+            self._text_size += len(data)
+            if self._text_size > MAX_COMMAND_SIZE:
+                self._text = None
+                self.handler.framing_error(ProtocolError(f"A command is longer than {MAX_COMMAND_SIZE} bytes."))
+                return
             self._text.append(data)
 
     def message_end(self) -> None:
         if self._binary:
             self._deliver(self.reader.binary_end)
-        else:
-            text, self._text = b"".join(self._text or ()), None
+        elif self._text is not None:
+            text, self._text = b"".join(self._text), None
             self._deliver(self.reader.text, text)
 
     def closed(self) -> None:
@@ -109,12 +119,20 @@ class CommandSink:
 class RelayWebSocketProtocol(WebSocketServerProtocol):
     """One WebSocket leg at the relay. See the module docstring."""
 
+    #: Autobahn's debug and trace messages dump request heads (the
+    #: ServiceBusAuthorization header), URLs (sb-hc-token) and payloads, so
+    #: relay legs log at info at most, whatever the global txaio level:
+    #: tokens never reach the logs (issue 3, "Auth").
+    log = txaio.make_logger()
+    log.set_log_level("info", keep=True)
+
     relay: Any = None  # set by the factory
     sink: Any = DISCARD
     #: the role object: ControlChannel, PendingConnect side, Splice, HttpExchange
     role: Any = None
-    #: the other leg once spliced
-    peer: RelayWebSocketProtocol | None = None
+    #: the other leg once spliced (not ``peer``: Autobahn uses that name for
+    #: the remote address string, which made every unspliced leg look spliced)
+    partner: RelayWebSocketProtocol | None = None
     #: payload bytes still to be written of a frame forwarded *into* this leg
     frame_in_progress = 0
     #: control frames Autobahn wanted to send while a forwarded frame was open
@@ -194,7 +212,7 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
     # -- closing -------------------------------------------------------------
 
     def onCloseFrame(self, code, reasonRaw):
-        peer = self.peer
+        peer = self.partner
         if (
             peer is None
             or self.state != self.STATE_OPEN
