@@ -17,6 +17,16 @@ from txhyco.protocol.tokens import CallableTokenProvider, SasKeyTokenProvider, S
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
 
 
+def peer_address(remote_endpoint):
+    """The sender's address (``remoteEndpoint`` of an accept or request) as a Twisted address."""
+    from twisted.internet.address import IPv4Address, IPv6Address
+
+    if remote_endpoint is None:
+        return IPv4Address("TCP", "0.0.0.0", 0)
+    cls = IPv6Address if ":" in remote_endpoint.address else IPv4Address
+    return cls("TCP", remote_endpoint.address, remote_endpoint.port)
+
+
 @implementer(IAddress)
 @dataclass(frozen=True)
 class HybridConnectionAddress:

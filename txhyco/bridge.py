@@ -22,14 +22,13 @@ from urllib.parse import urlsplit
 import h11
 from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from zope.interface import implementer
 
-from txhyco.address import HybridConnectionAddress
+from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.errors import RelayError
 from txhyco.handshake import open_raw_websocket
 from txhyco.protocol.addresses import encode_entity_path, reject_url, strip_reserved_query
@@ -111,14 +110,6 @@ class FrameMasker:
             data = rest
 
 
-def _peer_address(accept: Accept):
-    endpoint = accept.remote_endpoint
-    if endpoint is None:
-        return IPv4Address("TCP", "0.0.0.0", 0)
-    cls = IPv6Address if ":" in endpoint.address else IPv4Address
-    return cls("TCP", endpoint.address, endpoint.port)
-
-
 def synthetic_target(accept: Accept, entity_path: str) -> tuple[str, str]:
     """(request target, prefix) the application sees for an accepted connection.
 
@@ -165,42 +156,23 @@ def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.
 
 
 @implementer(ITransport, IConsumer, IPushProducer)
-class RelayedTransport:
-    """The transport an application protocol sees for one relayed connection.
+class TransportBase:
+    """What every transport of ours offers an application protocol besides writing.
 
-    Writes go to the bridge; producers and flow control map onto the
-    rendezvous socket once it exists. ``protocol`` is whoever receives data
-    now (a twisted.web ``Site`` hands the connection to a WebSocket protocol
-    by reassigning it).
+    ``protocol`` is whoever receives data now (a twisted.web ``Site`` hands
+    the connection to a WebSocket protocol by reassigning it).
     """
 
     disconnecting = False
     disconnected = False
 
-    def __init__(self, bridge, peer, host) -> None:
-        self.bridge = bridge
+    def __init__(self, peer, host) -> None:
         self.protocol = None
         self._peer = peer
         self._host = host
-        self.producer = None
-        self.streaming_producer = False
-
-    # ITransport
-    def write(self, data: bytes) -> None:
-        if not self.disconnected:
-            self.bridge.outbound(data)
 
     def writeSequence(self, seq) -> None:
         self.write(b"".join(seq))
-
-    def loseConnection(self) -> None:
-        if not self.disconnecting:
-            self.disconnecting = True
-            self.bridge.close(abort=False)
-
-    def abortConnection(self) -> None:
-        self.disconnecting = True
-        self.bridge.close(abort=True)
 
     def getPeer(self):
         return self._peer
@@ -214,6 +186,36 @@ class RelayedTransport:
 
     def setTcpKeepAlive(self, enabled) -> None:
         pass
+
+    def stopProducing(self) -> None:
+        self.abortConnection()
+
+
+class RelayedTransport(TransportBase):
+    """The transport of a bridged connection (this module, :mod:`txhyco.httpbridge`).
+
+    Writes go to the bridge; producers and flow control map onto the
+    rendezvous socket once it exists.
+    """
+
+    def __init__(self, bridge, peer, host) -> None:
+        super().__init__(peer, host)
+        self.bridge = bridge
+        self.producer = None
+        self.streaming_producer = False
+
+    def write(self, data: bytes) -> None:
+        if not self.disconnected:
+            self.bridge.outbound(data)
+
+    def loseConnection(self) -> None:
+        if not self.disconnecting:
+            self.disconnecting = True
+            self.bridge.close(abort=False)
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        self.bridge.close(abort=True)
 
     # IConsumer: the application's producer is paced by the rendezvous socket
     def registerProducer(self, producer, streaming) -> None:
@@ -232,9 +234,6 @@ class RelayedTransport:
 
     def resumeProducing(self) -> None:
         self.bridge.resume_inbound()
-
-    def stopProducing(self) -> None:
-        self.abortConnection()
 
 
 class AcceptBridge:
@@ -255,7 +254,7 @@ class AcceptBridge:
         self._close_requested: bool | None = None
         self._lost = False
         self._h11 = None
-        self.transport = RelayedTransport(self, _peer_address(accept), HybridConnectionAddress(hc.namespace, hc.path))
+        self.transport = RelayedTransport(self, peer_address(accept.remote_endpoint), HybridConnectionAddress(hc.namespace, hc.path))
         self._out = None
         self._in = None
         self.done: defer.Deferred = defer.Deferred()  # fires when the connection is over

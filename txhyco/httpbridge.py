@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import h11
 from autobahn.twisted.websocket import WebSocketClientProtocol
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txhyco.address import HybridConnectionAddress
+from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.bridge import RelayedTransport
 from txhyco.handshake import open_websocket
 from txhyco.protocol.addresses import encode_entity_path
@@ -56,14 +55,6 @@ def local_target(request_target: str, entity_path: str) -> tuple[str, str]:
     elif path.lower().startswith(prefix.lower() + "/"):
         path = path[len(prefix):]
     return path + (sep + query if sep else ""), prefix
-
-
-def _peer(request: Request):
-    endpoint = request.remote_endpoint
-    if endpoint is None:
-        return IPv4Address("TCP", "0.0.0.0", 0)
-    cls = IPv6Address if ":" in endpoint.address else IPv4Address
-    return cls("TCP", endpoint.address, endpoint.port)
 
 
 class RendezvousLeg(WebSocketClientProtocol):
@@ -152,11 +143,11 @@ class HttpExchange:
     def _serve(self, request: Request, body: bytes | None) -> None:
         """Hand ``request`` to a fresh application protocol; ``body`` None means it streams in."""
         self.request = request
-        self.app = self.factory.buildProtocol(_peer(request))
+        self.app = self.factory.buildProtocol(peer_address(request.remote_endpoint))
         if self.app is None:
             self._answer_error(503, "The listener declined the request.")
             return
-        self.transport = RelayedTransport(self, _peer(request), HybridConnectionAddress(self.hc.namespace, self.hc.path))
+        self.transport = RelayedTransport(self, peer_address(request.remote_endpoint), HybridConnectionAddress(self.hc.namespace, self.hc.path))
         self.transport.protocol = self.app
         self._conn = h11.Connection(h11.CLIENT)
         try:

@@ -10,35 +10,25 @@ from __future__ import annotations
 
 from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from txhyco.address import HybridConnectionAddress
+from txhyco.address import HybridConnectionAddress, peer_address
+from txhyco.bridge import TransportBase
 from txhyco.handshake import open_raw_websocket, open_websocket
 from txhyco.protocol.addresses import reject_url
 
 
-@implementer(ITransport, IConsumer, IPushProducer)
-class StreamTransport:
+class StreamTransport(TransportBase):
     """The application's transport: bytes in binary messages on a WebSocket leg."""
 
-    disconnecting = False
-
     def __init__(self, leg, peer, host) -> None:
+        super().__init__(peer, host)
         self.leg = leg
-        self.protocol = None
-        self._peer = peer
-        self._host = host
 
     def write(self, data: bytes) -> None:
         if data and not self.disconnecting:
             self.leg.sendMessage(data, isBinary=True)
-
-    def writeSequence(self, seq) -> None:
-        self.write(b"".join(seq))
 
     def loseConnection(self) -> None:
         if not self.disconnecting:
@@ -48,18 +38,6 @@ class StreamTransport:
     def abortConnection(self) -> None:
         self.disconnecting = True
         self.leg.dropConnection(abort=True)
-
-    def getPeer(self):
-        return self._peer
-
-    def getHost(self):
-        return self._host
-
-    def setTcpNoDelay(self, enabled) -> None:
-        pass
-
-    def setTcpKeepAlive(self, enabled) -> None:
-        pass
 
     def registerProducer(self, producer, streaming) -> None:
         self.leg.transport.registerProducer(producer, streaming)
@@ -72,9 +50,6 @@ class StreamTransport:
 
     def resumeProducing(self) -> None:
         self.leg.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.abortConnection()
 
 
 class StreamLeg(WebSocketClientProtocol):
@@ -110,16 +85,9 @@ class StreamLeg(WebSocketClientProtocol):
             app.connectionLost(Failure(why))
 
 
-def _peer_of(endpoint):
-    if endpoint is None:
-        return IPv4Address("TCP", "0.0.0.0", 0)
-    cls = IPv6Address if ":" in endpoint.address else IPv4Address
-    return cls("TCP", endpoint.address, endpoint.port)
-
-
 def accept_stream(reactor, hc, factory, accept) -> None:
     """Serve one ``accept`` in stream mode (the listener's ``on_accept``)."""
-    peer = _peer_of(accept.remote_endpoint)
+    peer = peer_address(accept.remote_endpoint)
     leg_class = type(
         "BoundStreamLeg", (StreamLeg,), {"app_factory": factory, "peer": peer, "local": HybridConnectionAddress(hc.namespace, hc.path)}
     )

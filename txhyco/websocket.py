@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txhyco.address import HybridConnection
+from txhyco.address import HybridConnection, peer_address
 from txhyco.bridge import AcceptBridge
 from txhyco.connector import connect
 from txhyco.errors import RelayError
@@ -67,11 +67,7 @@ class RelayListeningPort:
 
 def accept_with_factory(reactor, hc, factory, accept) -> None:
     """Serve one ``accept`` with a fresh protocol from ``factory`` over a bridge."""
-    from twisted.internet.address import IPv4Address
-
-    endpoint = accept.remote_endpoint
-    peer = IPv4Address("TCP", endpoint.address, endpoint.port) if endpoint else None
-    protocol = factory.buildProtocol(peer)
+    protocol = factory.buildProtocol(peer_address(accept.remote_endpoint))
     if protocol is None:
         # The factory declined (as a Twisted factory may): tell the sender.
         url = reject_url(accept.address, 503, "The listener declined the connection.")
