@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.bridge import RelayedTransport
+from txhyco.channel import CommandSink
 from txhyco.handshake import open_websocket
 from txhyco.protocol.addresses import encode_entity_path
 from txhyco.protocol.errors import ProtocolError
@@ -63,41 +64,24 @@ class RendezvousLeg(WebSocketClientProtocol):
     exchange: HttpExchange | None = None
 
     def onOpen(self) -> None:
-        self._reader = ChannelReader(accept=[Request])
-        self._text: list[bytes] | None = None
-        self._binary = False
+        self.sink = CommandSink(ChannelReader(accept=[Request]), self.exchange)
         self.exchange.rendezvous_open(self)
 
+    # Autobahn's streaming hooks: the request body streams into the application.
     def onMessageBegin(self, isBinary):
-        self._binary = isBinary
-        if isBinary:
-            self._deliver(self._reader.binary_begin())
-        else:
-            self._text = []
+        self.sink.message_begin(isBinary)
 
     def onMessageFrameBegin(self, length):
         pass
 
     def onMessageFrameData(self, payload):
-        if self._binary:
-            if payload:
-                self._deliver(self._reader.binary_data(payload))
-        else:
-            self._text.append(payload)
+        self.sink.frame_data(payload)
 
     def onMessageFrameEnd(self):
         pass
 
     def onMessageEnd(self):
-        if self._binary:
-            self._deliver(self._reader.binary_end())
-        else:
-            text, self._text = b"".join(self._text or ()), None
-            self._deliver(self._reader.text(text))
-
-    def _deliver(self, events) -> None:
-        for event in events:
-            self.exchange.rendezvous_event(event)
+        self.sink.message_end()
 
     def onClose(self, wasClean, code, reason):
         if self.exchange is not None:
@@ -204,7 +188,12 @@ class HttpExchange:
             # Opened to carry a response that outgrew the control channel.
             self._start_streaming()
 
-    def rendezvous_event(self, event) -> None:
+    def framing_error(self, error: ProtocolError) -> None:
+        log.warn("request rendezvous {id}: {why}", id=self.request.id, why=error.message)
+        if self.rendezvous is not None:
+            self.rendezvous.dropConnection(abort=True)
+
+    def channel_event(self, event) -> None:
         if isinstance(event, CommandReceived):
             request = event.command
             self._serve(request, None if request.body else b"")

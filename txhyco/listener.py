@@ -15,6 +15,7 @@ import json
 import random
 import uuid
 
+import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -40,6 +41,11 @@ CONNECTING, ONLINE, OFFLINE = "connecting", "online", "offline"
 
 class ControlProtocol(WebSocketClientProtocol):
     listener: HybridConnectionListener = None  # set per connection attempt
+
+    #: Autobahn's debug messages dump the upgrade request, token included:
+    #: this leg logs at info at most, whatever the global txaio level.
+    log = txaio.make_logger()
+    log.set_log_level("info", keep=True)
 
     def onOpen(self) -> None:
         self.listener._online(self)

@@ -16,6 +16,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from txhyco.channel import CommandSink
 from txhyco.protocol.addresses import Namespace, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
@@ -35,7 +36,7 @@ from .config import RelayConfig
 from .metrics import RelayMetrics
 from .registry import Entity, Registry
 from .splice import Forwarder
-from .websocket import CommandSink, RelayWebSocketFactory
+from .websocket import RelayWebSocketFactory
 
 log = Logger()
 

@@ -16,9 +16,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
-from txhyco.protocol.errors import ProtocolError
-from txhyco.protocol.http import ChannelReader
-from txhyco.protocol.messages import MAX_COMMAND_SIZE, serialize_command
+from txhyco.protocol.messages import serialize_command
 
 log = Logger()
 
@@ -53,67 +51,6 @@ class _Discard:
 
 
 DISCARD = _Discard()
-
-
-class CommandSink:
-    """Turns a leg's messages into :class:`ChannelReader` events for a handler.
-
-    Text messages (commands, at most a few KiB) are joined; binary messages
-    (bodies) stream through piece by piece.
-    """
-
-    __slots__ = ("reader", "handler", "_text", "_text_size", "_binary")
-
-    def __init__(self, reader: ChannelReader, handler: Any) -> None:
-        self.reader = reader
-        self.handler = handler
-        self._text: list[bytes] | None = None
-        self._text_size = 0
-        self._binary = False
-
-    def _deliver(self, call, *args) -> None:
-        try:
-            events = call(*args)
-        except ProtocolError as e:
-            self.handler.framing_error(e)
-            return
-        for event in events:
-            self.handler.channel_event(event)
-
-    def message_begin(self, is_binary: bool) -> None:
-        self._binary = is_binary
-        if is_binary:
-            self._deliver(self.reader.binary_begin)
-        else:
-            self._text = []
-            self._text_size = 0
-
-    def frame_begin(self, length: int, fin: bool) -> None:
-        pass
-
-    def frame_data(self, data: bytes) -> None:
-        if self._binary:
-            if data:
-                self._deliver(self.reader.binary_data, data)
-        elif self._text is not None:
-            # Legs whose bodies may be any size (request rendezvous) have no
-            # Autobahn message cap, so commands are capped here (§4.1: 64 KiB).
-            self._text_size += len(data)
-            if self._text_size > MAX_COMMAND_SIZE:
-                self._text = None
-                self.handler.framing_error(ProtocolError(f"A command is longer than {MAX_COMMAND_SIZE} bytes."))
-                return
-            self._text.append(data)
-
-    def message_end(self) -> None:
-        if self._binary:
-            self._deliver(self.reader.binary_end)
-        elif self._text is not None:
-            text, self._text = b"".join(self._text), None
-            self._deliver(self.reader.text, text)
-
-    def closed(self) -> None:
-        self._deliver(self.reader.closed)
 
 
 class RelayWebSocketProtocol(WebSocketServerProtocol):
