@@ -183,7 +183,29 @@ function bigPayload(n) {
   return b;
 }
 
+// Test hook for the renewal path. Both official listeners, given a token
+// *function*, call it once per connect and then from
+// `setInterval(fn, moment.duration(1, 'hours').asMilliseconds())` to send
+// {"renewToken":{"token":...}}. shortenRenewal(S) turns exactly that one-hour
+// interval into S seconds (every other timer is untouched), and renewing()
+// tells the token function whether it is being called for a renewal.
+const ONE_HOUR_MS = 3600 * 1000;
+let inRenewal = false;
+function shortenRenewal(seconds) {
+  const original = global.setInterval;
+  global.setInterval = function setIntervalShortRenewal(fn, delay, ...rest) {
+    if (delay !== ONE_HOUR_MS || typeof fn !== 'function') return original.call(this, fn, delay, ...rest);
+    const wrapped = function renewalTick(...a) {
+      inRenewal = true;
+      try { return fn.apply(this, a); } finally { inRenewal = false; }
+    };
+    return original.call(this, wrapped, seconds * 1000, ...rest);
+  };
+}
+function renewing() { return inRenewal; }
+
 module.exports = {
   EXIT, emit, redact, fail, exitWith, installCrashHandler, parseArgs, parseBase,
   relayUri, readKey, withSuffix, textPayload, binaryPayload, bigPayload,
+  shortenRenewal, renewing,
 };

@@ -4,6 +4,7 @@
 //
 // Usage: HYCO_KEY=... node hyco_https_listener.js --base ws://127.0.0.1:9090 --path hc1
 //          [--key-name K] [--token-carrier header|query|both] [--token-function]
+//          [--token-function [--renew-interval SECONDS] [--renew-bad]]
 //          [--keep-alive SECONDS] [--retry]
 // Routes (the request target includes the entity path, e.g. /hc1/hello):
 //   GET      /{path}/hello          200 text/plain "Hello from hyco-https"
@@ -14,7 +15,14 @@
 //                                   via res.write ... res.end) — > 64 KiB goes over a rendezvous
 //   anything else                   404 text/plain
 // Prints {"event":"ready"} when the control channel is open ('listening' event,
-// fired by ws 'open'), then one {"event":"request"} line per request.
+// fired by ws 'open'), then one {"event":"request"} line per request, saying which
+// channel carried the request and the response ("control" or "rendezvous").
+//
+// --token-function passes the token as a function (the library's renewal path);
+// each call prints {"event":"token","count":N,"renewal":bool}. The library renews
+// every hour; --renew-interval SECONDS shortens exactly that interval (a test
+// hook, common.js shortenRenewal). --renew-bad makes renewals (not connects) sign
+// with a wrong key, so the relay must refuse the renewToken (close 1008).
 //
 // Quirks of hyco-https 1.4.5 met while writing this:
 // * Nothing connects until server.listen() is called; 'listening' = control channel open.
@@ -44,12 +52,14 @@ C.installCrashHandler();
 let args;
 try {
   args = C.parseArgs(process.argv.slice(2), {
-    strings: ['base', 'path', 'key-name', 'token-carrier', 'keep-alive'],
-    booleans: ['retry', 'token-function'],
+    strings: ['base', 'path', 'key-name', 'token-carrier', 'renew-interval', 'keep-alive'],
+    booleans: ['retry', 'token-function', 'renew-bad'],
     required: ['base', 'path'],
     defaults: { keyName: 'RootManageSharedAccessKey', tokenCarrier: 'header' },
   });
   if (!['header', 'query', 'both'].includes(args.tokenCarrier)) throw new Error('--token-carrier must be header, query or both');
+  if ((args.renewInterval !== undefined || args.renewBad) && !args.tokenFunction) throw new Error('--renew-interval/--renew-bad need --token-function');
+  if (args.renewInterval !== undefined && !(Number(args.renewInterval) > 0)) throw new Error('--renew-interval wants seconds > 0');
   if (args.keepAlive !== undefined && !(Number(args.keepAlive) > 0)) throw new Error('--keep-alive wants seconds > 0');
 } catch (e) {
   C.fail(C.EXIT.USAGE, 'usage', e.message);
@@ -129,7 +139,17 @@ try {
   const inHeader = args.tokenCarrier !== 'query';
   const listenUri = inQuery ? C.relayUri(https.createRelayListenUri, args.base, args.path, token) : bareUri;
   let tokenOption = inHeader ? token : '';
-  if (args.tokenFunction && inHeader) tokenOption = makeToken;
+  if (args.tokenFunction && inHeader) {
+    let calls = 0;
+    tokenOption = () => {
+      const renewal = C.renewing();
+      calls++;
+      C.emit({ event: 'token', count: calls, renewal: renewal });
+      if (renewal && args.renewBad) return https.createRelayToken(bareUri, args.keyName, 'not-' + key);
+      return makeToken();
+    };
+    if (args.renewInterval !== undefined) C.shortenRenewal(Number(args.renewInterval));
+  }
   const options = { server: listenUri, token: tokenOption };
   if (args.keepAlive !== undefined) options.keepAliveTimeout = moment.duration(Number(args.keepAlive), 'seconds');
 
@@ -148,7 +168,13 @@ try {
         C.emit({ event: 'handler_error', request: n, message: C.redact(e.message) });
         return;
       }
-      C.emit({ event: 'request', request: n, method: req.method, url: C.redact(req.url), bodySize: body.length, status: status });
+      // Which channel carried the request (the relay's choice, §5.3) and which one
+      // hyco-https picked for the response (§5.4): 'control' or 'rendezvous'.
+      const channelOf = (ws) => (!ws ? null : (ws === server.controlChannel ? 'control' : 'rendezvous'));
+      C.emit({
+        event: 'request', request: n, method: req.method, url: C.redact(req.url), bodySize: body.length, status: status,
+        requestChannel: channelOf(req.socket), responseChannel: channelOf(res.socket),
+      });
     });
   });
 

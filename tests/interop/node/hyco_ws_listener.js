@@ -4,12 +4,18 @@
 //
 // Usage: HYCO_KEY=... node hyco_ws_listener.js --base ws://127.0.0.1:9090 --path hc1
 //          [--key-name RootManageSharedAccessKey] [--token-carrier header|query|both]
-//          [--token-function] [--retry]
+//          [--token-function [--renew-interval SECONDS] [--renew-bad]] [--retry]
 // Prints {"event":"ready"} once the control channel is open, then one JSON line
 // per accepted connection / message / close. Each received message is echoed
 // with the same type (text stays text, binary stays binary); a text message
 // "close:CODE:REASON" makes the listener close that connection with CODE/REASON.
 // SIGTERM/SIGINT close the server and exit 0.
+//
+// --token-function passes the token as a function (the library's renewal path);
+// each call prints {"event":"token","count":N,"renewal":bool}. The library renews
+// every hour; --renew-interval SECONDS shortens exactly that interval (a test
+// hook, common.js shortenRenewal). --renew-bad makes renewals (not connects) sign
+// with a wrong key, so the relay must refuse the renewToken (close 1008).
 //
 // Quirks of hyco-ws 1.0.5 met while writing this (code reading + local runs):
 // * The `server` option is used verbatim as the control-channel URI
@@ -44,12 +50,14 @@ C.installCrashHandler();
 let args;
 try {
   args = C.parseArgs(process.argv.slice(2), {
-    strings: ['base', 'path', 'key-name', 'token-carrier'],
-    booleans: ['retry', 'token-function'],
+    strings: ['base', 'path', 'key-name', 'token-carrier', 'renew-interval'],
+    booleans: ['retry', 'token-function', 'renew-bad'],
     required: ['base', 'path'],
     defaults: { keyName: 'RootManageSharedAccessKey', tokenCarrier: 'header' },
   });
   if (!['header', 'query', 'both'].includes(args.tokenCarrier)) throw new Error('--token-carrier must be header, query or both');
+  if ((args.renewInterval !== undefined || args.renewBad) && !args.tokenFunction) throw new Error('--renew-interval/--renew-bad need --token-function');
+  if (args.renewInterval !== undefined && !(Number(args.renewInterval) > 0)) throw new Error('--renew-interval wants seconds > 0');
 } catch (e) {
   C.fail(C.EXIT.USAGE, 'usage', e.message);
   return;
@@ -67,7 +75,17 @@ try {
   const inHeader = args.tokenCarrier !== 'query';
   const listenUri = inQuery ? C.relayUri(WebSocket.createRelayListenUri, args.base, args.path, token) : bareUri;
   let tokenOption = inHeader ? token : '';
-  if (args.tokenFunction && inHeader) tokenOption = makeToken;
+  if (args.tokenFunction && inHeader) {
+    let calls = 0;
+    tokenOption = () => {
+      const renewal = C.renewing();
+      calls++;
+      C.emit({ event: 'token', count: calls, renewal: renewal });
+      if (renewal && args.renewBad) return WebSocket.createRelayToken(bareUri, args.keyName, 'not-' + key);
+      return makeToken();
+    };
+    if (args.renewInterval !== undefined) C.shortenRenewal(Number(args.renewInterval));
+  }
 
   let online = false;
   let connections = 0;
