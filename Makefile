@@ -7,9 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NODEDIR := tests/interop/node
 
-.PHONY: test demo bench clean setup
+.PHONY: test test-crossbar demo bench clean setup
 
-setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp
+setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
 
 $(VENV)/.stamp-install: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,31 @@ $(NODEDIR)/node_modules/.stamp: $(NODEDIR)/package.json
 	cd $(NODEDIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# tests/test_browser_chat.py drives Debian's Chromium through its chromedriver
+# (Selenium is given both paths and never downloads a browser). As root on Debian.
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
 test: setup
-	$(PY) -m pytest -p no:cacheprovider --timeout=300 tests
+	$(PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
+
+# Crossbar pulls in ~100 packages (web3 among them), so it gets a venv of its
+# own and only tests/crossbar runs there; `make test` ignores that directory.
+CB_VENV := .venv-crossbar
+CB_PY   := $(CB_VENV)/bin/python
+CROSSBAR_VERSION ?= 26.10.1
+
+$(CB_VENV)/.stamp-install: setup.py
+	$(PYTHON) -m venv $(CB_VENV)
+	$(CB_PY) -m pip install --quiet --upgrade pip
+	$(CB_PY) -m pip install --quiet -e '.[test]' 'crossbar==$(CROSSBAR_VERSION)'
+	touch $@
+
+test-crossbar: $(CB_VENV)/.stamp-install
+	$(CB_PY) -m pytest -p no:cacheprovider --timeout=300 tests/crossbar
 
 demo: setup
 	$(PY) examples/demo.py
@@ -31,4 +54,4 @@ bench: setup
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(NODEDIR)/node_modules *.egg-info
+	rm -rf $(VENV) $(CB_VENV) $(NODEDIR)/node_modules *.egg-info

@@ -197,3 +197,14 @@ def test_endpoint_listen_is_cancellable(relay):
     d.cancel()
     with pytest.raises(defer.CancelledError):
         yield d
+
+
+def test_auto_mode_looks_through_wrapping_factories():
+    from autobahn.twisted.websocket import WebSocketServerFactory
+    from twisted.protocols.policies import WrappingFactory
+
+    from txhyco.endpoint import detect_mode
+
+    assert detect_mode(WrappingFactory(WrappingFactory(WebSocketServerFactory()))) == "websocket"
+    assert detect_mode(WrappingFactory(Site(Resource()))) == "http"
+    assert detect_mode(WrappingFactory(Factory.forProtocol(Upper))) == "stream"

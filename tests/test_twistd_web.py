@@ -6,7 +6,7 @@ import sys
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from tests.support.procs import Child, ROOT
+from tests.support.procs import Child
 from tests.support.rawlistener import make_token
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")

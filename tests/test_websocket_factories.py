@@ -1,13 +1,13 @@
 """RelayedServerFactory and RelayedClientFactory through the local relay."""
 import pytest
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet import defer, reactor, task
+
 
 from tests.support.wsclient import Leg
 from txhyco.errors import RelayHandshakeError
-from txhyco.websocket import RelayedClientFactory, RelayedServerFactory, connect_relay
+from txhyco.websocket import RelayedServerFactory, connect_relay
 
 
 class Echo(WebSocketServerProtocol):

@@ -1,6 +1,6 @@
 """An Autobahn server behind the relay behaves like a direct one: sizes, fragments, pings, closes, streaming."""
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, reactor, task
 
 from tests.support.wsclient import Leg

@@ -18,6 +18,8 @@ through a relay. The mode decides what the factory is fed:
 """
 from __future__ import annotations
 
+from functools import partial
+
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -34,6 +36,12 @@ def detect_mode(factory) -> str:
     """``websocket``, ``http`` or ``stream`` for ``factory`` (see the module doc)."""
     from autobahn.twisted.websocket import WebSocketServerFactory
 
+    # Look through wrappers (twisted.protocols.policies.WrappingFactory and
+    # kin: Crossbar limits connections that way) to the factory that speaks.
+    seen = set()
+    while getattr(factory, "wrappedFactory", None) is not None and id(factory) not in seen:
+        seen.add(id(factory))
+        factory = factory.wrappedFactory
     if isinstance(factory, WebSocketServerFactory):
         return "websocket"
     from twisted.web.http import HTTPFactory
@@ -65,21 +73,19 @@ class HybridConnectionServerEndpoint:
         mode = detect_mode(factory) if self.mode == "auto" else self.mode
         log.info("listening on {address} in {mode} mode for {factory!r}", address=str(self.hc.address), mode=mode, factory=factory)
         reactor, hc = self.reactor, self.hc
-        on_request = None
         if mode == "stream":
-            from txhyco.stream import accept_stream
-
-            def on_accept(accept):
-                accept_stream(reactor, hc, factory, accept)
+            from txhyco.stream import accept_stream as accept_one
         else:
-            def on_accept(accept):
-                accept_with_factory(reactor, hc, factory, accept)
+            accept_one = accept_with_factory
 
-            if mode == "http":
-                from txhyco.httpbridge import serve_request
+        def on_accept(accept):
+            accept_one(reactor, hc, factory, accept)
 
-                def on_request(request, body, listener):
-                    serve_request(reactor, hc, factory, request, body, listener)
+        on_request = None
+        if mode == "http":
+            from txhyco.httpbridge import serve_request
+
+            on_request = partial(serve_request, reactor, hc, factory)
 
         listener = HybridConnectionListener(reactor, hc, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive)
         factory.doStart()
@@ -108,7 +114,6 @@ class HybridConnectionClientEndpoint:
 
     @defer.inlineCallbacks
     def connect(self, factory):
-        from txhyco.handshake import open_websocket
         from txhyco.protocol.addresses import connect_url
         from txhyco.stream import StreamLeg
         from twisted.internet.address import IPv4Address

@@ -32,8 +32,11 @@ def handshake_error(proto, url: str = "") -> RelayError:
     line = getattr(proto, "http_status_line", None)
     if line:
         parts = line.split(" ", 2)
-        if len(parts) >= 2 and parts[1].isdigit():
+        if len(parts) >= 2 and parts[1].isdigit() and parts[1] != "101":
             return RelayHandshakeError(int(parts[1]), parts[2] if len(parts) > 2 else "", url)
+        if len(parts) >= 2 and parts[1] == "101":
+            why = getattr(proto, "wasNotCleanReason", None) or "the 101 answer was not acceptable"
+            return RelayError(f"The WebSocket to {url} was refused by this side after the relay's 101: {why}.")
     why = getattr(proto, "wasNotCleanReason", None) or "the connection closed during the WebSocket handshake"
     return RelayUnreachable(f"No WebSocket to {url}: {why}.")
 

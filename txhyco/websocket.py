@@ -22,7 +22,6 @@ from zope.interface import implementer
 from txhyco.address import HybridConnection, peer_address
 from txhyco.bridge import AcceptBridge
 from txhyco.connector import connect
-from txhyco.errors import RelayError
 from txhyco.handshake import wait_open
 from txhyco.listener import KEEPALIVE, HybridConnectionListener
 from txhyco.protocol.addresses import connect_url, reject_url

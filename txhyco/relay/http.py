@@ -20,7 +20,6 @@ from txhyco.protocol.http import (
     BodyEnded,
     CONTROL_CHANNEL_BODY_LIMIT,
     CommandReceived,
-    reason_phrase,
     request_headers_for_listener,
     response_has_body,
     response_headers_for_sender,

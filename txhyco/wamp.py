@@ -1,0 +1,106 @@
+"""WAMP through the relay, as a sender: reach a router (Crossbar) listening behind ``hyco:``.
+
+A WAMP router behind the ``hyco:`` endpoint is an ordinary WebSocket server
+to its senders, so any Autobahn ``WebSocketClientFactory`` reaches it once
+it is pointed at the hybrid connection's sender URL (protocol.md §2.5) with
+a token (§2.6)::
+
+    session = ApplicationSession(ComponentConfig("realm1"))
+    session = yield connect_wamp(session, connection_string=..., path="crossbar")
+    yield session.call("com.example.add", 2, 3)
+
+:func:`connect_client_factory` does the pointing for any client factory
+instance (``WampWebSocketClientFactory`` or your own); :func:`connect_wamp`
+builds the WAMP one and fires once the session has joined its realm.
+"""
+from __future__ import annotations
+
+from autobahn.twisted.websocket import WampWebSocketClientFactory, WebSocketClientFactory
+from twisted.internet import defer
+
+from txhyco.address import HybridConnection
+from txhyco.connector import connect
+from txhyco.errors import RelayError
+from txhyco.handshake import wait_open
+from txhyco.protocol.addresses import connect_url
+
+# The relay holds a sender's upgrade until a listener accepts (up to ~30 s);
+# .NET's sender waits 70 s, and so does RelayedClientFactory.
+SENDER_HANDSHAKE_TIMEOUT = 70
+
+
+@defer.inlineCallbacks
+def connect_client_factory(
+    factory: WebSocketClientFactory,
+    *,
+    reactor=None,
+    suffix: str = "",
+    query: str = "",
+    token_in_query: bool = False,
+    **relay,
+):
+    """Connect any Autobahn client factory through the relay; fires with the open protocol.
+
+    ``relay`` names the hybrid connection as :meth:`HybridConnection.from_args`
+    does (``connection_string=``, ``path=``, ``namespace=``, ``key_name=``,
+    ``key=``, ``token=``, ``ca_file=``...). The factory keeps its protocols,
+    origin, user agent and headers; its URL becomes the sender URL and the
+    token is added as ``ServiceBusAuthorization`` (or ``sb-hc-token`` with
+    ``token_in_query=True``). A handshake timeout shorter than the relay's
+    hold time is raised to it. Fails like ``RelayedClientFactory.connect``.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    hc = HybridConnection.from_args(**relay)
+    token = yield hc.get_token(reactor)
+    url = connect_url(hc.namespace, hc.path, suffix=suffix, query=query, token=token if token_in_query else None)
+    headers = dict(factory.headers or {})
+    if token and not token_in_query:
+        headers["ServiceBusAuthorization"] = token
+    factory.setSessionParameters(
+        url=url, origin=factory.origin, protocols=factory.protocols, useragent=factory.useragent,
+        headers=headers, proxy=factory.proxy,
+    )
+    if not factory.openHandshakeTimeout or factory.openHandshakeTimeout < SENDER_HANDSHAKE_TIMEOUT:
+        factory.setProtocolOptions(openHandshakeTimeout=SENDER_HANDSHAKE_TIMEOUT)
+    ns = hc.namespace
+    proto = yield connect(reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=hc.ca_file)
+    yield wait_open(proto, url.split("?", 1)[0])
+    return proto
+
+
+def connect_wamp(session, *, serializers=None, reactor=None, **relay) -> defer.Deferred:
+    """Run ``session`` (an ``ApplicationSession``) through the relay; fires with it once joined.
+
+    Fires on the session's ``join`` event (before its ``onJoin`` has run),
+    or fails with :class:`txhyco.errors.RelayError` if the session leaves
+    or its transport closes first, or with the relay's own handshake error.
+    ``serializers`` are Autobahn serializer instances (default: all
+    available; the router picks one by WebSocket sub-protocol).
+    """
+    joined: defer.Deferred = defer.Deferred()
+
+    def on_join(session, details):
+        if not joined.called:
+            joined.callback(session)
+
+    def on_leave(session, details):
+        if not joined.called:
+            joined.errback(RelayError(f"The WAMP session left before joining: {details.reason} {details.message or ''}".rstrip() + "."))
+
+    def on_disconnect(session, was_clean=None):
+        if not joined.called:
+            joined.errback(RelayError("The WAMP transport closed before the session joined."))
+
+    session.on("join", on_join)
+    session.on("leave", on_leave)
+    session.on("disconnect", on_disconnect)
+    factory = WampWebSocketClientFactory(lambda: session, serializers=serializers)
+    connected = connect_client_factory(factory, reactor=reactor, **relay)
+
+    def failed(failure):
+        if not joined.called:
+            joined.errback(failure)
+
+    connected.addErrback(failed)
+    return joined
