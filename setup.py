@@ -36,6 +36,7 @@ setup(
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "klein>=23.0",
+            "selenium>=4.20",
         ],
         "bench": [
             "matplotlib>=3.8",

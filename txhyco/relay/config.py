@@ -109,7 +109,10 @@ def _rules(raw: Any, where: str) -> dict[str, SasRule]:
         rights_raw = item.get("rights", ["Listen", "Send", "Manage"])
         if isinstance(rights_raw, str):
             rights_raw = [rights_raw]
-        rights = Rights.parse(rights_raw)
+        try:
+            rights = Rights.parse(rights_raw)
+        except ProtocolError as e:
+            raise ProtocolError(f"{where}: rule '{name}': 'rights': {e.message}") from None
         rules[name] = SasRule(name=name, primary_key=key, secondary_key=secondary, rights=rights)
     return rules
 
@@ -128,6 +131,9 @@ _LIMIT_KEYS = {
 }
 
 
+_LIMIT_MAX = 2**53  # exact as int and float; NaN and inf fail the range check
+
+
 def _limits(raw: Any) -> Limits:
     if not isinstance(raw, dict):
         raise ProtocolError("'limits' must be a table.")
@@ -136,8 +142,10 @@ def _limits(raw: Any) -> Limits:
         if key not in _LIMIT_KEYS:
             raise ProtocolError(f"limits: unknown setting '{key}' (known: {', '.join(sorted(_LIMIT_KEYS))}).")
         attr, kind = _LIMIT_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ProtocolError(f"limits: '{key}' must be a non-negative number.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _LIMIT_MAX:
+            raise ProtocolError(f"limits: '{key}' must be a number from 0 to {_LIMIT_MAX}.")
+        if kind is int and value != int(value):
+            raise ProtocolError(f"limits: '{key}' must be a whole number.")
         changes[attr] = kind(value)
     return replace(Limits(), **changes)
 
@@ -154,8 +162,9 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
         raise ProtocolError(f"config: unknown top-level setting(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))}).")
     rules = _rules(doc.get("rules", []), "config")
     if key_name or key or not rules:
+        # First, so it is the root rule whose key the relay prints.
         base = RelayConfig.with_key(key_name or DEFAULT_KEY_NAME, key)
-        rules.update(base.rules)
+        rules = {**base.rules, **{n: r for n, r in rules.items() if n not in base.rules}}
     hcs = {}
     raw_hcs = doc.get("hybridConnections", [])
     if not isinstance(raw_hcs, list):

@@ -60,8 +60,16 @@ def write_self_signed(directory: str, *, hosts=("localhost", "127.0.0.1", "::1")
 
 
 def server_context(cert_path: str, key_path: str):
-    """A Twisted TLS server context factory for the relay's listening port."""
+    """A Twisted TLS server context factory for the relay's listening port.
+
+    The certificate file may hold a chain (leaf first, then intermediates),
+    which is served whole. ALPN offers ``http/1.1``: Twisted answers a client
+    that offers ALPN (curl, browsers, .NET) with a fatal alert when the server
+    names no protocol at all, and the relay speaks HTTP/1.1 only.
+    """
+    from OpenSSL.crypto import FILETYPE_PEM
     from twisted.internet import ssl
+    from twisted.internet.error import VerifyError
 
     try:
         with open(cert_path, "rb") as f:
@@ -70,8 +78,25 @@ def server_context(cert_path: str, key_path: str):
             key_pem = f.read()
     except OSError as e:
         raise ProtocolError(f"cannot read TLS file {e.filename}: {e.strerror}.") from None
+    end = b"-----END CERTIFICATE-----"
+    blocks = [block.strip() + b"\n" + end + b"\n" for block in cert_pem.split(end)[:-1]]
+    try:  # pyOpenSSL raises several types for bad PEM
+        certs = [ssl.Certificate.loadPEM(block) for block in blocks]
+    except Exception:
+        certs = []
+    if not certs:
+        raise ProtocolError(f"the TLS certificate file {cert_path} holds no valid PEM certificate.") from None
     try:
-        cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-    except Exception as e:  # pyOpenSSL raises several types for bad PEM
-        raise ProtocolError(f"the TLS certificate or key is not valid PEM ({e.__class__.__name__}).") from None
-    return cert.options()
+        key = ssl.KeyPair.load(key_pem, FILETYPE_PEM)
+    except Exception as e:
+        raise ProtocolError(f"the TLS key file {key_path} holds no valid PEM private key ({e.__class__.__name__}).") from None
+    try:
+        leaf = ssl.PrivateCertificate.fromCertificateAndKeyPair(certs[0], key)
+    except VerifyError:
+        raise ProtocolError(f"the TLS key {key_path} does not belong to the certificate {cert_path}.") from None
+    return ssl.CertificateOptions(
+        privateKey=leaf.privateKey.original,
+        certificate=leaf.original,
+        extraCertChain=[c.original for c in certs[1:]] or None,
+        acceptableProtocols=[b"http/1.1"],
+    )
