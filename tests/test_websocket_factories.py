@@ -79,3 +79,27 @@ def test_sender_errors_are_clear(relay):
     with pytest.raises(RelayHandshakeError) as info:
         yield RelayedServerFactory(cs, path="x").listen()
     assert info.value.status == 401
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_requests_to_a_websocket_listener_get_501(relay):
+    import http.client
+
+    from twisted.internet import threads
+
+    from tests.support.rawlistener import make_token
+
+    factory = RelayedServerFactory(relay.connection_string.format(), path="wsonly")
+    factory.protocol = Echo
+    port = yield factory.listen()
+
+    def run(body):
+        conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+        conn.request("POST", "/wsonly/x", body=body, headers={"ServiceBusAuthorization": make_token(relay, "wsonly")})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    for body in (b"small", b"b" * 100_000):  # inline, and address-only over a rendezvous
+        status, text = yield threads.deferToThread(run, body)
+        assert status == 501 and b"WebSocket connections only" in text
+    yield port.stopListening()

@@ -407,6 +407,24 @@ def _with_body(response: Response, body: bool) -> Response:
     return Response(response.request_id, response.status_code, response.status_description, response.response_headers, body=body)
 
 
+def websocket_only_site():
+    """The HTTP answer of a listener that has only WebSocket connections to offer: 501."""
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    class WebSocketOnly(Resource):
+        isLeaf = True
+
+        def render(self, request):
+            request.setResponseCode(501, b"Not Implemented")
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"This listener serves WebSocket connections only.\n"
+
+    site = Site(WebSocketOnly())
+    site.log = lambda request: None  # no access log for these refusals
+    return site
+
+
 def serve_request(reactor, hc, factory, request: Request, body: bytes | None, listener) -> None:
     """The listener's ``on_request`` handler for an HTTP/1.1 factory."""
     HttpExchange(reactor, hc, factory, listener, request).start(body)

@@ -290,8 +290,10 @@ class HybridConnectionListener:
 
     def _dispatch_request(self, request: Request, body: bytes | None) -> None:
         if self.on_request is None:
-            if not request.address_only:
-                self.respond(Response(request.id, 501, "This listener serves WebSocket connections only.", body=False))
+            # No HTTP application: answer 501, on a rendezvous for address-only requests.
+            from txhyco.httpbridge import serve_request, websocket_only_site
+
+            serve_request(self.reactor, self.hc, websocket_only_site(), request, body, self)
             return
         try:
             self.on_request(request, body, self)
