@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+'use strict';
+// Benchmark echo listener on Microsoft's hyco-ws (the npm package installed in
+// tests/interop/node/node_modules). Unlike tests/interop/node/hyco_ws_listener.js
+// it prints nothing per message (a JSON line per message would cost hyco-ws
+// throughput and make the comparison unfair); it prints one line
+// {"event":"ready"} once its control channel is open.
+//
+// Usage: HYCO_KEY=... node node_echo_listener.js BASE PATH [KEY_NAME]
+//   BASE is ws://127.0.0.1:PORT (the local relay), PATH the hybrid connection.
+const path = require('path');
+const WebSocket = require(path.join(__dirname, '..', 'tests', 'interop', 'node', 'node_modules', 'hyco-ws'));
+
+const [base, hc, keyName = 'RootManageSharedAccessKey'] = process.argv.slice(2);
+const key = process.env.HYCO_KEY;
+if (!base || !hc || !key) {
+  process.stderr.write('usage: HYCO_KEY=... node node_echo_listener.js BASE PATH [KEY_NAME]\n');
+  process.exit(2);
+}
+const u = new URL(base);
+const official = WebSocket.createRelayListenUri(u.hostname, hc);  // wss://host:443/$hc/...
+const listenUri = `${u.protocol}//${u.host}` + official.slice(`wss://${u.hostname}:443`.length);
+const token = WebSocket.createRelayToken(listenUri, keyName, key);
+
+let ready = false;
+const server = WebSocket.createRelayedServer({ server: listenUri, token: token }, (ws) => {
+  ws.on('message', (data, flags) => {
+    ws.send(data, { binary: !!(flags && flags.binary) });
+  });
+  ws.on('error', () => {});
+});
+server.on('listening', () => {
+  if (!ready) {
+    ready = true;
+    process.stdout.write(JSON.stringify({ event: 'ready' }) + '\n');
+  }
+});
+server.on('error', (err) => {
+  process.stderr.write('control channel error: ' + (err && err.message ? err.message : err) + '\n');
+  server.closeRequested = true;
+  process.exit(3);
+});
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,68 @@
+"""Keeps ``benchmarks/`` from rotting: a smoke run (tiny counts, no timing assertions).
+
+``benchmarks/run.py --smoke --out DIR`` starts the relay, server, proxy and
+client processes, runs every scenario in every arrangement with a handful of
+messages, and must write a ``latest.json`` of the documented shape. The
+numbers themselves are not checked: benchmarks are not tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+
+SCENARIOS = {"ws_echo_1k_rtt", "ws_echo_1k_100", "ws_echo_1m", "http_get_small", "http_download", "ws_connect", "ws_idle_scale"}
+ARRANGEMENTS = {"direct", "proxy", "relayed"}
+
+
+@pytest.mark.timeout(240)
+def test_smoke_run_writes_latest_json(tmp_path):
+    pytest.importorskip("psutil", reason="the bench extra is not installed (pip install -e '.[bench]')")
+    env = dict(os.environ)
+    env.pop("BENCH_FULL", None)
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=220,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+
+    assert doc["mode"] == "smoke"
+    machine = doc["machine"]
+    for key in ("cores_logical", "python", "versions"):
+        assert key in machine
+    assert {"twisted", "autobahn"} <= set(machine["versions"])
+
+    results = doc["results"]
+    seen = {(r["scenario"], r["arrangement"]) for r in results}
+    assert seen >= {(s, a) for s in SCENARIOS for a in ARRANGEMENTS}
+    for r in results:
+        assert {"scenario", "arrangement", "metrics", "error", "samples"} <= set(r)
+        assert r["error"] is None, r
+        assert r["metrics"], r
+        for summary in r["metrics"].values():
+            assert {"median", "min", "max", "spread_pct"} <= set(summary)
+
+    targets = doc["targets"]
+    assert len(targets) == 8
+    for t in targets:
+        assert set(t) >= {"name", "value", "target", "met"}
+        assert isinstance(t["met"], bool)
+    assert (tmp_path / "latest.txt").exists()
+    if _has_matplotlib():
+        assert (tmp_path / "latest.png").stat().st_size > 0
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
