@@ -20,12 +20,17 @@ from typing import Sequence
 from .common import CliError, Parser
 
 #: Subcommand modules under ``txhyco.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("relay", "tokens")
+COMMANDS: tuple[str, ...] = ("relay", "tokens", "listen", "connect", "request")
 
 EPILOG = """\
 examples:
   txhyco relay                              # a local relay on 127.0.0.1:9090
   txhyco token --path myhc                  # a SAS token (credentials from HYCO_CONNECTION_STRING)
+  txhyco listen db --forward 127.0.0.1:5432 # expose a local TCP service through the relay
+  txhyco connect db --forward 15432         # ... and reach it at 127.0.0.1:15432 elsewhere
+  txhyco listen web --http http://127.0.0.1:8080   # expose a local web server (WebSockets too)
+  txhyco request web /index.html            # one HTTP request through the relay, like curl -i
+  txhyco listen echo --echo                 # a WebSocket echo; try: txhyco connect echo
 
 Run 'txhyco COMMAND --help' for a command's options and an example.
 """

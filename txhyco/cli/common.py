@@ -135,3 +135,111 @@ def run_reactor(main: Callable[[Any], Any]) -> int:
     if isinstance(result, Failure):
         result.raiseException()
     return int(result or 0)
+
+
+# -- shared by the commands that talk to a relay (listen, connect, request) ------------
+
+CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
+
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
+
+
+def add_relay_options(parser) -> None:
+    """``PATH``, ``--connection-string`` and ``--ca-file``: how a command reaches its hybrid connection."""
+    parser.add_argument("path", metavar="PATH", help="the hybrid connection's name (its entity path), e.g. db")
+    parser.add_argument(
+        "--connection-string",
+        metavar="TEXT",
+        help=f"the relay's connection string, as 'txhyco relay' prints it (default: ${CONNECTION_STRING_ENV})",
+    )
+    parser.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="trust this certificate for a wss:// relay with a self-signed one (txhyco relay --self-signed DIR writes DIR/relay-cert.pem)",
+    )
+
+
+def check_path(path: str) -> str:
+    """``path`` without surrounding slashes if it can name a hybrid connection; a usage error if not."""
+    from txhyco.protocol.addresses import encode_entity_path
+    from txhyco.protocol.errors import ProtocolError
+
+    stripped = path.strip("/")
+    if not stripped or any(c not in _PATH_CHARS for c in stripped):
+        raise CliError(
+            f"PATH {path!r} is not a hybrid connection name: use letters, digits, '.', '-', '_' and '/' (e.g. 'db').", 2
+        )
+    try:
+        encode_entity_path(stripped)
+    except ProtocolError as e:
+        raise CliError(f"PATH {path!r} is not a hybrid connection name: {e.message}", 2) from None
+    return stripped
+
+
+def hybrid_connection(args):
+    """The :class:`txhyco.address.HybridConnection` that ``args`` (see :func:`add_relay_options`) name."""
+    from txhyco.address import HybridConnection
+    from txhyco.protocol.errors import ProtocolError
+
+    path = check_path(args.path)
+    text = args.connection_string
+    if text is None:
+        text = os.environ.get(CONNECTION_STRING_ENV, "").strip()
+        if not text:
+            raise CliError(
+                f"no relay given: pass --connection-string or set {CONNECTION_STRING_ENV} "
+                "(txhyco relay prints one for a local relay).",
+                2,
+            )
+        source = f"${CONNECTION_STRING_ENV}"
+    else:
+        source = "--connection-string"
+    if args.ca_file is not None and not os.path.isfile(args.ca_file):
+        raise CliError(f"--ca-file {args.ca_file}: no such file.", 2)
+    try:
+        return HybridConnection.from_args(connection_string=text, path=path, ca_file=args.ca_file)
+    except ProtocolError as e:
+        raise CliError(f"the connection string in {source} is not usable: {e.message}", 2) from None
+
+
+def describe_relay_error(error: BaseException, what: str = "the relay refused") -> str:
+    """One sentence for a failure to reach or use the relay (no tokens: none are in these messages)."""
+    from twisted.internet import error as twisted_error
+
+    from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
+    from txhyco.protocol.errors import ProtocolError
+
+    if isinstance(error, twisted_error.CannotListenError) and isinstance(error.socketError, BaseException):
+        error = error.socketError
+    if isinstance(error, RelayHandshakeError):
+        # The relay's reason verbatim, less the service's TrackingId/SystemTracker/Timestamp tail.
+        reason = error.reason.split(" TrackingId:", 1)[0].strip().rstrip(".")
+        advice = str(error).rsplit("; ", 1)[1].rstrip(".") if "; " in str(error) else ""
+        where = f" ({error.url})" if error.url else ""
+        return f"{what}: {error.status} {reason}{where}" + (f"; {advice}." if advice else ".")
+    if isinstance(error, RelayUnreachable):
+        return f"cannot reach the relay: {error}"
+    if isinstance(error, (RelayError, ProtocolError)):
+        return str(error)
+    if isinstance(error, (twisted_error.ConnectError, twisted_error.DNSLookupError, twisted_error.TimeoutError)):
+        return f"cannot reach the relay: {error.__class__.__name__}: {error}"
+    return f"{error.__class__.__name__}: {error}"
+
+
+def host_port(text: str, *, default_host: str | None = None, option: str = "--forward") -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[v6]:PORT``; ``PORT`` alone with ``default_host``) as a pair; usage error if not."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        if default_host is None:
+            raise CliError(f"{option} {text!r} needs a host: write HOST:PORT, e.g. 127.0.0.1:5432.", 2)
+        host = default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CliError(f"{option} {text!r} has no valid port: write [HOST:]PORT with PORT in 0-65535.", 2)
+    if default_host is None and int(port) == 0:
+        raise CliError(f"{option} {text!r}: port 0 cannot be connected to.", 2)
+    return host, int(port)

@@ -1,0 +1,210 @@
+"""``txhyco connect PATH``: a sender, interactively (like wscat) or as a local port (``--forward``).
+
+Interactive: each line on stdin goes out as a text message (``--binary``: a
+binary one); each message received is written to stdout followed by a
+newline. End of input closes the WebSocket with 1000 and exits 0; a close
+from the other side exits 0 with its code and reason on stderr.
+
+``--forward [HOST:]PORT`` listens on a local TCP port (127.0.0.1 unless HOST
+is given; port 0 picks a free one) and tunnels each connection through the
+relay to a ``txhyco listen PATH --forward`` on the other side (azbridge's
+``-L``). The bound address is the first line on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from .common import CONNECTION_STRING_ENV, CliError, add_relay_options, add_subcommand, host_port, hybrid_connection, paragraph, run_reactor
+
+EPILOG = f"""\
+examples:
+  export {CONNECTION_STRING_ENV}='Endpoint=sb://127.0.0.1:9090/;SharedAccessKeyName=...;SharedAccessKey=...;UseDevelopmentEmulator=true'
+  txhyco connect echo
+      type lines; each is sent as a message, replies are printed. Ctrl-D closes.
+  printf 'one\\ntwo\\n' | txhyco connect echo
+      send two messages, print the replies, close.
+  txhyco connect db --forward 15432
+      tunnel 127.0.0.1:15432 to 'txhyco listen db --forward HOST:PORT' on the
+      other side; then e.g. psql -h 127.0.0.1 -p 15432.
+  txhyco connect db --forward 0.0.0.0:0
+      any interface, a free port: the first line on stdout is the address.
+
+""" + paragraph(
+    "With --forward, a live panel shows connections and traffic on a terminal; otherwise (or with --log) "
+    "one log line per event goes to stderr. A tunnel the relay refuses (no listener: 404) closes that one "
+    "local connection and is logged. Tokens and keys are never shown."
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = add_subcommand(
+        subparsers,
+        "connect",
+        help="connect to a hybrid connection: an interactive WebSocket, or a local port tunnelled through the relay",
+        description="Connect to a hybrid connection as a sender: a WebSocket session on stdin/stdout, or a local TCP port (--forward).",
+        epilog=EPILOG,
+        run=run,
+    )
+    add_relay_options(parser)
+    parser.add_argument("--forward", metavar="[HOST:]PORT", help="listen on this local TCP port and tunnel each connection through the relay")
+    parser.add_argument("--suffix", metavar="PATH", default="", help="interactive: a path after the hybrid connection's, seen by the listener (e.g. /room)")
+    parser.add_argument("--binary", action="store_true", help="interactive: send lines as binary messages")
+    parser.add_argument("--log", action="store_true", help="--forward: log lines on stderr even on a terminal (no live panel)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    hc = hybrid_connection(args)
+    if args.forward is not None:
+        if args.suffix or args.binary:
+            raise CliError("--suffix and --binary are for the interactive session, not --forward.", 2)
+        host, port = host_port(args.forward, default_host="127.0.0.1")
+        return run_reactor(lambda reactor: forward(reactor, args, hc, host, port))
+    return run_reactor(lambda reactor: interactive(reactor, args, hc))
+
+
+# -- interactive ----------------------------------------------------------------------
+
+
+def _read_stdin(reactor, deliver) -> None:
+    """Read stdin in a daemon thread (portable, blocking, never stalls the reactor)."""
+
+    def pump() -> None:
+        stream = sys.stdin.buffer
+        while True:
+            try:
+                line = stream.readline()
+            except (OSError, ValueError):
+                line = b""
+            reactor.callFromThread(deliver, line)
+            if not line:
+                return
+
+    threading.Thread(target=pump, name="stdin", daemon=True).start()
+
+
+def interactive(reactor, args, hc):
+    from autobahn.twisted.websocket import WebSocketClientProtocol
+    from twisted.internet import defer
+
+    from txhyco.websocket import RelayedClientFactory
+
+    from .common import describe_relay_error
+
+    done: defer.Deferred = defer.Deferred()
+    out = sys.stdout.buffer
+
+    class Session(WebSocketClientProtocol):
+        closing = False
+
+        def onMessage(self, payload, isBinary):
+            out.write(payload + b"\n")
+            out.flush()
+
+        def onClose(self, wasClean, code, reason):
+            if done.called or not self.is_open.called:
+                return
+            if self.closing:
+                done.callback(0)
+            elif code is not None and code != 1006:
+                sys.stderr.write(f"txhyco connect: closed by the other side: {code}{' ' + reason if reason else ''}\n")
+                sys.stderr.flush()
+                done.callback(0)
+            else:
+                done.errback(CliError(f"the connection was lost ({reason or 'no close frame'})."))
+
+    factory = RelayedClientFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider,
+                                   ca_file=hc.ca_file, suffix=args.suffix, reactor=reactor)
+    factory.protocol = Session
+    factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
+
+    @defer.inlineCallbacks
+    def go():
+        try:
+            proto = yield factory.connect()
+        except Exception as e:
+            raise CliError(describe_relay_error(e, f"the relay refused the connection to {hc.path}")) from None
+        if sys.stdin.isatty():
+            sys.stderr.write(f"connected to {hc.address}; type lines to send them, Ctrl-D closes.\n")
+            sys.stderr.flush()
+
+        def deliver(line: bytes) -> None:
+            if done.called or proto.state != proto.STATE_OPEN:
+                return
+            if not line:
+                proto.closing = True
+                proto.sendClose(1000)
+                return
+            if line.endswith(b"\n"):
+                line = line[:-1]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+            if args.binary:
+                proto.sendMessage(line, isBinary=True)
+            else:
+                proto.sendMessage(line.decode("utf-8", "replace").encode("utf-8"), isBinary=False)
+
+        _read_stdin(reactor, deliver)
+
+        def interrupted():
+            if not done.called and proto.state == proto.STATE_OPEN:
+                proto.closing = True
+                proto.sendClose(1000)
+
+        reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+        result = yield done
+        return result
+
+    return go()
+
+
+# -- --forward ----------------------------------------------------------------------------
+
+
+def forward(reactor, args, hc, host: str, port: int):
+    from twisted.internet import defer
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+    from twisted.internet.error import CannotListenError
+
+    from txhyco.endpoint import HybridConnectionClientEndpoint
+
+    from .common import describe_relay_error
+    from .pipe import Splice, SpliceFactory
+    from .status import LISTENING, Monitor, start_display
+
+    monitor = Monitor(f"txhyco connect {hc.path} --forward", namespace="txhyco.connect")
+    tunnel = HybridConnectionClientEndpoint(reactor, hc)
+
+    def describe(transport) -> str:
+        peer = transport.getPeer()
+        return f"from {peer.host}:{peer.port} through {hc.address}"
+
+    def far_failed(splice, failure) -> None:
+        splice.why = describe_relay_error(failure.value, "the relay refused the tunnel")
+        monitor.error(f"connection #{splice.number}: {splice.why}")
+        splice.near.transport.loseConnection()
+
+    factory = SpliceFactory(lambda: Splice(monitor, tunnel.connect, describe=describe, far_failed=far_failed))
+    endpoint_class = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
+
+    @defer.inlineCallbacks
+    def go():
+        try:
+            listening = yield endpoint_class(reactor, port, interface=host).listen(factory)
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise CliError(f"cannot listen on {host}:{port} ({reason}); choose another port (0 picks a free one).") from None
+        bound = listening.getHost()
+        address = f"[{bound.host}]:{bound.port}" if ":" in bound.host else f"{bound.host}:{bound.port}"
+        monitor.detail = f"{address} -> {hc.address}"
+
+        reactor.addSystemEventTrigger("before", "shutdown", listening.stopListening)
+        sys.stdout.write(address + "\n")
+        sys.stdout.flush()
+        start_display(reactor, monitor, plain=args.log)
+        monitor.set_state(LISTENING)
+        yield defer.Deferred()  # until SIGINT/SIGTERM
+
+    return go()
