@@ -176,3 +176,25 @@ def test_hostile_request_headers_get_400_not_the_application(relay):
         assert hits == []
     finally:
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_response_ended_by_close_is_delivered(relay):
+    from twisted.internet.protocol import Factory, Protocol
+
+    class RawHTTP10(Protocol):
+        """A minimal server that answers like HTTP/1.0 servers do: no length, then close."""
+
+        def dataReceived(self, data):
+            if b"\r\n\r\n" in data and not getattr(self, "answered", False):
+                self.answered = True
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+                self.transport.write(b"ended by close: " + b"x" * 70000)
+                self.transport.loseConnection()
+
+    port = yield serverFromString(reactor, endpoint_string(relay, "closed", mode="http")).listen(Factory.forProtocol(RawHTTP10))
+    try:
+        status, total, _ = yield stream_get(relay, "/closed/", {"ServiceBusAuthorization": make_token(relay, "closed")})
+        assert status == 200 and total == len(b"ended by close: ") + 70000
+    finally:
+        yield port.stopListening()

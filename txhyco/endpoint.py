@@ -124,7 +124,7 @@ class HybridConnectionClientEndpoint:
         opened = defer.Deferred()
         leg_class = type(
             "BoundStreamLeg", (StreamLeg,),
-            {"app_factory": factory, "peer": hc.address, "local": IPv4Address("TCP", "127.0.0.1", 0), "opened_app": opened},
+            {"app_factory": factory, "app_peer": hc.address, "local": IPv4Address("TCP", "127.0.0.1", 0), "opened_app": opened},
         )
         from autobahn.twisted.websocket import WebSocketClientFactory
         from txhyco.connector import connect

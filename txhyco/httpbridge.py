@@ -367,6 +367,10 @@ class HttpExchange:
 
     # RelayedTransport bridge interface
     def close(self, abort: bool) -> None:
+        if not self._finished and not abort and self._response is not None:
+            # End of file ends a response framed by the connection's close
+            # (no Content-Length, not chunked), as it would on a socket.
+            self.outbound(b"")
         if not self._finished:
             if self._response is None:
                 self._answer_error(502, "The application closed the connection without a response.")

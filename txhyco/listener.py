@@ -96,6 +96,12 @@ class HybridConnectionListener:
 
     # -- status -----------------------------------------------------------
 
+    @property
+    def next_retry_at(self) -> float | None:
+        """When (reactor time) the next reconnect attempt starts, while one is scheduled."""
+        call = self._retry_call
+        return call.getTime() if call is not None and call.active() else None
+
     def add_status_observer(self, observer) -> None:
         """``observer(status, last_error)`` on every change: connecting, online, offline."""
         self._observers.append(observer)

@@ -56,17 +56,18 @@ class StreamLeg(WebSocketClientProtocol):
     """A WebSocket leg that carries a byte stream for an application protocol."""
 
     app_factory = None
-    peer = None
+    #: the application's peer (not ``peer``: Autobahn keeps its own string there)
+    app_peer = None
     local = None
     opened_app: defer.Deferred | None = None
 
     def onOpen(self) -> None:
-        app = self.app_factory.buildProtocol(self.peer)
+        app = self.app_factory.buildProtocol(self.app_peer)
         if app is None:
             self.sendClose(1000)
             return
         self.app = app
-        self.stream = StreamTransport(self, self.peer, self.local)
+        self.stream = StreamTransport(self, self.app_peer, self.local)
         self.stream.protocol = app
         app.makeConnection(self.stream)
         if self.opened_app is not None:
@@ -89,7 +90,7 @@ def accept_stream(reactor, hc, factory, accept) -> None:
     """Serve one ``accept`` in stream mode (the listener's ``on_accept``)."""
     peer = peer_address(accept.remote_endpoint)
     leg_class = type(
-        "BoundStreamLeg", (StreamLeg,), {"app_factory": factory, "peer": peer, "local": HybridConnectionAddress(hc.namespace, hc.path)}
+        "BoundStreamLeg", (StreamLeg,), {"app_factory": factory, "app_peer": peer, "local": HybridConnectionAddress(hc.namespace, hc.path)}
     )
     d = open_websocket(reactor, accept.address, leg_class, ca_file=hc.ca_file, maxMessagePayloadSize=0)
 

@@ -60,6 +60,10 @@ class RelayListeningPort:
     def last_error(self):
         return self.listener.last_error
 
+    @property
+    def next_retry_at(self) -> float | None:
+        return self.listener.next_retry_at
+
     def add_status_observer(self, observer) -> None:
         self.listener.add_status_observer(observer)
 

@@ -319,13 +319,7 @@ def serve(reactor, args, hc, kind: str, target):
                 # The listener gave up (the relay says the hybrid connection is gone).
                 finished.errback(CliError(f"stopped listening: {text or 'the control channel closed'}"))
 
-        listener = getattr(port, "listener", None)
-
-        def retry_at():
-            call = getattr(listener, "_retry_call", None)
-            return call.getTime() if call is not None and call.active() else None
-
-        monitor.retry_source = retry_at
+        monitor.retry_source = lambda: port.next_retry_at
         port.add_status_observer(on_status)
 
         def stop():
