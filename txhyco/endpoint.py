@@ -115,7 +115,7 @@ class HybridConnectionClientEndpoint:
     @defer.inlineCallbacks
     def connect(self, factory):
         from txhyco.protocol.addresses import connect_url
-        from txhyco.stream import StreamLeg
+        from txhyco.stream import STREAM_LEG_OPTIONS, StreamLeg
         from twisted.internet.address import IPv4Address
 
         hc = self.hc
@@ -132,7 +132,7 @@ class HybridConnectionClientEndpoint:
 
         ws_factory = WebSocketClientFactory(url, headers={"ServiceBusAuthorization": token} if token else {}, reactor=self.reactor)
         ws_factory.protocol = leg_class
-        ws_factory.setProtocolOptions(openHandshakeTimeout=70, maxMessagePayloadSize=0)
+        ws_factory.setProtocolOptions(openHandshakeTimeout=70, **STREAM_LEG_OPTIONS)
         ns = hc.namespace
         leg = yield connect(self.reactor, ns.host, ns.effective_port, ws_factory, secure=ns.secure, ca_file=hc.ca_file)
         yield wait_open(leg, url.split("?", 1)[0])

@@ -52,6 +52,12 @@ class StreamTransport(TransportBase):
         self.leg.transport.resumeProducing()
 
 
+#: A stream may still be draining through the relay when one side closes:
+#: the closing handshake waits for it (Autobahn's 1 s default would reset the
+#: connection and lose what the relay had not yet read).
+STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": 60}
+
+
 class StreamLeg(WebSocketClientProtocol):
     """A WebSocket leg that carries a byte stream for an application protocol."""
 
@@ -92,7 +98,7 @@ def accept_stream(reactor, hc, factory, accept) -> None:
     leg_class = type(
         "BoundStreamLeg", (StreamLeg,), {"app_factory": factory, "app_peer": peer, "local": HybridConnectionAddress(hc.namespace, hc.path)}
     )
-    d = open_websocket(reactor, accept.address, leg_class, ca_file=hc.ca_file, maxMessagePayloadSize=0)
+    d = open_websocket(reactor, accept.address, leg_class, ca_file=hc.ca_file, **STREAM_LEG_OPTIONS)
 
     def failed(failure):
         # Could not open the rendezvous: nothing to tell the application.

@@ -60,7 +60,9 @@ class Forwarder:
 
     def frame_data(self, data: bytes) -> None:
         target = self.target
-        if target.state != target.STATE_OPEN or not target.frame_in_progress:
+        # A frame already begun is finished even if the target started
+        # closing meanwhile: its Close waits in held_frames until then.
+        if not target.frame_in_progress:
             return
         target.transport.write(data)
         target.frame_in_progress -= len(data)
