@@ -28,6 +28,7 @@ setup(
         "service-identity>=24",
         "idna",
         "prometheus-client>=0.20",
+        "wsaccel>=0.6",
         "rich>=13",
     ],
     extras_require={

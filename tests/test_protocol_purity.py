@@ -33,3 +33,4 @@ def test_importing_the_core_loads_no_twisted_or_autobahn():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+

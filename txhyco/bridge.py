@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import h11
 from autobahn.websocket.xormasker import create_xor_masker
+
+import txhyco.autobahn_fixes  # noqa: F401  (lazy debug formatting, see the module)
 from twisted.internet import defer
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.logger import Logger
@@ -45,6 +47,17 @@ _SKIP = frozenset({
     "sec-websocket-extensions", "servicebusauthorization", "content-length",
     "transfer-encoding", "te", "trailer", "keep-alive", "proxy-connection",
 })
+
+
+try:
+    # wsaccel masks a small frame about three times faster than Autobahn's
+    # own masker (it dominates the listener's cost per relayed message).
+    from wsaccel.xormask import XorMaskerSimple
+
+    def _masker(mask: bytes, length: int):
+        return XorMaskerSimple(mask)
+except ImportError:  # pragma: no cover - wsaccel is a dependency
+    _masker = create_xor_masker
 
 
 class FrameMasker:
@@ -99,7 +112,7 @@ class FrameMasker:
                 write(header)
                 data = rest
                 continue
-            masker = create_xor_masker(mask, length)
+            masker = _masker(mask, length)
             if len(rest) >= length:
                 write(header + masker.process(rest[:length]))
                 data = rest[length:]

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from twisted.internet import defer, error
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 
 from txhyco.clienttls import client_tls_options
 from txhyco.errors import RelayUnreachable
@@ -10,7 +11,13 @@ from txhyco.errors import RelayUnreachable
 
 def relay_endpoint(reactor, host: str, port: int, *, secure: bool, ca_file: str | None = None, timeout: float = 30):
     """A client endpoint for a relay host: TCP, wrapped in verified TLS for wss/https."""
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if isIPAddress(host):
+        # No name to resolve: skip HostnameEndpoint's resolver round trip.
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    elif isIPv6Address(host):
+        endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    else:
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     if secure:
         endpoint = wrapClientTLS(client_tls_options(host, ca_file), endpoint)
     return endpoint

@@ -74,3 +74,28 @@ def check_token(
         now=now,
         grace=config.limits.token_grace,
     )
+
+
+class TokenCache:
+    """Remembers tokens that passed :func:`check_token`, so a sender that presents
+    the same token on every request (HTTP keep-alive, reconnects) is not HMAC'd
+    each time. A hit still checks the expiry; only successes are kept, and the
+    configuration (rules, keys) cannot change under a running relay.
+    """
+
+    def __init__(self, config: RelayConfig, size: int = 4096) -> None:
+        self.config = config
+        self.size = size
+        self._verified: dict[tuple, SasToken] = {}
+
+    def check(self, entity: Entity, token: str | None, *, host: str, required: Rights, now: float) -> SasToken:
+        key = (token, entity.name, host, required)
+        sas = self._verified.get(key) if token else None
+        if sas is not None and sas.expiry >= now - self.config.limits.token_grace:
+            return sas
+        sas = check_token(self.config, entity, token, host=host, required=required, now=now)
+        if len(self._verified) >= self.size:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[key] = sas
+        return sas
+

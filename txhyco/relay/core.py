@@ -31,7 +31,7 @@ from txhyco.protocol.http import (
 from txhyco.protocol.messages import Accept, RemoteEndpoint, RenewToken, Response
 from txhyco.protocol.sas import Rights
 
-from .auth import azure_reason, check_token, find_token, host_only
+from .auth import TokenCache, azure_reason, find_token, host_only
 from .config import RelayConfig
 from .metrics import RelayMetrics
 from .registry import Entity, Registry
@@ -75,6 +75,7 @@ class Relay:
         self.secure = secure
         self.metrics = metrics or RelayMetrics()
         self.registry = Registry(config)
+        self.tokens = TokenCache(config)
         self.ws_factory = RelayWebSocketFactory(self)
         #: front doors (one per TCP connection), for a clean shutdown
         self.connections: set[Any] = set()
@@ -124,7 +125,7 @@ class Relay:
         try:
             _, lower = self._lower_headers(proto)
             token = find_token(lower, target.token, http=False, consume_authorization=False)
-            sas = check_token(self.config, entity, token, host=host, required=Rights.LISTEN, now=self.now())
+            sas = self.tokens.check(entity, token, host=host, required=Rights.LISTEN, now=self.now())
             limit = self.config.limits.max_listeners
             if len(entity.listeners) >= limit:
                 raise ProtocolError(
@@ -148,7 +149,7 @@ class Relay:
         pairs, lower = self._lower_headers(proto)
         if entity.config.requires_client_authorization:
             token = find_token(lower, target.token, http=False, consume_authorization=False)
-            check_token(self.config, entity, token, host=host, required=Rights.SEND, now=self.now())
+            self.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.now())
         allowed, disallowed = listener_filter(lower)
         listener = entity.choose_listener(allowed, disallowed)
         if listener is None:
@@ -319,7 +320,7 @@ class ControlChannel:
     # token lifetime (§4.5, §7.3)
     def _renew(self, token: str) -> None:
         try:
-            sas = check_token(self.relay.config, self.entity, token, host=host_only(self.host_header), required=Rights.LISTEN, now=self.relay.now())
+            sas = self.relay.tokens.check(self.entity, token, host=host_only(self.host_header), required=Rights.LISTEN, now=self.relay.now())
         except ProtocolError as e:
             self.relay.metrics.auth_failures.labels(str(e.status)).inc()
             self.proto.close_with(1008, ("renewToken refused: " + e.message)[:120])

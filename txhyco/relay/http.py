@@ -28,7 +28,7 @@ from txhyco.protocol.http import (
 from txhyco.protocol.messages import RemoteEndpoint, Request
 from txhyco.protocol.sas import Rights
 
-from .auth import azure_reason, check_token, find_token, host_only
+from .auth import azure_reason, find_token, host_only
 from .core import header_pairs, listener_filter
 from .splice import frame_header
 
@@ -127,7 +127,7 @@ class HttpSender:
             consume = auth_required and not lower.get("servicebusauthorization") and not target.token
             if auth_required:
                 token = find_token(lower, target.token, http=True, consume_authorization=True)
-                check_token(self.relay.config, entity, token, host=host, required=Rights.SEND, now=self.relay.now())
+                self.relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.relay.now())
             allowed, disallowed = listener_filter(lower)
             listener = entity.choose_listener(allowed, disallowed)
             if listener is None:

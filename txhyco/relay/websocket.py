@@ -13,6 +13,8 @@ from typing import Any
 
 import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+import txhyco.autobahn_fixes  # noqa: F401  (lazy debug formatting, see the module)
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
