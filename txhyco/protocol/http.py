@@ -129,19 +129,27 @@ def _text(item: str | bytes, what: str) -> str:
     raise ProtocolError(f"A header {what} must be str or bytes, not {type(item).__name__}.")
 
 
-def _validated_pairs(headers: HeaderPairs) -> list[tuple[str, str]]:
-    """Pairs as str, each validated through :class:`Headers` rules (smuggling → 400)."""
+def _text_pairs(headers: HeaderPairs) -> list[tuple[str, str]]:
+    """Pairs as str (not yet validated)."""
     pairs = []
     try:
         for pair in headers:
             name, value = pair
-            pairs.append((_text(name, "name"), _text(value, "value")))
+            if name.__class__ is not str:
+                name = _text(name, "name")
+            if value.__class__ is not str:
+                value = _text(value, "value")
+            pairs.append((name, value))
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ProtocolError):
             raise
         raise ProtocolError("Headers must be (name, value) pairs.") from None
-    Headers(pairs)  # validates every name and value; raises ProtocolError(400)
     return pairs
+
+
+def _merged(headers: HeaderPairs) -> Headers:
+    """The pairs validated and merged in one pass (smuggling → 400)."""
+    return Headers(_text_pairs(headers))
 
 
 def _connection_tokens(pairs: Iterable[tuple[str, str]]) -> set[str]:
@@ -154,15 +162,19 @@ def _connection_tokens(pairs: Iterable[tuple[str, str]]) -> set[str]:
     return tokens
 
 
-def _with_via(pairs: list[tuple[str, str]], via: str) -> list[tuple[str, str]]:
-    """Append ``via`` to an existing ``Via`` (RFC 7230 §5.7.1) or add one at the end."""
+def _with_via(pairs: list[tuple[str, str]], via: str, *, strip: bool = False) -> list[tuple[str, str]]:
+    """Append ``via`` to an existing ``Via`` (RFC 7230 §5.7.1) or add one at the end.
+
+    ``strip`` trims spaces/tabs around the resulting value, as :class:`Headers` would.
+    """
     if not via or _CONTROL_CHARS_RE.search(via):
         raise ProtocolError("The Via value must be non-empty and free of control characters.")
     for position, (name, value) in enumerate(pairs):
         if name.lower() == "via":
-            pairs[position] = (name, f"{value}, {via}" if value else via)
+            value = f"{value}, {via}" if value else via
+            pairs[position] = (name, value.strip(" \t") if strip else value)
             return pairs
-    pairs.append(("Via", via))
+    pairs.append(("Via", via.strip(" \t") if strip else via))
     return pairs
 
 
@@ -184,17 +196,19 @@ def request_headers_for_listener(
     appended to an existing ``Via`` or added.  Names or values that could
     smuggle (CR/LF/NUL, non-token names) raise :class:`ProtocolError` (400).
     """
-    pairs = _validated_pairs(headers)
+    # Validate and merge once; dropping by name commutes with merging by
+    # name, so the result equals merging what is kept.
+    merged = _merged(headers)
     drop = set(CONNECTION_HEADERS)
-    drop.update(_connection_tokens(pairs))
+    if "connection" in merged:
+        drop.update(_connection_tokens(merged.items()))
     drop.add(_AUTH_LOWER)
     if consume_authorization:
         drop.add("authorization")
     if not keep_host:
         drop.add("host")
-    kept = [(name, value) for name, value in pairs if name.lower() not in drop]
-    merged = list(Headers(kept).items())
-    return Headers(_with_via(merged, via))
+    kept = [(name, value) for name, value in merged.items() if name.lower() not in drop]
+    return Headers._trusted(_with_via(kept, via, strip=True))
 
 
 def connect_headers_for_listener(headers: HeaderPairs, *, strip_auth: bool = True) -> Headers:
@@ -206,14 +220,14 @@ def connect_headers_for_listener(headers: HeaderPairs, *, strip_auth: bool = Tru
     ``Sec-WebSocket-Protocol`` case-sensitively).  ``ServiceBusAuthorization``
     is removed unless ``strip_auth`` is false (§4.2 [REC]).
     """
-    pairs = _validated_pairs(headers)
+    merged = _merged(headers)
     renamed = []
-    for name, value in pairs:
+    for name, value in merged.items():
         lower = name.lower()
         if strip_auth and lower == _AUTH_LOWER:
             continue
         renamed.append((_CANONICAL_UPGRADE_NAMES.get(lower, name), value))
-    return Headers(renamed)
+    return Headers._trusted(renamed)
 
 
 def response_headers_for_sender(headers: Headers, *, via: str) -> list[tuple[str, str]]:
@@ -226,7 +240,7 @@ def response_headers_for_sender(headers: Headers, *, via: str) -> list[tuple[str
     """
     headers = Headers.from_mapping(headers)
     items = headers.items()
-    drop = CONNECTION_HEADERS | _connection_tokens(items)
+    drop = CONNECTION_HEADERS | _connection_tokens(items) if "connection" in headers else CONNECTION_HEADERS
     kept = [(name, value) for name, value in items if name.lower() not in drop]
     return _with_via(kept, via)
 

@@ -110,6 +110,9 @@ def _check_value(name: str, value: str) -> str:
     return value.strip(_OWS)
 
 
+_DICT_ITEMS = type({}.items())
+
+
 class Headers(Mapping[str, str]):
     """Immutable, hashable header map keeping the names' original case and order.
 
@@ -130,10 +133,15 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items", "_index", "_hash")
 
     def __init__(self, pairs: Iterable[tuple[str, Any]] | Mapping[str, Any] = ()) -> None:
-        if isinstance(pairs, Headers):
+        kind = pairs.__class__
+        if kind is list or kind is tuple or kind is _DICT_ITEMS:
+            pass  # the common cases, without ABC instance checks
+        elif kind is dict:
+            pairs = pairs.items()
+        elif isinstance(pairs, Headers):
             self._items, self._index, self._hash = pairs._items, pairs._index, pairs._hash
             return
-        if isinstance(pairs, Mapping):
+        elif isinstance(pairs, Mapping):
             pairs = pairs.items()
         names: list[str] = []
         values: list[str] = []
@@ -142,11 +150,21 @@ class Headers(Mapping[str, str]):
             iterator = iter(pairs)
         except TypeError:
             raise ProtocolError("Headers must be a mapping or (name, value) pairs.") from None
+        token = _TOKEN_RE.fullmatch
+        bad = _BAD_VALUE_RE.search
         for pair in iterator:
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            if (pair.__class__ is not tuple and not isinstance(pair, (tuple, list))) or len(pair) != 2:
                 raise ProtocolError(f"Header entry {_short(pair)} is not a (name, value) pair.")
-            name = _check_name(pair[0])
-            value = _check_value(name, _json_value_to_str(pair[1], repr(name)))
+            name, value = pair
+            # The common case (str name and value, nothing wrong) inline;
+            # anything else goes through the checks that raise.
+            if name.__class__ is not str or token(name) is None:
+                name = _check_name(name)
+            if value.__class__ is not str:
+                value = _json_value_to_str(value, repr(name))
+            if bad(value) is not None:
+                _check_value(name, value)
+            value = value.strip(_OWS)
             key = name.lower()
             position = index.get(key)
             if position is None:
@@ -162,8 +180,26 @@ class Headers(Mapping[str, str]):
         self._hash: int | None = None
 
     @classmethod
+    def _trusted(cls, items: Iterable[tuple[str, str]]) -> Headers:
+        """Headers from pairs this package already validated, merged and stripped.
+
+        For the hot path (a relayed request builds its ``requestHeaders``
+        once, not three times): the caller guarantees every name is a token,
+        no value holds a control character or surrounding spaces, and no
+        name repeats in any case.  Never use it for peer input.
+        """
+        self = object.__new__(cls)
+        items = tuple(items)
+        self._items = items
+        self._index = {name.lower(): position for position, (name, _) in enumerate(items)}
+        self._hash = None
+        return self
+
+    @classmethod
     def from_mapping(cls, obj: Any) -> Headers:
         """Headers from a decoded JSON object (``connectHeaders`` & co, §4)."""
+        if obj.__class__ is dict:
+            return cls(obj.items())
         if isinstance(obj, Headers):
             return obj
         if not isinstance(obj, Mapping):
@@ -233,7 +269,7 @@ def _check_text(value: str, what: str) -> str:
 def _coerce_headers(value_object: object, field_name: str) -> None:
     """Let code pass a dict or pairs where a :class:`Headers` is expected."""
     value = getattr(value_object, field_name)
-    if not isinstance(value, Headers):
+    if value.__class__ is not Headers and not isinstance(value, Headers):
         object.__setattr__(value_object, field_name, Headers(value))
 
 
@@ -353,6 +389,12 @@ Command = Union[Accept, Request, Response, RenewToken]
 
 def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"The command holds {name}, which is not valid JSON.")
+
+
+# One decoder and one encoder for every command: ``json.loads``/``json.dumps``
+# with options build a new (de|en)coder object per call.
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 def _required_str(obj: Mapping[str, Any], key: str, where: str) -> str:
@@ -499,7 +541,7 @@ def parse_command(data: str | bytes) -> Command:
     else:
         raise ProtocolError(f"A command must be text or bytes, not {type(data).__name__}.")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODE(text)
     except ProtocolError:
         raise
     except (ValueError, RecursionError) as exc:
@@ -575,7 +617,7 @@ def serialize_command(cmd: Command) -> str:
         message = {"renewToken": {"token": cmd.token}}
     else:
         raise ProtocolError(f"Cannot serialise {type(cmd).__name__}: not a command.")
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=True)
+    text = _ENCODE(message)
     if len(text) > MAX_COMMAND_SIZE:
         raise ProtocolError(
             f"The {next(iter(message))} command would be {len(text)} bytes of JSON; "

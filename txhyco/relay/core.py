@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from txhyco.channel import CommandSink
-from txhyco.protocol.addresses import Namespace, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
+from txhyco.protocol.addresses import Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
     BodyData,
@@ -77,11 +77,22 @@ class Relay:
         self.registry = Registry(config)
         self.tokens = TokenCache(config)
         self.ws_factory = RelayWebSocketFactory(self)
+        self._http_counters: dict[tuple[str, int], Any] = {}
         #: front doors (one per TCP connection), for a clean shutdown
         self.connections: set[Any] = set()
 
     def now(self) -> float:
         return self.reactor.seconds()
+
+    def count_http(self, entity_name: str, status: int) -> None:
+        """Count one answered HTTP request (the labelled child is looked up once)."""
+        key = (entity_name, status)
+        child = self._http_counters.get(key)
+        if child is None:
+            if len(self._http_counters) >= 4096:
+                self._http_counters.clear()
+            child = self._http_counters[key] = self.metrics.http_requests.labels(entity_name, str(status))
+        child.inc()
 
     def deny(self, error: ProtocolError, *, host: str, path: str) -> ConnectionDeny:
         """The handshake answer for ``error``, counted and with an Azure-shaped reason."""
@@ -244,6 +255,8 @@ class ControlChannel:
         self._body_owner = None
         self._expiry_call = None
         self._broken: str | None = None
+        self._ns: Namespace | None = None
+        self._request_prefix: str | None = None
 
     # role interface
     def leg_opened(self, proto) -> None:
@@ -275,19 +288,33 @@ class ControlChannel:
         return f"{self.tracking_id}_G{n}"
 
     # sending
-    def send(self, command) -> None:
-        self.proto.send_command(command)
+    def send(self, command, body: bytes | None = None) -> None:
+        """Send ``command`` (and its inline body, one write for both)."""
+        self.proto.send_command(command, body)
 
     def send_body(self, body: bytes) -> None:
         self.proto.sendMessage(body, isBinary=True)
 
+    def _namespace(self) -> Namespace:
+        ns = self._ns
+        if ns is None:
+            host, _, port = self.host_header.rpartition(":") if not self.host_header.endswith("]") else (self.host_header, "", "")
+            if not host or not port.isdigit():
+                host, port = self.host_header, ""
+            ns = self._ns = Namespace(host=host.strip("[]").lower(), port=int(port) if port else None, secure=self.relay.secure)
+        return ns
+
     def rendezvous_address(self, action: str, tracking_id: str, suffix: str, query: str, key: str) -> str:
         """A rendezvous URL on this relay, reachable the way the listener reached us."""
-        host, _, port = self.host_header.rpartition(":") if not self.host_header.endswith("]") else (self.host_header, "", "")
-        if not host or not port.isdigit():
-            host, port = self.host_header, ""
-        ns = Namespace(host=host.strip("[]").lower(), port=int(port) if port else None, secure=self.relay.secure)
-        address = rendezvous_url(ns, self.entity.name, action=action, rendezvous_id=tracking_id, suffix=suffix, query=query)
+        if action == "request" and not suffix and not query:
+            # Every HTTP request: the same URL but for the id, built once per channel.
+            prefix = self._request_prefix
+            if prefix is None:
+                prefix = rendezvous_url(self._namespace(), self.entity.name, action=action, rendezvous_id="")
+                self._request_prefix = prefix = prefix if prefix.endswith("&sb-hc-id=") else ""
+            if prefix:
+                return f"{prefix}{encode_component(tracking_id)}&{RENDEZVOUS_PARAM}={key}"
+        address = rendezvous_url(self._namespace(), self.entity.name, action=action, rendezvous_id=tracking_id, suffix=suffix, query=query)
         return f"{address}&{RENDEZVOUS_PARAM}={key}"
 
     # CommandSink handler interface

@@ -13,7 +13,7 @@ import uuid
 import h11
 from twisted.logger import Logger
 
-from txhyco.protocol.addresses import parse_relay_target
+from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
     BodyData,
@@ -29,7 +29,7 @@ from txhyco.protocol.messages import RemoteEndpoint, Request
 from txhyco.protocol.sas import Rights
 
 from .auth import azure_reason, find_token, host_only
-from .core import header_pairs, listener_filter
+from .core import listener_filter
 from .splice import frame_header
 
 log = Logger()
@@ -48,6 +48,8 @@ class HttpSender:
         self.exchange: HttpExchange | None = None
         self._paused = False
         self._driving = False
+        self._remote: RemoteEndpoint | None = None
+        self._authorized: tuple | None = None
 
     @property
     def transport(self):
@@ -89,6 +91,8 @@ class HttpSender:
                     self.pause()
                     return
                 self._handle(event)
+                if event.__class__ is h11.EndOfMessage and not self.conn.trailing_data[0]:
+                    return  # nothing buffered: next_event would say NEED_DATA
         finally:
             self._driving = False
 
@@ -109,44 +113,79 @@ class HttpSender:
                 self.exchange = None
 
     def _start(self, request: h11.Request) -> None:
-        host = host_only((_header(request, b"host") or b"").decode("latin-1"))
+        # One pass over h11's headers collects all the request needs: the
+        # pairs to forward (validated again by request_headers_for_listener,
+        # which is stricter than h11 about control characters), a lower-case
+        # map, and the few names the relay itself looks at.
+        forward = []
+        lower = {}
+        host_raw = upgrade = content_length = transfer_encoding = None
+        for raw_name, value in request.headers.raw_items():
+            lname = raw_name.lower()
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                text = value.decode("latin-1")
+            name = raw_name.decode("ascii")
+            lower[name.lower()] = text
+            if lname in _WATCHED:
+                if lname == b"host":
+                    if host_raw is None:
+                        host_raw = value
+                elif lname == b"content-length":
+                    if content_length is None:
+                        content_length = value
+                elif lname == b"transfer-encoding":
+                    if transfer_encoding is None:
+                        transfer_encoding = value
+                elif lname == b"upgrade":
+                    if upgrade is None:
+                        upgrade = value
+                else:  # a relay instruction: not forwarded
+                    continue
+            forward.append((name, text))
+        host = host_only(host_raw.decode("latin-1")) if host_raw else ""
         path = ""
         try:
-            target = parse_relay_target(request.target.decode("ascii"))
+            target = _relay_target(request.target)
             path = target.path
             if target.hybrid:
                 raise ProtocolError("/$hc/ addresses take WebSocket upgrades; send HTTP requests to /{hybrid connection}/...", 400)
-            if request.method == b"CONNECT" or _header(request, b"upgrade"):
+            if request.method == b"CONNECT" or upgrade:
                 raise ProtocolError("The relay does not relay CONNECT or protocol upgrades over HTTP.", 405)
-            entity, _ = self.relay.registry.resolve(target.path)
+            relay = self.relay
+            entity, _ = relay.registry.resolve(target.path)
             if entity is None:
                 raise ProtocolError("Endpoint does not exist.", 404)
-            pairs = header_pairs(request)
-            lower = {name.lower(): value for name, value in pairs}
             auth_required = entity.config.requires_client_authorization
             consume = auth_required and not lower.get("servicebusauthorization") and not target.token
             if auth_required:
                 token = find_token(lower, target.token, http=True, consume_authorization=True)
-                self.relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.relay.now())
-            allowed, disallowed = listener_filter(lower)
-            listener = entity.choose_listener(allowed, disallowed)
+                self._authorize(entity, token, host)
+            if "microsoft-relay-allowedlisteners" in lower or "microsoft-relay-disallowedlisteners" in lower:
+                allowed, disallowed = listener_filter(lower)
+                listener = entity.choose_listener(allowed, disallowed)
+            else:
+                listener = entity.choose_listener()
             if listener is None:
-                self.relay.registry.forget_if_idle(entity)
+                relay.registry.forget_if_idle(entity)
                 if entity.listeners:
                     raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
-                raise ProtocolError("There are no listeners connected for the endpoint.", self.relay.config.limits.no_listener_status)
-            headers = request_headers_for_listener(
-                [(n, v) for n, v in pairs if n.lower() not in _RELAY_HEADERS],
-                via=f"1.1 {host or 'relay'}",
-                consume_authorization=consume,
-            )
+                raise ProtocolError("There are no listeners connected for the endpoint.", relay.config.limits.no_listener_status)
+            via_host = host or "relay"
+            headers = request_headers_for_listener(forward, via="1.1 " + via_host, consume_authorization=consume)
         except ProtocolError as e:
             self.error(e.status, e.message, host=host, path=path)
             return
-        request_target = target.raw_path + (f"?{target.app_query}" if target.app_query else "")
-        content_length = _header(request, b"content-length")
-        chunked = b"chunked" in (_header(request, b"transfer-encoding") or b"").lower()
-        peer = self.transport.getPeer()
+        request_target = target.raw_path + ("?" + target.app_query if target.app_query else "")
+        if content_length is not None:
+            length = int(content_length)
+        else:
+            length = None if transfer_encoding is not None and b"chunked" in transfer_encoding.lower() else 0
+        remote = self._remote
+        if remote is None:
+            peer = self.transport.getPeer()
+            remote = self._remote = RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0))
         self.exchange = HttpExchange(
             self.relay,
             self,
@@ -155,11 +194,27 @@ class HttpSender:
             method=request.method.decode("ascii"),
             request_target=request_target,
             headers=headers,
-            remote=RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0)),
-            content_length=int(content_length) if content_length is not None else (None if chunked else 0),
-            via_host=host or "relay",
+            remote=remote,
+            content_length=length,
+            via_host=via_host,
         )
         self.exchange.start()
+
+    def _authorize(self, entity, token: str | None, host: str) -> None:
+        """Send rights for ``token`` (ProtocolError 401/403 if not).
+
+        A keep-alive sender repeats its token on every request: the last
+        token that passed is remembered for this connection and only its
+        expiry is checked again (the relay's TokenCache does the rest).
+        """
+        relay = self.relay
+        now = relay.now()
+        last = self._authorized
+        if last is not None and token and last[0] == token and last[1] is entity and last[2] == host:
+            if last[3].expiry >= now - relay.config.limits.token_grace:
+                return
+        sas = relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=now)
+        self._authorized = (token, entity, host, sas)
 
     # -- flow control --------------------------------------------------------
 
@@ -180,17 +235,37 @@ class HttpSender:
         if data:
             self.transport.write(data)
 
-    def start_response(self, status: int, reason: str, headers: list[tuple[str, str]], content_length: int | None) -> None:
+    def _response_event(self, status: int, reason: str, headers: list[tuple[str, str]], content_length: int | None):
         raw = [(n.encode("ascii"), v.encode("utf-8")) for n, v in headers]
         if content_length is not None:
             raw.append((b"Content-Length", str(content_length).encode("ascii")))
-        self._send(h11.Response(status_code=status, headers=raw, reason=reason.encode("utf-8")))
+        return _h11_response(status, raw, reason.encode("utf-8"))
+
+    def start_response(self, status: int, reason: str, headers: list[tuple[str, str]], content_length: int | None) -> None:
+        """Send the response head.
+
+        ``headers`` are trusted: the relay's own, or a listener's that
+        :class:`~txhyco.protocol.messages.Headers` validated (token names,
+        no control characters); ``reason`` went through ``sanitize_reason``.
+        """
+        self._send(self._response_event(status, reason, headers, content_length))
 
     def write_body(self, data: bytes) -> None:
         self._send(h11.Data(data=data))
 
     def end_response(self) -> None:
         self._send(h11.EndOfMessage())
+        self.exchange = None
+        self._maybe_next_cycle()
+
+    def send_response(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes | None) -> None:
+        """A whole response (head, ``body`` with a Content-Length, end) in one write."""
+        conn = self.conn
+        data = conn.send(self._response_event(status, reason, headers, None if body is None else len(body)))
+        if body:
+            data += conn.send(h11.Data(data=body))
+        data += conn.send(h11.EndOfMessage())
+        self.transport.write(data)
         self.exchange = None
         self._maybe_next_cycle()
 
@@ -230,18 +305,37 @@ class HttpSender:
             conn.start_next_cycle()
             # A pipelined request may already be buffered: go on reading.
             self.resume()
-            self._drive()
+            if conn.trailing_data[0]:
+                self._drive()
         elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY and self.exchange is None:
             # Answered before the body was sent (an error, or an early
             # response): read and drop the rest so the connection can go on.
             self.resume()
 
 
-def _header(request: h11.Request, name: bytes) -> bytes | None:
-    for key, value in request.headers:
-        if key == name:
-            return value
-    return None
+def _h11_response(status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> h11.Response:
+    return h11.Response(status_code=status, headers=headers, reason=reason)
+
+# h11 header names (lower case) that _start looks at or holds back.
+_WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade"} | {n.encode("ascii") for n in _RELAY_HEADERS})
+
+# Parsed request targets, by raw target: a keep-alive sender (or many) asks
+# for the same few paths, and parse_relay_target is pure. Bounded; long
+# targets are not kept.
+_TARGETS: dict[bytes, RelayTarget] = {}
+_TARGETS_MAX = 512
+_TARGET_CACHEABLE = 2048
+
+
+def _relay_target(raw: bytes) -> RelayTarget:
+    target = _TARGETS.get(raw)
+    if target is None:
+        target = parse_relay_target(raw.decode("ascii"))  # h11 admits only visible ASCII
+        if len(raw) <= _TARGET_CACHEABLE:
+            if len(_TARGETS) >= _TARGETS_MAX:
+                del _TARGETS[next(iter(_TARGETS))]
+            _TARGETS[raw] = target
+    return target
 
 
 class HttpExchange:
@@ -317,9 +411,7 @@ class HttpExchange:
             self._sent = True
             body = b"".join(self._body)
             self._body = []
-            self.listener.send(self._full_request(bool(body)))
-            if body:
-                self.listener.send_body(body)
+            self.listener.send(self._full_request(bool(body)), body or None)
             self._arm_deadline()
         elif self._body_streaming:
             self._end_fragments()
@@ -388,10 +480,9 @@ class HttpExchange:
         except ProtocolError as e:
             self._fail(502, f"The listener sent unusable response headers: {e.message}")
             return
-        self.relay.metrics.http_requests.labels(self.entity.name, str(status)).inc()
+        self.relay.count_http(self.entity.name, status)
         if not response.body:
-            self._start(0 if self._has_body else None)
-            self._finish_response()
+            self._finish_whole(b"" if self._has_body else None)
         elif channel is self.rendezvous:
             # Streamed: chunked to the sender, paced by the sender's reading.
             self._start(None)
@@ -423,10 +514,17 @@ class HttpExchange:
             body = b"".join(self._response_body) if self._has_body else b""
             self._response_body = None
             self.relay.metrics.bytes_to_sender[0] += len(body)
-            self._start(len(body))
-            if body:
-                self.sender.write_body(body)
+            self._finish_whole(body if self._has_body else None)
+            return
         self._finish_response()
+
+    def _finish_whole(self, body: bytes | None) -> None:
+        """Answer the sender in one write: head, ``body`` (None: no body allowed), end."""
+        sender = self.sender
+        if sender.transport is not None and sender.transport.producer is not None:
+            sender.transport.unregisterProducer()
+        self._cleanup()
+        sender.send_response(self._response.status_code, self._status_reason, self._headers, body)
 
     def _finish_response(self) -> None:
         sender = self.sender
@@ -456,7 +554,7 @@ class HttpExchange:
         if self.responded:
             self.sender.abort()
         else:
-            self.relay.metrics.http_requests.labels(self.entity.name, str(status)).inc()
+            self.relay.count_http(self.entity.name, status)
             self.sender.error(status, message, host=self.via.split(" ", 1)[1], path=self.entity.name)
 
     def listener_lost(self, channel, why: str | None = None) -> None:

@@ -20,7 +20,10 @@ from twisted.logger import Logger
 
 from txhyco.protocol.messages import serialize_command
 
+from .splice import frame_header
+
 log = Logger()
+
 
 # Close codes of RFC 6455 §7.4.1 that may appear in a Close frame.
 _SENDABLE = WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
@@ -144,9 +147,38 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
         else:
             self.sendCloseFrame(code=code, reasonUtf8=_reason_bytes(reason), isReply=False)
 
-    def send_command(self, command) -> None:
-        """Send one control-channel command as a text message."""
-        self.sendMessage(serialize_command(command).encode("utf-8"), isBinary=False)
+    def _may_write_frames(self, size: int) -> bool:
+        """Whether a whole message of ``size`` bytes may bypass ``sendMessage``.
+
+        True in the usual case: open, no forwarded frame half-written into
+        this leg, no compression or auto-fragmentation, within the leg's
+        message limit (else ``sendMessage`` raises as it should).
+        """
+        return (
+            self.state == self.STATE_OPEN
+            and not self.frame_in_progress
+            and self._perMessageCompress is None
+            and not self.autoFragmentSize
+            and not 0 < self.maxMessagePayloadSize < size
+            and self.transport is not None
+        )
+
+    def send_command(self, command, body: bytes | None = None) -> None:
+        """Send one control-channel command as a text message, and its body if given.
+
+        Server frames are unmasked, so the frames are written directly: one
+        ``transport.write`` for the command and its body (§4.1, §5.3).
+        """
+        payload = serialize_command(command).encode("ascii")  # the JSON is ASCII
+        if self._may_write_frames(len(payload)) and (body is None or self._may_write_frames(len(body))):
+            if body is None:
+                self.transport.write(frame_header(1, True, len(payload)) + payload)
+            else:
+                self.transport.write(b"".join((frame_header(1, True, len(payload)), payload, frame_header(2, True, len(body)), body)))
+            return
+        self.sendMessage(payload, isBinary=False)
+        if body is not None:
+            self.sendMessage(body, isBinary=True)
 
     # -- closing -------------------------------------------------------------
 
