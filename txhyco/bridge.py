@@ -51,20 +51,72 @@ _SKIP = frozenset({
 
 try:
     # wsaccel masks a small frame about three times faster than Autobahn's
-    # own masker (it dominates the listener's cost per relayed message).
-    from wsaccel.xormask import XorMaskerSimple
-
-    def _masker(mask: bytes, length: int):
-        return XorMaskerSimple(mask)
+    # own (cffi) masker; from a few KiB up the cffi one is faster.
+    from wsaccel.xormask import XorMaskerSimple as _SmallMasker
 except ImportError:  # pragma: no cover - wsaccel is a dependency
-    _masker = create_xor_masker
+    _SmallMasker = None
+
+#: Payloads from this size up are masked with Autobahn's masker.
+_LARGE = 4096
+
+
+def _masker(mask: bytes, length: int):
+    """A stateful XOR masker for one frame's payload of ``length`` bytes."""
+    if length < _LARGE and _SmallMasker is not None:
+        return _SmallMasker(mask)
+    return create_xor_masker(mask, length)
+
+
+_getrandbits = random.getrandbits
+
+
+def _new_mask() -> bytes:
+    # RFC 6455 §5.3 asks for unpredictable masks to protect browser-adjacent
+    # proxies; Autobahn uses the same source for its own client frames.
+    return _getrandbits(32).to_bytes(4, "big")
+
+
+def masked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One client frame (RFC 6455 §5.2) carrying ``payload``, masked."""
+    length = len(payload)
+    b0 = (0x80 if fin else 0) | opcode
+    mask = _new_mask()
+    if length < 126:
+        head = bytes((b0, 0x80 | length))
+    elif length < 0x10000:
+        head = bytes((b0, 0xFE)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((b0, 0xFF)) + length.to_bytes(8, "big")
+    if not length:
+        return head + mask
+    return b"".join((head, mask, _masker(mask, length).process(payload)))
+
+
+def send_messages(proto, messages) -> None:
+    """Send ``[(payload, is_binary), ...]`` on an Autobahn client leg in one write.
+
+    Each message is one frame, exactly what ``sendMessage`` would produce,
+    but built and written together (a ``response`` command and its small
+    body reach the relay as one segment). Falls back to ``sendMessage``
+    whenever Autobahn's own machinery matters: compression, automatic
+    fragmentation, queued synchronous writes or a message already being sent.
+    """
+    if (proto.state != proto.STATE_OPEN or proto.send_state != proto.SEND_STATE_GROUND
+            or proto.send_queue or proto._perMessageCompress is not None
+            or getattr(proto, "autoFragmentSize", 0) or not getattr(proto, "maskClientFrames", True)
+            or proto.logFrames or proto.logOctets):
+        for payload, is_binary in messages:
+            proto.sendMessage(payload, isBinary=is_binary)
+        return
+    proto.transport.write(b"".join([masked_frame(2 if is_binary else 1, payload) for payload, is_binary in messages]))
 
 
 class FrameMasker:
     """Turns a stream of unmasked frames into the same frames, masked (RFC 6455 §5.3).
 
     Headers may arrive split across writes; payloads are masked as they pass,
-    never buffered.
+    never buffered. The usual write -- one whole frame, as Autobahn's
+    ``sendMessage`` makes it -- becomes exactly one write.
     """
 
     __slots__ = ("_write", "_head", "_remaining", "_masker")
@@ -76,6 +128,29 @@ class FrameMasker:
         self._masker = None
 
     def feed(self, data: bytes) -> None:
+        if not self._remaining and not self._head:
+            # Fast path: the write starts with a complete, small-headed frame.
+            n = len(data)
+            if n >= 2:
+                b1 = data[1]
+                code = b1 & 0x7F
+                if code < 126 and not b1 & 0x80:
+                    if n == 2 + code:
+                        mask = _new_mask()
+                        if code:
+                            self._write(b"".join((bytes((data[0], b1 | 0x80)), mask, _masker(mask, code).process(data[2:]))))
+                        else:
+                            self._write(bytes((data[0], 0x80)) + mask)
+                        return
+                elif code == 126 and not b1 & 0x80 and n >= 4:
+                    length = (data[2] << 8) | data[3]
+                    if n == 4 + length:
+                        mask = _new_mask()
+                        self._write(b"".join((bytes((data[0], 0xFE)), data[2:4], mask, _masker(mask, length).process(data[4:]))))
+                        return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         write = self._write
         while data:
             if self._remaining:
@@ -104,7 +179,7 @@ class FrameMasker:
                 length = code
             else:
                 length = int.from_bytes(head[2:size], "big")
-            mask = random.getrandbits(32).to_bytes(4, "big")
+            mask = _new_mask()
             header = bytes((head[0], b1 | 0x80)) + head[2:size] + mask
             self._head = b""
             rest = head[size:]

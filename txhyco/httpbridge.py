@@ -16,6 +16,8 @@ from, and answered on, their rendezvous.
 """
 from __future__ import annotations
 
+import re
+
 import h11
 from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet.error import ConnectionDone
@@ -45,6 +47,67 @@ log = Logger()
 
 # Response headers that describe the synthetic connection, not the response.
 _HOP = CONNECTION_HEADERS - {"content-length"}
+
+# What h11 would accept when writing the synthetic request (ASCII only: h11
+# encodes str as ASCII); anything else goes through h11 itself, which then
+# raises exactly as it always did.
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
+
+# The common shape of an application's response head, read without h11: an
+# HTTP/1.1 final status line, ASCII header fields, one Content-Length and no
+# Transfer-Encoding. Anything else -- chunked, close-delimited, 1xx, obs-fold,
+# bare LF, obs-text -- is handed to h11 with every byte seen so far.
+_STATUS_B = re.compile(rb"HTTP/1\.1 ([2-9][0-9][0-9])(?: ([\t\x20-\x7e]*))?")
+_TOKEN_B = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_VALUE_B = re.compile(rb"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
+#: h11's limit on an incomplete head (its ``max_incomplete_event_size``).
+_MAX_HEAD = 16 * 1024
+
+
+def _request_head(method: str, target: str, headers: list) -> bytes | None:
+    """The request head h11 would write, or None where h11 must judge (§5.2)."""
+    if not (_TOKEN.fullmatch(method) and _TARGET.fullmatch(target)):
+        return None
+    parts = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or (value and not _VALUE.fullmatch(value)):
+            return None
+        parts.append(f"{name}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("ascii")
+
+
+def _response_head_fast(head: bytes):
+    """(status, reason, raw headers, content length) of a plain head, else None (see above)."""
+    lines = head.split(b"\r\n")
+    match = _STATUS_B.fullmatch(lines[0])
+    if match is None:
+        return None
+    status = int(match[1])
+    if status == 204 or status == 304:
+        return None
+    headers = []
+    length = None
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or _TOKEN_B.fullmatch(name) is None:
+            return None
+        value = value.strip(b" \t")
+        if value and _VALUE_B.fullmatch(value) is None:
+            return None
+        lower = name.lower()
+        if lower == b"content-length":
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+        elif lower == b"transfer-encoding":
+            return None
+        headers.append((name, value))
+    if length is None:
+        return None
+    return status, match[2] or b"", headers, length
 
 
 def local_target(request_target: str, entity_path: str) -> tuple[str, str]:
@@ -100,8 +163,12 @@ class HttpExchange:
         self.rendezvous: RendezvousLeg | None = None
         self.app = None
         self.transport: RelayedTransport | None = None
-        # One h11 client writes the synthetic request and reads the answer.
+        # The answer is read without h11 while it has the common shape
+        # (_response_head_fast); otherwise an h11 client reads it.
         self._conn: h11.Connection | None = None
+        self._head = b""  # an incomplete response head
+        self._remaining: int | None = None  # Content-Length bytes still to come
+        self._chunked = False  # the synthetic request body is chunked
         self._response: Response | None = None
         self._buffer = ResponseBuffer()
         self._flush_call = None
@@ -127,24 +194,24 @@ class HttpExchange:
     def _serve(self, request: Request, body: bytes | None) -> None:
         """Hand ``request`` to a fresh application protocol; ``body`` None means it streams in."""
         self.request = request
-        self.app = self.factory.buildProtocol(peer_address(request.remote_endpoint))
+        peer = peer_address(request.remote_endpoint)
+        self.app = self.factory.buildProtocol(peer)
         if self.app is None:
             self._answer_error(503, "The listener declined the request.")
             return
-        self.transport = RelayedTransport(self, peer_address(request.remote_endpoint), HybridConnectionAddress(self.hc.namespace, self.hc.path))
+        self.transport = RelayedTransport(self, peer, HybridConnectionAddress(self.hc.namespace, self.hc.path))
         self.transport.protocol = self.app
-        self._conn = h11.Connection(h11.CLIENT)
         try:
             head = self._synthetic_head(request, body)
-        except (ProtocolError, h11.LocalProtocolError) as e:
+        except (ProtocolError, h11.LocalProtocolError, UnicodeError) as e:
             self._answer_error(400, f"The request cannot be passed on: {e}")
             return
         self.app.makeConnection(self.transport)
-        self._feed(head)
-        if body is not None:
-            if body:
-                self._feed(self._conn.send(h11.Data(data=body)))
-            self._feed(self._conn.send(h11.EndOfMessage()))
+        if body:
+            # Head and body in one read, as a socket would often deliver them.
+            self._feed(head + body)
+        else:
+            self._feed(head)
 
     def _synthetic_head(self, request: Request, body: bytes | None) -> bytes:
         target, prefix = local_target(request.request_target or "/", self.hc.path)
@@ -167,9 +234,14 @@ class HttpExchange:
             headers.append(("X-Forwarded-For", request.remote_endpoint.address))
         if body is None:
             headers.append(("Transfer-Encoding", "chunked"))
+            self._chunked = True
         elif body or request.body:
             headers.append(("Content-Length", str(len(body))))
-        return self._conn.send(h11.Request(method=request.method, target=target, headers=headers))
+        head = _request_head(request.method, target, headers)
+        if head is None:
+            # h11 writes the same bytes, or raises for what cannot be written.
+            head = h11.Connection(h11.CLIENT).send(h11.Request(method=request.method, target=target, headers=headers))
+        return head
 
     def _feed(self, data: bytes) -> None:
         if data and not self._closed and self.transport.protocol is not None:
@@ -198,9 +270,12 @@ class HttpExchange:
             request = event.command
             self._serve(request, None if request.body else b"")
         elif isinstance(event, BodyData):
-            self._feed(self._conn.send(h11.Data(data=event.data)))
+            # (h11's chunked framing, written directly)
+            if event.data and self._chunked:
+                self._feed(b"%x\r\n%s\r\n" % (len(event.data), event.data))
         elif isinstance(event, BodyEnded):
-            self._feed(self._conn.send(h11.EndOfMessage()))
+            if self._chunked:
+                self._feed(b"0\r\n\r\n")
 
     def rendezvous_closed(self, leg) -> None:
         if not self._finished:
@@ -209,8 +284,62 @@ class HttpExchange:
     # -- the application's answer (RelayedTransport bridge interface) -----------
 
     def outbound(self, data: bytes) -> None:
+        if self._finished or not data:
+            return
+        remaining = self._remaining
+        if remaining is not None:
+            # A Content-Length body: its bytes pass straight through.
+            n = len(data)
+            if n < remaining:
+                self._remaining = remaining - n
+                self._response_data(data)
+                return
+            self._remaining = 0
+            if remaining:
+                self._response_data(data if n == remaining else data[:remaining])
+            if not self._finished:
+                self._response_end()
+            return  # anything after the body is not part of this response
+        if self._conn is not None:
+            self._h11_receive(data)
+            return
+        head = self._head + data if self._head else data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > _MAX_HEAD or b"\n\n" in head or b"\n\r\n" in head:
+                self._to_h11(head)
+            else:
+                self._head = head
+            return
+        parsed = _response_head_fast(head[:end])
+        if parsed is None:
+            self._to_h11(head)
+            return
+        self._head = b""
+        status, reason, headers, length = parsed
+        self._remaining = length
+        self._response_head(status, reason, headers, length <= CONTROL_CHANNEL_BODY_LIMIT)
         if self._finished:
             return
+        rest = head[end + 4:]
+        if rest:
+            self.outbound(rest)
+        elif not length:
+            self._remaining = 0
+            self._response_end()
+
+    def _to_h11(self, data: bytes) -> None:
+        """Read the rest of this answer with h11, starting with ``data``."""
+        self._head = b""
+        conn = h11.Connection(h11.CLIENT)
+        # Only the method matters to how h11 reads the answer (HEAD: no body).
+        conn.send(h11.Request(method=self.request.method, target="/", headers=[("Host", "listener")]))
+        conn.send(h11.EndOfMessage())
+        self._conn = conn
+        self._h11_receive(data)
+
+    def _h11_receive(self, data: bytes) -> None:
+        """``data`` (``b""``: the application closed) through h11; ``b""`` is end of file."""
         conn = self._conn
         conn.receive_data(data)
         while True:
@@ -224,24 +353,35 @@ class HttpExchange:
             if isinstance(event, h11.InformationalResponse):
                 continue
             if isinstance(event, h11.Response):
-                self._response_head(event)
+                self._response_head(event.status_code, event.reason, event.headers.raw_items(), _small_and_known(event))
+                if self._finished:
+                    return
             elif isinstance(event, h11.Data):
                 self._response_data(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 self._response_end()
                 return
 
-    def _response_head(self, event: h11.Response) -> None:
+    def _end_of_file(self) -> None:
+        """The application closed its connection after starting a response."""
+        if self._conn is not None:
+            self._h11_receive(b"")
+        elif self._remaining:
+            self._answer_error(
+                502, "The application sent a malformed HTTP response: peer closed connection without "
+                f"sending complete message body: {self._remaining} bytes missing")
+
+    def _response_head(self, status_code: int, reason: bytes, raw_headers, small_and_known: bool) -> None:
         headers = []
-        for name, value in event.headers.raw_items():
+        for name, value in raw_headers:
             if name.lower().decode("ascii") in _HOP:
                 continue
             headers.append((name.decode("ascii"), value.decode("utf-8", "replace")))
         try:
             self._response = Response(
                 request_id=self.request.id,
-                status_code=event.status_code,
-                status_description=event.reason.decode("utf-8", "replace") or reason_phrase(event.status_code),
+                status_code=status_code,
+                status_description=reason.decode("utf-8", "replace") or reason_phrase(status_code),
                 response_headers=headers,
                 body=True,
             )
@@ -250,7 +390,7 @@ class HttpExchange:
             return
         if self._via_rendezvous:
             self._start_streaming()
-        elif not _small_and_known(event):
+        elif not small_and_known:
             # Chunked, server-sent events or large: stream it as it is written.
             self._flush_to_rendezvous()
         else:
@@ -370,7 +510,7 @@ class HttpExchange:
         if not self._finished and not abort and self._response is not None:
             # End of file ends a response framed by the connection's close
             # (no Content-Length, not chunked), as it would on a socket.
-            self.outbound(b"")
+            self._end_of_file()
         if not self._finished:
             if self._response is None:
                 self._answer_error(502, "The application closed the connection without a response.")

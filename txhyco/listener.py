@@ -20,6 +20,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from txhyco.bridge import send_messages
 from txhyco.connector import connect
 from txhyco.errors import RelayError, RelayHandshakeError
 from txhyco.handshake import wait_open
@@ -313,9 +314,12 @@ class HybridConnectionListener:
         proto = self._proto
         if proto is None or proto.state != proto.STATE_OPEN:
             return False
-        proto.sendMessage(serialize_command(response).encode("utf-8"), isBinary=False)
+        command = serialize_command(response).encode("utf-8")
         if response.body:
-            proto.sendMessage(body or b"", isBinary=True)
+            # The command and its body in one write: one segment to the relay.
+            send_messages(proto, ((command, False), (body or b"", True)))
+        else:
+            proto.sendMessage(command, isBinary=False)
         return True
 
     # -- token renewal (§4.5, §7.3, §11) ---------------------------------------
