@@ -180,6 +180,10 @@ def open_websocket(reactor, url: str, protocol_class, *, ca_file: str | None = N
     factory = WebSocketClientFactory(url, reactor=reactor)
     factory.protocol = protocol_class
     options.setdefault("openHandshakeTimeout", 20)
+    # Data may still be draining through the relay (paced by a slow sender)
+    # when this side closes: wait for the close handshake rather than reset
+    # the connection after Autobahn's default second, which would lose it.
+    options.setdefault("closeHandshakeTimeout", 60)
     factory.setProtocolOptions(**options)
     d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file)
     d.addCallback(lambda proto: wait_open(proto, url.split("?", 1)[0]))
