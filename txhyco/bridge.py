@@ -329,12 +329,13 @@ class AcceptBridge:
 
     HANDSHAKE, CONNECTING, OPEN, CLOSED = range(4)
 
-    def __init__(self, reactor, accept: Accept, hc, protocol, *, mask_inbound: bool = True) -> None:
+    def __init__(self, reactor, accept: Accept, hc, protocol, *, mask_inbound: bool = True, mask_outbound: bool = True) -> None:
         self.reactor = reactor
         self.accept = accept
         self.hc = hc
         self.app = protocol
         self.mask_inbound = mask_inbound
+        self.mask_outbound = mask_outbound
         self.state = self.HANDSHAKE
         self.rendezvous = None
         self._answer = b""
@@ -359,7 +360,7 @@ class AcceptBridge:
     def outbound(self, data: bytes) -> None:
         state = self.state
         if state == self.OPEN:
-            self._out.feed(data)
+            self._out(data)
         elif state == self.CONNECTING:
             self._pending.append(data)
         elif state == self.HANDSHAKE:
@@ -404,13 +405,15 @@ class AcceptBridge:
         self.rendezvous = proto
         proto.handler = self
         write = proto.transport.write
-        self._out = FrameMasker(write)
+        # An application that masks its own frames (see accept_with_factory)
+        # writes straight to the socket; others get the client mask added.
+        self._out = FrameMasker(write).feed if self.mask_outbound else write
         if self.mask_inbound:
             self._in = FrameMasker(self._deliver)
         self.state = self.OPEN
         pending, self._pending = self._pending, []
         for chunk in pending:
-            self._out.feed(chunk)
+            self._out(chunk)
         self.producer_changed()
         if leftover:
             self.dataReceived(leftover)

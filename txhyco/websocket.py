@@ -78,14 +78,17 @@ def accept_with_factory(reactor, hc, factory, accept) -> None:
 
         open_raw_websocket(reactor, url, ca_file=hc.ca_file).addErrback(lambda f: None)
         return
-    mask_inbound = True
+    masked_by_us = True
     if isinstance(protocol, WebSocketServerProtocol):
-        # Frames from the relay are unmasked server frames; an Autobahn
-        # server protocol can take them as they are (a per-instance option
-        # Autobahn honours), which saves masking and unmasking each one.
+        # The rendezvous is a client leg: the relay sends unmasked server
+        # frames and requires masked client frames. An Autobahn server
+        # protocol can do both itself through per-instance options Autobahn
+        # honours (set before the connection starts), so its bytes pass the
+        # bridge untouched in both directions.
         protocol.requireMaskedClientFrames = False
-        mask_inbound = False
-    AcceptBridge(reactor, accept, hc, protocol, mask_inbound=mask_inbound).start()
+        protocol.maskServerFrames = True
+        masked_by_us = False
+    AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us).start()
 
 
 def listen_websocket(reactor, hc: HybridConnection, factory, *, keepalive: float = KEEPALIVE, on_request=None) -> defer.Deferred:
