@@ -17,16 +17,16 @@ Missing Node or node_modules is a failure (not a skip): run ``make setup``.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from urllib.parse import quote
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, task
 
 from tests.interop import nodeclients as nc
+from tests.support.httpclient import http_request
 from tests.support.rawlistener import RawListener, make_token
 from tests.support.wsclient import ws_connect
 from txhyco.protocol.addresses import Namespace, connect_url
@@ -257,27 +257,7 @@ def test_python_raw_listener_with_node_sender(relay, fleet, plain):
 
 def fetch(relay, method, target, body=None, headers=None, *, chunks=None, timeout=30):
     """A real HTTP/1.1 client in a thread: (status, reason, headers, body, seconds)."""
-    def run():
-        start = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=timeout)
-        try:
-            if chunks is not None:
-                conn.putrequest(method, target)
-                for k, v in (headers or {}).items():
-                    conn.putheader(k, v)
-                conn.putheader("Transfer-Encoding", "chunked")
-                conn.endheaders()
-                for c in chunks:
-                    conn.send(b"%x\r\n%s\r\n" % (len(c), c))
-                conn.send(b"0\r\n\r\n")
-            else:
-                conn.request(method, target, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, resp.reason, resp.headers, data, time.monotonic() - start
-        finally:
-            conn.close()
-    return threads.deferToThread(run)
+    return http_request(relay.port, method, target, body, headers, chunks=chunks, timeout=timeout)
 
 
 @defer.inlineCallbacks

@@ -2,35 +2,19 @@
 import http.client
 import json
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
+from tests.support.httpclient import http_request
 from tests.support.rawlistener import RawListener, make_token
 from txhyco.relay.config import HybridConnectionConfig, Limits, RelayConfig
 from txhyco.testing import start_relay
 
 
 def fetch(relay, method, target, body=None, headers=None, *, chunks=None):
-    """A real HTTP/1.1 client in a thread; returns (status, reason, headers, body)."""
-    def run():
-        conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
-        if chunks is not None:
-            conn.putrequest(method, target)
-            for k, v in (headers or {}).items():
-                conn.putheader(k, v)
-            conn.putheader("Transfer-Encoding", "chunked")
-            conn.endheaders()
-            for c in chunks:
-                conn.send(b"%x\r\n%s\r\n" % (len(c), c))
-            conn.send(b"0\r\n\r\n")
-        else:
-            conn.request(method, target, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-        return resp.status, resp.reason, dict(resp.getheaders()), data
-    return threads.deferToThread(run)
+    """(status, reason, headers, body) of a real HTTP/1.1 request through the relay."""
+    d = http_request(relay.port, method, target, body, headers, chunks=chunks)
+    return d.addCallback(lambda r: (r[0], r[1], dict(r[2].items()), r[3]))
 
 
 def token_header(relay, path):
