@@ -21,7 +21,7 @@ class Recorder(WebSocketServerProtocol):
     instances = []
 
     def onOpen(self):
-        Recorder.instances.append(self)
+        type(self).instances.append(self)
         self.received = defer.DeferredQueue()
         self.closed = defer.Deferred()
         self.pings = []
@@ -88,12 +88,14 @@ def test_sizes_up_to_16_mib_and_fragmentation(relay):
 
 @pytest_twisted.inlineCallbacks
 def test_ping_pong_both_ways_and_close_codes(relay):
-    Recorder.instances.clear()
-    port = yield _serve(relay, "pp")
+    class Mine(Recorder):
+        instances = []  # this test's servers only
+
+    port = yield _serve(relay, "pp", Mine)
     client = yield connect_relay(Client, relay.connection_string.format(), path="pp")
     client.sendMessage(b"hello")
     yield client.messages.get()
-    server = Recorder.instances[-1]
+    (server,) = Mine.instances
     client.sendPing(b"client-ping")
     assert (yield client.pongs.get()) == b"client-ping"  # the relay answers pings on its own leg
     client.sendMessage(b"ping-me")
@@ -108,12 +110,14 @@ def test_ping_pong_both_ways_and_close_codes(relay):
 @pytest_twisted.inlineCallbacks
 def test_backpressure_from_a_slow_listener(relay):
     """A listener that stops reading makes the relay stop reading from the sender."""
-    Recorder.instances.clear()
-    port = yield _serve(relay, "slow")
+    class Mine(Recorder):
+        instances = []
+
+    port = yield _serve(relay, "slow", Mine)
     client = yield connect_relay(Client, relay.connection_string.format(), path="slow")
     client.sendMessage(b"first")
     yield client.messages.get()
-    server = Recorder.instances[-1]
+    (server,) = Mine.instances
     assert (yield server.received.get()) == (b"first", False)
     server.transport.pauseProducing()
     chunk = b"z" * (1 << 20)
