@@ -34,3 +34,14 @@ def test_importing_the_core_loads_no_twisted_or_autobahn():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
+
+
+def test_public_api_imports_lightly_and_resolves():
+    code = (
+        "import sys, txhyco\n"
+        "light = not [m for m in sys.modules if m.split('.')[0] in ('twisted', 'autobahn')]\n"
+        "missing = [n for n in txhyco.__all__ if getattr(txhyco, n, None) is None]\n"
+        "print(light, missing)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "True []", out.stdout + out.stderr

@@ -30,6 +30,10 @@ __version__ = "0.1.0.dev0"
 # Names that need Twisted or Autobahn load on first use, so that importing
 # txhyco (as the twisted/plugins drop-ins do) stays light.
 _LAZY = {
+    "HybridConnection": "txhyco.address",
+    "HybridConnectionAddress": "txhyco.address",
+    "HybridConnectionClientEndpoint": "txhyco.endpoint",
+    "HybridConnectionServerEndpoint": "txhyco.endpoint",
     "RelayError": "txhyco.errors",
     "RelayHandshakeError": "txhyco.errors",
     "RelayUnreachable": "txhyco.errors",
@@ -52,6 +56,10 @@ def __getattr__(name):
 __all__ = [
     "CallableTokenProvider",
     "ConnectionString",
+    "HybridConnection",
+    "HybridConnectionAddress",
+    "HybridConnectionClientEndpoint",
+    "HybridConnectionServerEndpoint",
     "Namespace",
     "ProtocolError",
     "RelayError",
