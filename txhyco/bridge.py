@@ -338,7 +338,6 @@ class AcceptBridge:
         self.mask_outbound = mask_outbound
         self.state = self.HANDSHAKE
         self.rendezvous = None
-        self._answer = b""
         self._pending: list[bytes] = []
         self._close_requested: bool | None = None
         self._lost = False

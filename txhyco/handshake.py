@@ -21,6 +21,11 @@ from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+#: Seconds a client leg waits for the close handshake. Data may still be
+#: draining through the relay (paced by a slow reader) when this side closes;
+#: Autobahn's default of one second would then reset the connection and lose it.
+CLOSE_HANDSHAKE_TIMEOUT = 60
+
 
 def accept_value(key: bytes) -> bytes:
     """``Sec-WebSocket-Accept`` for ``key`` (RFC 6455 §4.2.2)."""
@@ -180,10 +185,7 @@ def open_websocket(reactor, url: str, protocol_class, *, ca_file: str | None = N
     factory = WebSocketClientFactory(url, reactor=reactor)
     factory.protocol = protocol_class
     options.setdefault("openHandshakeTimeout", 20)
-    # Data may still be draining through the relay (paced by a slow sender)
-    # when this side closes: wait for the close handshake rather than reset
-    # the connection after Autobahn's default second, which would lose it.
-    options.setdefault("closeHandshakeTimeout", 60)
+    options.setdefault("closeHandshakeTimeout", CLOSE_HANDSHAKE_TIMEOUT)
     factory.setProtocolOptions(**options)
     d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file)
     d.addCallback(lambda proto: wait_open(proto, url.split("?", 1)[0]))

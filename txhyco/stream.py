@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.bridge import TransportBase
-from txhyco.handshake import open_raw_websocket, open_websocket
+from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, open_raw_websocket, open_websocket
 from txhyco.protocol.addresses import reject_url
 
 
@@ -52,10 +52,8 @@ class StreamTransport(TransportBase):
         self.leg.transport.resumeProducing()
 
 
-#: A stream may still be draining through the relay when one side closes:
-#: the closing handshake waits for it (Autobahn's 1 s default would reset the
-#: connection and lose what the relay had not yet read).
-STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": 60}
+#: Options of both ends' stream legs (see CLOSE_HANDSHAKE_TIMEOUT for why it waits).
+STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": CLOSE_HANDSHAKE_TIMEOUT}
 
 
 class StreamLeg(WebSocketClientProtocol):

@@ -14,7 +14,7 @@ from .common import SECRET_NOTE, CliError, add_subcommand, choose_key, paragraph
 
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
 
-EPILOG = f"""\
+EPILOG = """\
 examples:
   export HYCO_CONNECTION_STRING='Endpoint=sb://127.0.0.1:9090/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=...;UseDevelopmentEmulator=true'
   txhyco token --path myhc

@@ -8,6 +8,7 @@ backpressure.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 
 import h11
@@ -49,7 +50,6 @@ class HttpSender:
         self._paused = False
         self._driving = False
         self._remote: RemoteEndpoint | None = None
-        self._authorized: tuple | None = None
 
     @property
     def transport(self):
@@ -161,7 +161,7 @@ class HttpSender:
             consume = auth_required and not lower.get("servicebusauthorization") and not target.token
             if auth_required:
                 token = find_token(lower, target.token, http=True, consume_authorization=True)
-                self._authorize(entity, token, host)
+                self.relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.relay.now())
             if "microsoft-relay-allowedlisteners" in lower or "microsoft-relay-disallowedlisteners" in lower:
                 allowed, disallowed = listener_filter(lower)
                 listener = entity.choose_listener(allowed, disallowed)
@@ -199,22 +199,6 @@ class HttpSender:
             via_host=via_host,
         )
         self.exchange.start()
-
-    def _authorize(self, entity, token: str | None, host: str) -> None:
-        """Send rights for ``token`` (ProtocolError 401/403 if not).
-
-        A keep-alive sender repeats its token on every request: the last
-        token that passed is remembered for this connection and only its
-        expiry is checked again (the relay's TokenCache does the rest).
-        """
-        relay = self.relay
-        now = relay.now()
-        last = self._authorized
-        if last is not None and token and last[0] == token and last[1] is entity and last[2] == host:
-            if last[3].expiry >= now - relay.config.limits.token_grace:
-                return
-        sas = relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=now)
-        self._authorized = (token, entity, host, sas)
 
     # -- flow control --------------------------------------------------------
 
@@ -320,22 +304,20 @@ def _h11_response(status: int, headers: list[tuple[bytes, bytes]], reason: bytes
 _WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade"} | {n.encode("ascii") for n in _RELAY_HEADERS})
 
 # Parsed request targets, by raw target: a keep-alive sender (or many) asks
-# for the same few paths, and parse_relay_target is pure. Bounded; long
-# targets are not kept.
-_TARGETS: dict[bytes, RelayTarget] = {}
-_TARGETS_MAX = 512
+# for the same few paths, and parse_relay_target is pure. Long targets are
+# parsed each time rather than kept.
 _TARGET_CACHEABLE = 2048
 
 
+@functools.lru_cache(maxsize=512)
+def _cached_relay_target(raw: bytes) -> RelayTarget:
+    return parse_relay_target(raw.decode("ascii"))  # h11 admits only visible ASCII
+
+
 def _relay_target(raw: bytes) -> RelayTarget:
-    target = _TARGETS.get(raw)
-    if target is None:
-        target = parse_relay_target(raw.decode("ascii"))  # h11 admits only visible ASCII
-        if len(raw) <= _TARGET_CACHEABLE:
-            if len(_TARGETS) >= _TARGETS_MAX:
-                del _TARGETS[next(iter(_TARGETS))]
-            _TARGETS[raw] = target
-    return target
+    if len(raw) <= _TARGET_CACHEABLE:
+        return _cached_relay_target(raw)
+    return parse_relay_target(raw.decode("ascii"))
 
 
 class HttpExchange:
