@@ -21,7 +21,7 @@ from twisted.internet import defer
 from txhyco.address import HybridConnection
 from txhyco.connector import connect
 from txhyco.errors import RelayError
-from txhyco.handshake import wait_open
+from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, wait_open
 from txhyco.protocol.addresses import connect_url
 
 # The relay holds a sender's upgrade until a listener accepts (up to ~30 s);
@@ -63,6 +63,8 @@ def connect_client_factory(
     )
     if not factory.openHandshakeTimeout or factory.openHandshakeTimeout < SENDER_HANDSHAKE_TIMEOUT:
         factory.setProtocolOptions(openHandshakeTimeout=SENDER_HANDSHAKE_TIMEOUT)
+    if factory.closeHandshakeTimeout < CLOSE_HANDSHAKE_TIMEOUT:
+        factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT)
     ns = hc.namespace
     proto = yield connect(reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=hc.ca_file)
     yield wait_open(proto, url.split("?", 1)[0])

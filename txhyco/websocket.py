@@ -22,7 +22,7 @@ from zope.interface import implementer
 from txhyco.address import HybridConnection, peer_address
 from txhyco.bridge import AcceptBridge
 from txhyco.connector import connect
-from txhyco.handshake import wait_open
+from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, wait_open
 from txhyco.listener import KEEPALIVE, HybridConnectionListener
 from txhyco.protocol.addresses import connect_url, reject_url
 
@@ -164,6 +164,10 @@ class RelayedClientFactory(WebSocketClientFactory):
         # The relay holds a sender's upgrade until a listener accepts (up to
         # ~30 s); wait like .NET's sender does (70 s) unless told otherwise.
         self.openHandshakeTimeout = 70
+        # A Close travels to the listener and its answer back (the relay
+        # half-closes, protocol.md §6); Autobahn's 1 s default would turn a
+        # slow answer into an unclean drop that the listener sees as 1006.
+        self.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
 
     @defer.inlineCallbacks
     def connect(self):
