@@ -5,6 +5,7 @@ from twisted.internet import defer, error
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 
+from txhyco import eagerwrite
 from txhyco.clienttls import client_tls_options
 from txhyco.errors import RelayUnreachable
 
@@ -31,4 +32,5 @@ def connect(reactor, host: str, port: int, factory, *, secure: bool, ca_file: st
         proto = yield endpoint.connect(factory)
     except (error.ConnectError, error.DNSLookupError, error.TimeoutError) as e:
         raise RelayUnreachable(f"Cannot reach the relay at {host}:{port}: {e.__class__.__name__}: {e}.") from None
+    eagerwrite.install(proto.transport)
     return proto

@@ -12,6 +12,7 @@ import h11
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from txhyco import eagerwrite
 from txhyco.protocol.http import reason_phrase
 
 from .http import HttpSender
@@ -42,6 +43,7 @@ class FrontDoor(Protocol):
             self.transport.setTcpNoDelay(True)
         except Exception:  # not every transport is TCP
             pass
+        eagerwrite.install(self.transport)
         timeout = self.relay.config.limits.handshake_timeout
         self._timer = self.relay.reactor.callLater(timeout, self._too_slow)
 
