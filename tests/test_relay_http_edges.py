@@ -321,3 +321,41 @@ def test_listener_framing_headers_do_not_corrupt_the_sender_framing(relay):
     results = yield threads.deferToThread(run)
     assert [r[:2] for r in results] == [(200, b"0123456789")] * 4
     assert all(r[2] is None and r[3] is None for r in results)
+
+
+@pytest_twisted.inlineCallbacks
+def test_streamed_response_keeps_the_listeners_content_length_and_holds_it_to_it(relay):
+    payload = bytes(range(256)) * 400  # over a rendezvous: streamed
+
+    @defer.inlineCallbacks
+    def answer_on_rendezvous(request):
+        kind = request["requestTarget"].rsplit("/", 1)[1]
+        declared = {"exact": len(payload), "short": len(payload) + 10, "long": len(payload) - 10, "junk": "12x"}[kind]
+        leg = yield ws_connect(request["address"], cls=Leg)
+        send_json(leg, response(request, 200, True, responseHeaders={"Content-Length": str(declared)}))
+        leg.sendFrame(2, payload[:50000], fin=False)
+        leg.sendFrame(0, payload[50000:], fin=True)
+
+    yield ScriptedListener(relay, "cl", lambda l, r, b, c: answer_on_rendezvous(r)).start()
+    tok = token_header(relay, "cl")
+
+    def get(kind):
+        conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+        conn.request("GET", f"/cl/{kind}", headers=tok)
+        resp = conn.getresponse()
+        framing = (resp.getheader("Content-Length"), resp.getheader("Transfer-Encoding"))
+        try:
+            body = resp.read()
+        except (http.client.IncompleteRead, ConnectionError):
+            return framing, "incomplete"
+        finally:
+            conn.close()
+        return framing, body
+
+    exact = yield threads.deferToThread(get, "exact")
+    assert exact == ((str(len(payload)), None), payload)
+    junk = yield threads.deferToThread(get, "junk")  # not a length: the relay chunks
+    assert junk == ((None, "chunked"), payload)
+    for kind in ("short", "long"):  # a body that breaks its own length never looks complete
+        (length, _), body = yield threads.deferToThread(get, kind)
+        assert length is not None and body == "incomplete", kind

@@ -235,10 +235,20 @@ class HttpSender:
         self._send(self._response_event(status, reason, headers, content_length))
 
     def write_body(self, data: bytes) -> None:
-        self._send(h11.Data(data=data))
+        try:
+            self._send(h11.Data(data=data))
+        except h11.LocalProtocolError:  # more than the declared Content-Length
+            log.warn("a listener's response ran past its Content-Length; cutting the sender off")
+            self.exchange.sender_lost()
+            self.abort()
 
     def end_response(self) -> None:
-        self._send(h11.EndOfMessage())
+        try:
+            self._send(h11.EndOfMessage())
+        except h11.LocalProtocolError:  # less than the declared Content-Length
+            log.warn("a listener's response ended short of its Content-Length; cutting the sender off")
+            self.abort()
+            return
         self.exchange = None
         self._maybe_next_cycle()
 
@@ -295,6 +305,14 @@ class HttpSender:
             # Answered before the body was sent (an error, or an early
             # response): read and drop the rest so the connection can go on.
             self.resume()
+
+
+def declared_length(headers) -> int | None:
+    """The listener's ``Content-Length`` for its response, if it declared one sound value."""
+    value = headers.get("content-length")
+    if value is None or not value.isdigit() or not value.isascii() or len(value) > 18:
+        return None
+    return int(value)
 
 
 def _h11_response(status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> h11.Response:
@@ -466,8 +484,10 @@ class HttpExchange:
         if not response.body:
             self._finish_whole(b"" if self._has_body else None)
         elif channel is self.rendezvous:
-            # Streamed: chunked to the sender, paced by the sender's reading.
-            self._start(None)
+            # Streamed, paced by the sender's reading: with the listener's
+            # Content-Length when it declared one (h11 holds the body to it;
+            # a body that runs short or long cuts the sender off), else chunked.
+            self._start(declared_length(response.response_headers))
             self.sender.transport.registerProducer(self.rendezvous.transport, True)
             self._arm_idle()
         else:
