@@ -76,8 +76,8 @@ def _new_mask() -> bytes:
     return _getrandbits(32).to_bytes(4, "big")
 
 
-def masked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """One client frame (RFC 6455 §5.2) carrying ``payload``, masked."""
+def masked_frame_parts(opcode: int, payload: bytes, fin: bool = True) -> tuple[bytes, bytes]:
+    """(header, masked payload) of one client frame (RFC 6455 §5.2), for ``writeSequence``."""
     length = len(payload)
     b0 = (0x80 if fin else 0) | opcode
     mask = _new_mask()
@@ -88,8 +88,14 @@ def masked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     else:
         head = bytes((b0, 0xFF)) + length.to_bytes(8, "big")
     if not length:
-        return head + mask
-    return b"".join((head, mask, _masker(mask, length).process(payload)))
+        return head + mask, b""
+    return head + mask, _masker(mask, length).process(payload)
+
+
+def masked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One client frame (RFC 6455 §5.2) carrying ``payload``, masked, as one string."""
+    head, body = masked_frame_parts(opcode, payload, fin)
+    return head + body if body else head
 
 
 def send_messages(proto, messages) -> None:

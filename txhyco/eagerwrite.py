@@ -22,7 +22,11 @@ from twisted.internet import tcp
 
 
 def install(transport) -> None:
-    """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc)."""
+    """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc).
+
+    ``writeSequence`` becomes eager too, and sends its pieces with one
+    ``sendmsg`` (a frame header and its payload leave together, uncopied).
+    """
     conn = transport
     if not isinstance(conn, tcp.Connection):
         conn = getattr(transport, "transport", None)  # TLSMemoryBIOProtocol's wire
@@ -30,12 +34,17 @@ def install(transport) -> None:
             return
     if "write" in conn.__dict__:
         return  # installed already
-    queue = conn.write  # Twisted's buffering write, bound before it is shadowed
+    # Twisted's buffering methods, bound before they are shadowed.
+    queue, queue_sequence = conn.write, conn.writeSequence
     send = conn.writeSomeData
+    sendmsg = conn.socket.sendmsg
+
+    def busy() -> bool:
+        return bool(conn._tempDataLen or conn.dataBuffer or not conn.connected
+                    or conn.disconnecting or conn._writeDisconnected or conn._writeDisconnecting)
 
     def write(data: bytes) -> None:
-        if (conn._tempDataLen or conn.dataBuffer or not data or not conn.connected
-                or conn.disconnecting or conn._writeDisconnected or conn._writeDisconnecting):
+        if not data or busy():
             queue(data)
             return
         sent = send(data)
@@ -45,4 +54,23 @@ def install(transport) -> None:
             data = data[sent:]
         queue(data)
 
+    def write_sequence(pieces) -> None:
+        if busy():
+            queue_sequence(pieces)
+            return
+        pieces = [piece for piece in pieces if piece]
+        try:
+            sent = sendmsg(pieces)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            queue_sequence(pieces)  # doWrite meets the error and reports it
+            return
+        for index, piece in enumerate(pieces):
+            if sent < len(piece):
+                queue_sequence([piece[sent:]] + pieces[index + 1:])
+                return
+            sent -= len(piece)
+
     conn.write = write
+    conn.writeSequence = write_sequence

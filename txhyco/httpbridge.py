@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txhyco.address import HybridConnectionAddress, peer_address
-from txhyco.bridge import RelayedTransport
+from txhyco.bridge import RelayedTransport, masked_frame, masked_frame_parts
 from txhyco.channel import CommandSink
 from txhyco.handshake import open_websocket
 from txhyco.protocol.addresses import encode_entity_path
@@ -450,19 +450,21 @@ class HttpExchange:
         if self._finished:
             self._end_fragments()
 
+    # The body's fragments are written here rather than with Autobahn's
+    # streaming API: header and masked payload leave in one writeSequence
+    # (one segment, no copy), and nothing else sends data messages on a
+    # response rendezvous. Autobahn's control frames (its Close, pings) may
+    # come between fragments, which RFC 6455 §5.4 allows.
+
     def _send_fragment(self, data: bytes) -> None:
-        leg = self.rendezvous
-        if not self._message_started:
-            leg.beginMessage(isBinary=True)
-            self._message_started = True
-        leg.beginMessageFrame(len(data))
-        leg.sendMessageFrameData(data)
+        opcode = 0 if self._message_started else 2
+        self._message_started = True
+        self.rendezvous.transport.writeSequence(masked_frame_parts(opcode, data, fin=False))
 
     def _end_fragments(self) -> None:
         leg = self.rendezvous
-        if not self._message_started:
-            leg.beginMessage(isBinary=True)
-        leg.endMessage()  # the empty FIN frame ends the body (§5.5)
+        # the empty FIN frame ends the body (§5.5)
+        leg.transport.write(masked_frame(0 if self._message_started else 2, b""))
         leg.exchange = None
         leg.sendClose(1000)  # one response per rendezvous, like .NET
 

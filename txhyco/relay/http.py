@@ -443,9 +443,7 @@ class HttpExchange:
         # One binary message, fragments sent as the sender's data arrives (§5.3).
         opcode = 2 if self._first_fragment else 0
         self._first_fragment = False
-        transport = self.rendezvous.transport
-        transport.write(frame_header(opcode, False, len(data)))
-        transport.write(data)
+        self.rendezvous.transport.writeSequence((frame_header(opcode, False, len(data)), data))
         self.relay.metrics.bytes_to_listener[0] += len(data)
 
     def _end_fragments(self) -> None:

@@ -33,17 +33,21 @@ def frame_header(opcode: int, fin: bool, length: int) -> bytes:
 class Forwarder:
     """Receives one leg's data frames (Autobahn's streaming hooks) and writes them to the other.
 
+    A frame's header waits for the first piece of its payload so both leave
+    in one write (one segment, one wake-up of the peer, not two).
+
     ``counter`` is a one-element list that accumulates payload bytes, read by
     the metrics collector; cheaper than a metric object on the hot path.
     """
 
-    __slots__ = ("source", "target", "_opcode", "_counter")
+    __slots__ = ("source", "target", "_opcode", "_counter", "_header")
 
     def __init__(self, source, target, counter: list[int]) -> None:
         self.source = source
         self.target = target
         self._opcode = 0
         self._counter = counter
+        self._header = None
 
     def message_begin(self, is_binary: bool) -> None:
         self._opcode = 2 if is_binary else 1
@@ -53,10 +57,13 @@ class Forwarder:
         self._counter[0] += length
         if target.state != target.STATE_OPEN:
             return
-        target.transport.write(frame_header(self._opcode, fin, length))
+        header = frame_header(self._opcode, fin, length)
         self._opcode = 0
         if length:
+            self._header = header
             target.frame_in_progress = length
+        else:
+            target.transport.write(header)
 
     def frame_data(self, data: bytes) -> None:
         target = self.target
@@ -64,7 +71,12 @@ class Forwarder:
         # closing meanwhile: its Close waits in held_frames until then.
         if not target.frame_in_progress:
             return
-        target.transport.write(data)
+        header = self._header
+        if header is not None:
+            self._header = None
+            target.transport.writeSequence((header, data))
+        else:
+            target.transport.write(data)
         target.frame_in_progress -= len(data)
         if not target.frame_in_progress and target.held_frames:
             target.release_held_frames()
