@@ -6,12 +6,19 @@ when the reactor next polls. When a process forwards many small messages
 commands), a batch read in one go therefore leaves in one go too, and the
 next process in the chain sits idle until then: on a few cores, the relay,
 the listener and the sender end up taking turns instead of working side by
-side. Sending each write at once when nothing is queued lets the next
-process start on the first message while this one works on the rest (what
-Node does). Whatever the kernel does not take is queued with Twisted's own
-``write``, so ordering, producers, half-close and connection loss keep
-Twisted's semantics; a failed send is queued too and reported by
-``doWrite`` as usual.
+side.
+
+So on connections this module is installed on, the *first* write to a
+connection while one read is being handled leaves at once (the next process
+starts on the first message while this one works on the rest, what Node
+does), and further writes to that connection during the same read are
+gathered and sent together, with one ``sendmsg``, when the read has been
+handled (one system call and one wake-up of the peer for the rest of the
+batch, not one per message). Writes outside any read leave at once.
+
+Whatever the kernel does not take is queued with Twisted's own ``write``,
+so ordering, producers, half-close and connection loss keep Twisted's
+semantics; a failed send is queued too and reported by ``doWrite`` as usual.
 
 Only plain ``twisted.internet.tcp`` connections (or the TCP connection under
 Twisted's TLS) are changed; other transports keep their ``write``.
@@ -20,13 +27,17 @@ from __future__ import annotations
 
 from twisted.internet import tcp
 
+# While a read is handled: connections written once already, and what was
+# written to them since (connection -> list of pieces, possibly empty).
+_reading = 0
+_held: dict = {}
+#: Held writes are sent at once past this many pieces, or with a piece this large.
+_HOLD_PIECES = 64
+_HOLD_BYTES = 16384
+
 
 def install(transport) -> None:
-    """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc).
-
-    ``writeSequence`` becomes eager too, and sends its pieces with one
-    ``sendmsg`` (a frame header and its payload leave together, uncopied).
-    """
+    """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc)."""
     conn = transport
     if not isinstance(conn, tcp.Connection):
         conn = getattr(transport, "transport", None)  # TLSMemoryBIOProtocol's wire
@@ -34,8 +45,8 @@ def install(transport) -> None:
             return
     if "write" in conn.__dict__:
         return  # installed already
-    # Twisted's buffering methods, bound before they are shadowed.
-    queue, queue_sequence = conn.write, conn.writeSequence
+    # Twisted's methods, bound before they are shadowed.
+    queue, queue_sequence, read = conn.write, conn.writeSequence, conn.doRead
     send = conn.writeSomeData
     sendmsg = conn.socket.sendmsg
 
@@ -43,7 +54,7 @@ def install(transport) -> None:
         return bool(conn._tempDataLen or conn.dataBuffer or not conn.connected
                     or conn.disconnecting or conn._writeDisconnected or conn._writeDisconnecting)
 
-    def write(data: bytes) -> None:
+    def send_now(data) -> None:
         if not data or busy():
             queue(data)
             return
@@ -54,7 +65,7 @@ def install(transport) -> None:
             data = data[sent:]
         queue(data)
 
-    def write_sequence(pieces) -> None:
+    def send_all_now(pieces) -> None:
         if busy():
             queue_sequence(pieces)
             return
@@ -72,5 +83,55 @@ def install(transport) -> None:
                 return
             sent -= len(piece)
 
+    def write(data) -> None:
+        if _reading:
+            held = _held.get(conn)
+            if held is not None:
+                held.append(data)
+                if len(held) > _HOLD_PIECES or len(data) > _HOLD_BYTES:
+                    release(held)
+                return
+            _held[conn] = []
+        send_now(data)
+
+    def write_sequence(pieces) -> None:
+        if _reading:
+            held = _held.get(conn)
+            if held is not None:
+                held.extend(pieces)
+                if len(held) > _HOLD_PIECES or sum(map(len, pieces)) > _HOLD_BYTES:
+                    release(held)
+                return
+            _held[conn] = []
+        send_all_now(pieces)
+
+    def release(held: list) -> None:
+        # Bulk data is not held back: it goes now, so that a full socket
+        # queues it with Twisted and pauses the producer writing it.
+        pieces = held[:]
+        held.clear()
+        send_all_now(pieces)
+
+    def do_read():
+        global _reading
+        _reading += 1
+        try:
+            return read()
+        finally:
+            _reading -= 1
+            if not _reading and _held:
+                _flush()
+
     conn.write = write
     conn.writeSequence = write_sequence
+    conn.doRead = do_read
+    conn.txhyco_send_all_now = send_all_now
+
+
+def _flush() -> None:
+    while _held:
+        held = list(_held.items())
+        _held.clear()
+        for conn, pieces in held:
+            if pieces:
+                conn.txhyco_send_all_now(pieces)
