@@ -59,19 +59,19 @@ MODES = {
         repeats=2, lat_warmup=10, lat_count=50, stream_warmup=0.1, stream_duration=0.2,
         bulk_inflight=2, get_duration=0.2, download_size=1 * MiB, download_repeats=2,
         setup_duration=0.3, setup_concurrency=4, scale_connections=20, scale_concurrency=10,
-        client_timeout=60,
+        client_timeout=60, rounds=1,
     ),
     "quick": dict(
         repeats=5, lat_warmup=200, lat_count=2000, stream_warmup=0.5, stream_duration=1.5,
-        bulk_inflight=4, get_duration=1.5, download_size=100 * MiB, download_repeats=3,
+        bulk_inflight=4, get_duration=1.5, download_size=100 * MiB, download_repeats=6,
         setup_duration=2.0, setup_concurrency=8, scale_connections=1000, scale_concurrency=50,
-        client_timeout=180,
+        client_timeout=180, rounds=3,
     ),
     "full": dict(
         repeats=10, lat_warmup=500, lat_count=10000, stream_warmup=1.0, stream_duration=4.0,
         bulk_inflight=4, get_duration=4.0, download_size=100 * MiB, download_repeats=7,
         setup_duration=5.0, setup_concurrency=16, scale_connections=10000, scale_concurrency=100,
-        client_timeout=900,
+        client_timeout=900, rounds=5,
     ),
 }
 SCALE_TARGET_CONNECTIONS = 10000
@@ -422,11 +422,7 @@ class Bench:
         if sampler is not None:
             res["rss"] = sampler.stop()
         res["samples"] = samples
-        keys = [k for k, _, _ in sc["metrics"]]
-        for k in keys + [x for x in ("msg_per_s", "mb_per_s", "p50_ms") if x not in keys]:
-            vals = [s[k] for s in samples if s.get(k) is not None]
-            if vals:
-                res["metrics"][k] = common.summarize(vals)
+        res["metrics"] = metrics_of(sc, samples)
         if sc.get("scale") and samples:
             s = samples[0]
             res["scale"] = s
@@ -440,20 +436,63 @@ class Bench:
         for sc in scenarios(self.m):
             if self.only and sc["name"] not in self.only:
                 continue
-            for arrangement, target, middle in self.arrangements(sc):
-                if self.only_arrangements and arrangement not in self.only_arrangements:
-                    continue
-                print(f"  {sc['title']:<34} {arrangement:<16}", end="", flush=True)
-                res = self.run_one(sc, arrangement, target, middle)
+            plan = [a for a in self.arrangements(sc) if not self.only_arrangements or a[0] in self.only_arrangements]
+            # The arrangements take turns, a few repeats each per round, so
+            # that a machine whose speed drifts (shared hosts do) slows all of
+            # them alike and the ratios compare like with like. The
+            # scale scenario runs once, in its fixed order.
+            rounds = 1 if sc.get("scale") else min(self.m["rounds"], sc["params"].get("repeats", 1))
+            per_round = dict(sc, params=dict(sc["params"]))
+            if "repeats" in sc["params"]:
+                per_round["params"]["repeats"] = -(-sc["params"]["repeats"] // rounds)
+            runs: dict[str, list[dict]] = {a[0]: [] for a in plan}
+            for r in range(rounds):
+                turn = plan[r % len(plan):] + plan[:r % len(plan)] if plan else []
+                for arrangement, target, middle in turn:
+                    runs[arrangement].append(self.run_one(per_round, arrangement, target, middle))
+                    if sc.get("scale"):
+                        time.sleep(2.0)  # closed connections drain before the next arrangement
+            for arrangement, _, _ in plan:
+                res = merge_runs(sc, runs[arrangement])
                 self.results.append(res)
+                print(f"  {sc['title']:<34} {arrangement:<16}", end="")
                 if res["error"]:
                     print(f" ERROR {res['error'][:200]}", flush=True)
                 else:
                     main_k, unit, _ = sc["metrics"][0]
                     med = res["metrics"].get(main_k, {}).get("median")
-                    print(f" {fmt(med)} {unit}  ({res['seconds']:.1f} s)", flush=True)
-                if sc.get("scale"):
-                    time.sleep(2.0)  # closed connections drain before the next arrangement
+                    print(f" {fmt(med)} {unit}  ({res['seconds']:.1f} s, {len(runs[arrangement])} round{'s' if len(runs[arrangement]) != 1 else ''})", flush=True)
+
+
+def merge_runs(sc: dict, runs: list[dict]) -> dict:
+    """One result from an arrangement's rounds: samples pooled, CPU and time added up, worst RSS."""
+    if len(runs) == 1:
+        return runs[0]
+    res = dict(runs[0], params=sc["params"])
+    res["error"] = next((r["error"] for r in runs if r["error"]), None)
+    res["samples"] = [s for r in runs for s in r["samples"]]
+    res["seconds"] = sum(r["seconds"] for r in runs)
+    res["cpu_s"] = {k: (None if any(r["cpu_s"].get(k) is None for r in runs) else sum(r["cpu_s"][k] for r in runs))
+                    for k in runs[0]["cpu_s"]}
+    if all(r.get("client_cpu_s") is not None for r in runs):
+        res["client_cpu_s"] = sum(r["client_cpu_s"] for r in runs)
+    if all(r.get("rss") for r in runs):
+        res["rss"] = {name: {"start_mib": runs[0]["rss"][name]["start_mib"],
+                             "peak_mib": max(r["rss"][name]["peak_mib"] for r in runs),
+                             "growth_mib": max(r["rss"][name]["growth_mib"] for r in runs)}
+                      for name in runs[0]["rss"]}
+    res["metrics"] = metrics_of(sc, res["samples"])
+    return res
+
+
+def metrics_of(sc: dict, samples: list[dict]) -> dict:
+    out = {}
+    keys = [k for k, _, _ in sc["metrics"]]
+    for k in keys + [x for x in ("msg_per_s", "mb_per_s", "p50_ms") if x not in keys]:
+        vals = [s[k] for s in samples if s.get(k) is not None]
+        if vals:
+            out[k] = common.summarize(vals)
+    return out
 
 
 # ----------------------------------------------------------------- reporting
