@@ -48,7 +48,10 @@ def install(transport) -> None:
     # Twisted's methods, bound before they are shadowed.
     queue, queue_sequence, read = conn.write, conn.writeSequence, conn.doRead
     send = conn.writeSomeData
-    sendmsg = conn.socket.sendmsg
+    sendmsg = getattr(conn.socket, "sendmsg", None)  # not on Windows
+    if sendmsg is None:
+        def sendmsg(pieces):
+            return conn.socket.send(b"".join(pieces))
 
     def busy() -> bool:
         return bool(conn._tempDataLen or conn.dataBuffer or not conn.connected

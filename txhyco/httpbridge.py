@@ -457,14 +457,18 @@ class HttpExchange:
     # come between fragments, which RFC 6455 §5.4 allows.
 
     def _send_fragment(self, data: bytes) -> None:
+        leg = self.rendezvous
+        if leg.state != leg.STATE_OPEN:
+            return  # closing: no data frames after a Close (the relay gave up on the request)
         opcode = 0 if self._message_started else 2
         self._message_started = True
-        self.rendezvous.transport.writeSequence(masked_frame_parts(opcode, data, fin=False))
+        leg.transport.writeSequence(masked_frame_parts(opcode, data, fin=False))
 
     def _end_fragments(self) -> None:
         leg = self.rendezvous
-        # the empty FIN frame ends the body (§5.5)
-        leg.transport.write(masked_frame(0 if self._message_started else 2, b""))
+        if leg.state == leg.STATE_OPEN:
+            # the empty FIN frame ends the body (§5.5)
+            leg.transport.write(masked_frame(0 if self._message_started else 2, b""))
         leg.exchange = None
         leg.sendClose(1000)  # one response per rendezvous, like .NET
 
