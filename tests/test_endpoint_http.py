@@ -198,3 +198,29 @@ def test_response_ended_by_close_is_delivered(relay):
         assert status == 200 and total == len(b"ended by close: ") + 70000
     finally:
         yield port.stopListening()
+
+
+class Headed(Resource):
+    """A response with one header repeated and the rest single."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.responseHeaders.addRawHeader(b"X-Multi", b"a")
+        request.responseHeaders.addRawHeader(b"x-multi", b"b")
+        request.setHeader(b"X-Single", b"one  two")
+        return b"ok"
+
+
+@pytest_twisted.inlineCallbacks
+def test_repeated_response_headers_are_joined_and_single_ones_kept(relay):
+    port = yield serverFromString(reactor, endpoint_string(relay, "headed")).listen(Site(Headed()))
+    try:
+        def run():
+            conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+            conn.request("GET", "/headed/", headers={"ServiceBusAuthorization": make_token(relay, "headed")})
+            resp = conn.getresponse()
+            return resp.status, resp.getheader("X-Multi"), resp.getheader("X-Single"), resp.read()
+        assert (yield threads.deferToThread(run)) == (200, "a, b", "one  two", b"ok")
+    finally:
+        yield port.stopListening()

@@ -41,7 +41,7 @@ from txhyco.protocol.http import (
     ResponseBuffer,
     reason_phrase,
 )
-from txhyco.protocol.messages import Request, Response, serialize_command
+from txhyco.protocol.messages import Headers, Request, Response, serialize_command
 
 log = Logger()
 
@@ -373,16 +373,22 @@ class HttpExchange:
 
     def _response_head(self, status_code: int, reason: bytes, raw_headers, small_and_known: bool) -> None:
         headers = []
+        seen = set()
         for name, value in raw_headers:
-            if name.lower().decode("ascii") in _HOP:
+            lower = name.lower().decode("ascii")
+            if lower in _HOP:
                 continue
+            seen.add(lower)
             headers.append((name.decode("ascii"), value.decode("utf-8", "replace")))
         try:
             self._response = Response(
                 request_id=self.request.id,
                 status_code=status_code,
                 status_description=reason.decode("utf-8", "replace") or reason_phrase(status_code),
-                response_headers=headers,
+                # The head parsers (ours and h11) admit only token names and
+                # stripped values without control characters: unless a name
+                # repeats (and needs joining), nothing is left to check.
+                response_headers=Headers._trusted(headers) if len(seen) == len(headers) else Headers(headers),
                 body=True,
             )
         except ProtocolError as e:
