@@ -47,26 +47,38 @@ def install(transport) -> None:
         return  # installed already
     # Twisted's methods, bound before they are shadowed.
     queue, queue_sequence, read = conn.write, conn.writeSequence, conn.doRead
-    send = conn.writeSomeData
-    sendmsg = getattr(conn.socket, "sendmsg", None)  # not on Windows
+    sock = conn.socket
+    sendmsg = getattr(sock, "sendmsg", None)  # not on Windows
     if sendmsg is None:
         def sendmsg(pieces):
-            return conn.socket.send(b"".join(pieces))
+            return sock.send(b"".join(pieces))
 
     def busy() -> bool:
         return bool(conn._tempDataLen or conn.dataBuffer or not conn.connected
                     or conn.disconnecting or conn._writeDisconnected or conn._writeDisconnecting)
 
+    def keep_rest(data: bytes, sent: int) -> None:
+        # What the kernel did not take waits in Twisted's own send buffer,
+        # at an offset (as doWrite leaves a partly sent buffer): no copy of
+        # a large remainder, and the producer is paused as write() would.
+        conn.dataBuffer = data
+        conn.offset = sent
+        conn._maybePauseProducer()
+        conn.startWriting()
+
     def send_now(data) -> None:
-        if not data or busy():
+        if not data or busy() or data.__class__ is not bytes:
             queue(data)
             return
-        sent = send(data)
-        if sent.__class__ is int:
-            if sent == len(data):
-                return
-            data = data[sent:]
-        queue(data)
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            queue(data)  # doWrite meets the error and reports it
+            return
+        if sent < len(data):
+            keep_rest(data, sent)
 
     def send_all_now(pieces) -> None:
         if busy():
@@ -82,7 +94,11 @@ def install(transport) -> None:
             return
         for index, piece in enumerate(pieces):
             if sent < len(piece):
-                queue_sequence([piece[sent:]] + pieces[index + 1:])
+                if piece.__class__ is bytes:
+                    keep_rest(piece, sent)
+                    queue_sequence(pieces[index + 1:])
+                else:
+                    queue_sequence([bytes(piece[sent:])] + pieces[index + 1:])
                 return
             sent -= len(piece)
 
