@@ -1,9 +1,12 @@
 """txhyco.eagerwrite: writes leave at once, and nothing changes order or gets lost."""
+import io
 import os
+import socket
 
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.protocols.basic import FileSender
 from twisted.test.proto_helpers import StringTransport
 
 from tests.support.rawtcp import wait_until
@@ -148,5 +151,149 @@ def test_a_producer_writing_inside_a_read_is_still_paused_by_a_full_socket():
         yield wait_until(lambda: server.flood.paused)
         assert server.flood.chunks < 1024
         client.transport.abortConnection()
+    finally:
+        yield port.stopListening()
+
+
+# Where Twisted's own write() semantics must win over sending at once.
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_pull_producer_is_asked_for_more_until_done():
+    # A pull producer (registerProducer(p, False), e.g. FileSender) writes one
+    # chunk per resumeProducing() and is asked for the next one by doWrite
+    # once the buffer drains. A chunk the kernel takes whole queues nothing,
+    # so doWrite never runs and the producer must not be left waiting.
+    payload = os.urandom(1024 * 1024)
+    received = Collect()
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(lambda: received))
+    try:
+        sender = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collect())
+        eagerwrite.install(sender.transport)
+        done = FileSender().beginFileTransfer(io.BytesIO(payload), sender.transport)
+        done.addTimeout(5, reactor)
+        try:
+            yield done
+        finally:
+            sender.transport.loseConnection()
+        assert (yield received.lost) == payload
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_nothing_is_sent_after_abort_connection():
+    # abortConnection() "drops any buffered data": Twisted sends nothing
+    # written after it (or held from before it, in the same read).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        sender = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.getsockname()[1]), Collect())
+        peer, _ = listener.accept()
+        eagerwrite.install(sender.transport)
+        sender.transport.abortConnection()
+        sender.transport.write(b"late")
+        # The reset is sent only at the reactor's next turn: anything the
+        # kernel got from write() is readable now.
+        peer.settimeout(0.5)
+        try:
+            got = peer.recv(100)
+        except socket.timeout:
+            got = b""
+        peer.close()
+        assert got == b""
+        yield sender.lost
+    finally:
+        listener.close()
+
+
+class WritesAStrByMistake(protocol.Protocol):
+    """Writes bytes, then (by mistake, caught) a str, then more bytes, in one read."""
+
+    def connectionMade(self):
+        eagerwrite.install(self.transport)
+
+    def dataReceived(self, data):
+        self.transport.write(b"1")
+        self.transport.write(b"2")
+        try:
+            self.transport.write("3")
+        except TypeError:
+            pass  # Twisted refuses the str here, at the call
+        self.transport.write(b"4")
+        self.transport.loseConnection()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_refused_non_bytes_write_during_a_read_does_not_lose_the_bytes_around_it():
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(WritesAStrByMistake))
+    try:
+        client = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collect())
+        client.transport.write(b"go")
+        assert (yield client.lost) == b"124"
+        assert not eagerwrite._held and not eagerwrite._reading
+    finally:
+        yield port.stopListening()
+
+
+class WritesWhenPaused:
+    """A push producer that tells another connection when it is paused (a flow-control message)."""
+
+    def __init__(self, other):
+        self.other = other
+
+    def pauseProducing(self):
+        self.other.write(b"P")
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+class Relayer(protocol.Protocol):
+    """On one read: writes to B (1 eagerly, 2 held) and to A, whose full buffer pauses a producer that writes to B."""
+
+    other = None
+
+    def dataReceived(self, data):
+        a, b = self.transport, self.other.transport
+        a.write(b"a")  # A is busy: queued with Twisted, buffer still under bufferSize
+        b.write(b"1")  # leaves at once
+        b.write(b"2")  # held until the read ends
+        a.write(b"bcdef")  # held; at the flush it fills A's buffer and pauses A's producer
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_write_made_while_held_writes_are_flushed_does_not_overtake_them():
+    peers = []
+
+    def make_peer():
+        peers.append(Collect())
+        return peers[-1]
+
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(make_peer))
+    try:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        a = yield connectProtocol(endpoint, Relayer())
+        b = yield connectProtocol(endpoint, Collect())
+        yield wait_until(lambda: len(peers) == 2)
+        a.other = b
+        eagerwrite.install(a.transport)
+        eagerwrite.install(b.transport)
+        peers[0].transport.pauseProducing()  # A's peer does not read: A's buffers stay full
+        a.transport.write(b"x" * (32 * 1024 * 1024))  # the kernel takes some, Twisted keeps the rest
+        assert a.transport.dataBuffer
+        # Twisted pauses A's producer once 4 more bytes are buffered.
+        a.transport.bufferSize = len(a.transport.dataBuffer) + a.transport._tempDataLen + 3
+        a.transport.registerProducer(WritesWhenPaused(b.transport), True)
+        peers[0].transport.write(b"go")  # A reads: Relayer.dataReceived
+        yield wait_until(lambda: len(peers[1].data) >= 3)
+        assert bytes(peers[1].data) == b"12P"  # Twisted's order: 1 and 2 were written before P
+        a.transport.unregisterProducer()
+        a.transport.abortConnection()
+        b.transport.loseConnection()
     finally:
         yield port.stopListening()

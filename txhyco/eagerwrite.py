@@ -16,9 +16,12 @@ gathered and sent together, with one ``sendmsg``, when the read has been
 handled (one system call and one wake-up of the peer for the rest of the
 batch, not one per message). Writes outside any read leave at once.
 
-Whatever the kernel does not take is queued with Twisted's own ``write``,
-so ordering, producers, half-close and connection loss keep Twisted's
-semantics; a failed send is queued too and reported by ``doWrite`` as usual.
+Whatever the kernel does not take waits in Twisted's own send buffer (the
+rest of a large write at an offset, uncopied), so ordering, producers,
+half-close and connection loss keep Twisted's semantics; a failed send is
+queued too and reported by ``doWrite`` as usual. Where Twisted's own
+``write`` must decide (after ``abortConnection``, under ``startTLS``, with a
+pull producer) it does.
 
 Only plain ``twisted.internet.tcp`` connections (or the TCP connection under
 Twisted's TLS) are changed; other transports keep their ``write``.
@@ -54,8 +57,13 @@ def install(transport) -> None:
             return sock.send(b"".join(pieces))
 
     def busy() -> bool:
+        # Twisted's own write() when something is queued, the connection is
+        # going or gone (abortConnection drops what follows), TLS was started
+        # on it (startTLS encrypts in write()), or a pull producer feeds it
+        # (only doWrite asks a pull producer for more).
         return bool(conn._tempDataLen or conn.dataBuffer or not conn.connected
-                    or conn.disconnecting or conn._writeDisconnected or conn._writeDisconnecting)
+                    or conn.disconnecting or conn._writeDisconnected or conn._writeDisconnecting
+                    or conn._aborting or conn.TLS or (conn.producer is not None and not conn.streamingProducer))
 
     def keep_rest(data: bytes, sent: int) -> None:
         # What the kernel did not take waits in Twisted's own send buffer,
@@ -103,6 +111,8 @@ def install(transport) -> None:
             sent -= len(piece)
 
     def write(data) -> None:
+        if data.__class__ is not bytes and not isinstance(data, bytes):
+            raise TypeError("Data must be bytes")  # at the call, as Twisted does
         if _reading:
             held = _held.get(conn)
             if held is not None:
@@ -114,6 +124,9 @@ def install(transport) -> None:
         send_now(data)
 
     def write_sequence(pieces) -> None:
+        for piece in pieces:
+            if piece.__class__ is not bytes and not isinstance(piece, bytes):
+                raise TypeError("Data must be bytes")
         if _reading:
             held = _held.get(conn)
             if held is not None:
@@ -148,9 +161,23 @@ def install(transport) -> None:
 
 
 def _flush() -> None:
-    while _held:
-        held = list(_held.items())
-        _held.clear()
-        for conn, pieces in held:
+    """Send what each connection held, in order, at the end of the outermost read."""
+    global _reading
+    # Still "reading" meanwhile: a write made while flushing (a producer
+    # paused by a full buffer may write elsewhere) joins that connection's
+    # held pieces instead of overtaking them.
+    _reading += 1
+    error = None
+    try:
+        while _held:
+            conn = next(iter(_held))
+            pieces = _held.pop(conn)
             if pieces:
-                conn.txhyco_send_all_now(pieces)
+                try:
+                    conn.txhyco_send_all_now(pieces)
+                except Exception as e:  # one connection's failure must not strand the others' bytes
+                    error = error or e
+    finally:
+        _reading -= 1
+    if error is not None:
+        raise error
