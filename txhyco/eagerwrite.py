@@ -28,10 +28,12 @@ Twisted's TLS) are changed; other transports keep their ``write``.
 """
 from __future__ import annotations
 
+import socket
+
 from twisted.internet import tcp
 
 # While a read is handled: connections written once already, and what was
-# written to them since (connection -> list of pieces, possibly empty).
+# written to them since (their _Eager -> list of pieces, possibly empty).
 _reading = 0
 _held: dict = {}
 #: Held writes are sent at once past this many pieces, or with a piece this large.
@@ -48,116 +50,131 @@ def install(transport) -> None:
             return
     if "write" in conn.__dict__:
         return  # installed already
-    # Twisted's methods, bound before they are shadowed.
-    queue, queue_sequence, read = conn.write, conn.writeSequence, conn.doRead
-    sock = conn.socket
-    sendmsg = getattr(sock, "sendmsg", None)  # not on Windows
-    if sendmsg is None:
-        def sendmsg(pieces):
-            return sock.send(b"".join(pieces))
+    eager = _Eager(conn)
+    conn.write = eager.write
+    conn.writeSequence = eager.write_sequence
+    conn.doRead = eager.do_read
 
-    def busy() -> bool:
+
+class _Eager:
+    """One connection's eager ``write``/``writeSequence``/``doRead`` (one small object per connection)."""
+
+    __slots__ = ("conn", "sock")
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.sock = conn.socket
+
+    # Twisted's own methods (the class's, which the instance attributes shadow).
+    def queue(self, data) -> None:
+        self.conn.__class__.write(self.conn, data)
+
+    def queue_sequence(self, pieces) -> None:
+        self.conn.__class__.writeSequence(self.conn, pieces)
+
+    def busy(self) -> bool:
         # Twisted's own write() when something is queued, the connection is
         # going or gone (abortConnection drops what follows), TLS was started
         # on it (startTLS encrypts in write()), or a pull producer feeds it
         # (only doWrite asks a pull producer for more).
+        conn = self.conn
         return bool(conn._tempDataLen or conn.dataBuffer or not conn.connected
                     or conn.disconnecting or conn._writeDisconnected or conn._writeDisconnecting
                     or conn._aborting or conn.TLS or (conn.producer is not None and not conn.streamingProducer))
 
-    def keep_rest(data: bytes, sent: int) -> None:
+    def keep_rest(self, data: bytes, sent: int) -> None:
         # What the kernel did not take waits in Twisted's own send buffer,
         # at an offset (as doWrite leaves a partly sent buffer): no copy of
         # a large remainder, and the producer is paused as write() would.
+        conn = self.conn
         conn.dataBuffer = data
         conn.offset = sent
         conn._maybePauseProducer()
         conn.startWriting()
 
-    def send_now(data) -> None:
-        if not data or busy() or data.__class__ is not bytes:
-            queue(data)
+    def send_now(self, data: bytes) -> None:
+        if not data or self.busy():
+            self.queue(data)
             return
         try:
-            sent = sock.send(data)
+            sent = self.sock.send(data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            queue(data)  # doWrite meets the error and reports it
+            self.queue(data)  # doWrite meets the error and reports it
             return
         if sent < len(data):
-            keep_rest(data, sent)
+            self.keep_rest(data, sent)
 
-    def send_all_now(pieces) -> None:
-        if busy():
-            queue_sequence(pieces)
+    def send_all_now(self, pieces) -> None:
+        if self.busy():
+            self.queue_sequence(pieces)
             return
         pieces = [piece for piece in pieces if piece]
+        sock = self.sock
         try:
-            sent = sendmsg(pieces)
+            if _HAS_SENDMSG:
+                sent = sock.sendmsg(pieces)
+            else:  # Windows
+                sent = sock.send(b"".join(pieces))
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            queue_sequence(pieces)  # doWrite meets the error and reports it
+            self.queue_sequence(pieces)  # doWrite meets the error and reports it
             return
         for index, piece in enumerate(pieces):
             if sent < len(piece):
-                if piece.__class__ is bytes:
-                    keep_rest(piece, sent)
-                    queue_sequence(pieces[index + 1:])
-                else:
-                    queue_sequence([bytes(piece[sent:])] + pieces[index + 1:])
+                self.keep_rest(piece, sent)
+                self.queue_sequence(pieces[index + 1:])
                 return
             sent -= len(piece)
 
-    def write(data) -> None:
+    def write(self, data) -> None:
         if data.__class__ is not bytes and not isinstance(data, bytes):
             raise TypeError("Data must be bytes")  # at the call, as Twisted does
         if _reading:
-            held = _held.get(conn)
+            held = _held.get(self)
             if held is not None:
                 held.append(data)
                 if len(held) > _HOLD_PIECES or len(data) > _HOLD_BYTES:
-                    release(held)
+                    self.release(held)
                 return
-            _held[conn] = []
-        send_now(data)
+            _held[self] = []
+        self.send_now(data)
 
-    def write_sequence(pieces) -> None:
+    def write_sequence(self, pieces) -> None:
         for piece in pieces:
             if piece.__class__ is not bytes and not isinstance(piece, bytes):
                 raise TypeError("Data must be bytes")
         if _reading:
-            held = _held.get(conn)
+            held = _held.get(self)
             if held is not None:
                 held.extend(pieces)
                 if len(held) > _HOLD_PIECES or sum(map(len, pieces)) > _HOLD_BYTES:
-                    release(held)
+                    self.release(held)
                 return
-            _held[conn] = []
-        send_all_now(pieces)
+            _held[self] = []
+        self.send_all_now(pieces)
 
-    def release(held: list) -> None:
+    def release(self, held: list) -> None:
         # Bulk data is not held back: it goes now, so that a full socket
         # queues it with Twisted and pauses the producer writing it.
         pieces = held[:]
         held.clear()
-        send_all_now(pieces)
+        self.send_all_now(pieces)
 
-    def do_read():
+    def do_read(self):
         global _reading
         _reading += 1
         try:
-            return read()
+            return self.conn.__class__.doRead(self.conn)
         finally:
             _reading -= 1
             if not _reading and _held:
                 _flush()
 
-    conn.write = write
-    conn.writeSequence = write_sequence
-    conn.doRead = do_read
-    conn.txhyco_send_all_now = send_all_now
+
+_HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 
 
 def _flush() -> None:
@@ -170,11 +187,11 @@ def _flush() -> None:
     error = None
     try:
         while _held:
-            conn = next(iter(_held))
-            pieces = _held.pop(conn)
+            eager = next(iter(_held))
+            pieces = _held.pop(eager)
             if pieces:
                 try:
-                    conn.txhyco_send_all_now(pieces)
+                    eager.send_all_now(pieces)
                 except Exception as e:  # one connection's failure must not strand the others' bytes
                     error = error or e
     finally:
