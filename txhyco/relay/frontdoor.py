@@ -54,7 +54,7 @@ class FrontDoor(Protocol):
         except Exception:  # not every transport is TCP
             pass
         eagerwrite.install(self.transport)
-        self.transport.bufferSize = READ_SIZE
+        getattr(self.transport, "transport", self.transport).bufferSize = READ_SIZE  # under TLS: the TCP wire
         timeout = self.relay.config.limits.handshake_timeout
         self._timer = self.relay.reactor.callLater(timeout, self._too_slow)
 

@@ -239,7 +239,8 @@ class HttpSender:
             self._send(h11.Data(data=data))
         except h11.LocalProtocolError:  # more than the declared Content-Length
             log.warn("a listener's response ran past its Content-Length; cutting the sender off")
-            self.exchange.sender_lost()
+            if self.exchange is not None:
+                self.exchange.sender_lost()
             self.abort()
 
     def end_response(self) -> None:
