@@ -59,7 +59,7 @@ MODES = {
         repeats=2, lat_warmup=10, lat_count=50, stream_warmup=0.1, stream_duration=0.2,
         bulk_inflight=2, get_duration=0.2, download_size=1 * MiB, download_repeats=2,
         setup_duration=0.3, setup_concurrency=4, scale_connections=20, scale_concurrency=10,
-        client_timeout=60, rounds=1,
+        client_timeout=60, rounds=2,  # two: the smoke test covers merging rounds
     ),
     "quick": dict(
         repeats=5, lat_warmup=200, lat_count=2000, stream_warmup=0.5, stream_duration=1.5,
@@ -467,8 +467,8 @@ class Bench:
 def merge_runs(sc: dict, runs: list[dict]) -> dict:
     """One result from an arrangement's rounds: samples pooled, CPU and time added up, worst RSS."""
     if len(runs) == 1:
-        return runs[0]
-    res = dict(runs[0], params=sc["params"])
+        return dict(runs[0], rounds=1)
+    res = dict(runs[0], params=sc["params"], rounds=len(runs))
     res["error"] = next((r["error"] for r in runs if r["error"]), None)
     res["samples"] = [s for r in runs for s in r["samples"]]
     res["seconds"] = sum(r["seconds"] for r in runs)

@@ -47,6 +47,8 @@ def test_smoke_run_writes_latest_json(tmp_path):
         assert {"scenario", "arrangement", "metrics", "error", "samples"} <= set(r)
         assert r["error"] is None, r
         assert r["metrics"], r
+        # the arrangements took turns in two rounds (the scale scenario runs once)
+        assert r["rounds"] == (1 if r["scenario"] == "ws_idle_scale" else 2), r
         for summary in r["metrics"].values():
             assert {"median", "min", "max", "spread_pct"} <= set(summary)
 
