@@ -116,20 +116,14 @@ class PingListener(RawListener):
         self.control = yield ws_connect(self.url(), headers={"ServiceBusAuthorization": self.token}, cls=_ping_control_class(self))
         return self
 
+    rendezvous_leg_class = PingLeg
+
     @defer.inlineCallbacks
-    def _rendezvous_request(self, stub):
-        self.stubs.append(stub)
-        leg = yield ws_connect(stub["address"], cls=PingLeg, maxMessagePayloadSize=0)
+    def _rendezvous_opened(self, leg):
         self.request_legs.append(leg)
         leg.sendPing(b"rv")
         assert (yield leg.pongs.get()) == b"rv"
         leg.sendPong(b"unsolicited")
-        header, _ = yield leg.messages.get()
-        request = json.loads(header)["request"]
-        body = b""
-        if request.get("body"):
-            body, _ = yield leg.messages.get()
-        self._answer(request, body, leg)
 
 
 @pytest_twisted.inlineCallbacks

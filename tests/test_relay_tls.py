@@ -5,10 +5,9 @@ import json
 
 import pytest
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketClientFactory, connectWS
 from twisted.internet import defer, ssl
 
-from tests.support.wsclient import HandshakeFailed, Leg
+from tests.support.wsclient import HandshakeFailed, Leg, ws_connect
 from txhyco.protocol.addresses import Namespace, connect_url, listen_url
 from txhyco.protocol.sas import dotnet_audience, sign_token
 from txhyco.relay.tls import write_self_signed
@@ -33,21 +32,8 @@ def trusting(cert_path: str, hostname: str = "127.0.0.1"):
 
 
 def wss_connect(url: str, context, *, headers=None, cls=Leg) -> defer.Deferred:
-    """Like tests.support.wsclient.ws_connect, with a TLS client context."""
-    factory = WebSocketClientFactory(url, headers=headers or {})
-    factory.protocol = cls
-    factory.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=5)
-    made: defer.Deferred = defer.Deferred()
-    original = factory.buildProtocol
-
-    def build(addr):
-        proto = original(addr)
-        proto.opened.chainDeferred(made)
-        return proto
-
-    factory.buildProtocol = build
-    connectWS(factory, context)
-    return made
+    """tests.support.wsclient.ws_connect over TLS."""
+    return ws_connect(url, context=context, headers=headers, cls=cls)
 
 
 def token(relay, path: str, host: str | None = None) -> dict:

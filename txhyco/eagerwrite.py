@@ -41,15 +41,19 @@ _HOLD_PIECES = 64
 _HOLD_BYTES = 16384
 
 
+def tcp_wire(transport):
+    """The ``twisted.internet.tcp`` connection of ``transport`` (itself, or the one under its TLS), else None."""
+    if isinstance(transport, tcp.Connection):
+        return transport
+    wire = getattr(transport, "transport", None)  # TLSMemoryBIOProtocol's
+    return wire if isinstance(wire, tcp.Connection) else None
+
+
 def install(transport) -> None:
     """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc)."""
-    conn = transport
-    if not isinstance(conn, tcp.Connection):
-        conn = getattr(transport, "transport", None)  # TLSMemoryBIOProtocol's wire
-        if not isinstance(conn, tcp.Connection):
-            return
-    if "write" in conn.__dict__:
-        return  # installed already
+    conn = tcp_wire(transport)
+    if conn is None or "write" in conn.__dict__:
+        return  # not TCP, or installed already
     eager = _Eager(conn)
     conn.write = eager.write
     conn.writeSequence = eager.write_sequence

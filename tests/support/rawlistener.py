@@ -117,16 +117,24 @@ class RawListener:
         self.legs.append(leg)
 
     # -- HTTP ----------------------------------------------------------------
+    #: the class of HTTP request rendezvous legs
+    rendezvous_leg_class = Leg
+
     @defer.inlineCallbacks
     def _rendezvous_request(self, stub):
         self.stubs.append(stub)
-        leg = yield ws_connect(stub["address"], cls=Leg, maxMessagePayloadSize=0)
+        leg = yield ws_connect(stub["address"], cls=self.rendezvous_leg_class, maxMessagePayloadSize=0)
+        yield self._rendezvous_opened(leg)
         header, _ = yield leg.messages.get()
         request = json.loads(header)["request"]
         body = b""
         if request.get("body"):
             body, _ = yield leg.messages.get()
         self._answer(request, body, leg)
+
+    def _rendezvous_opened(self, leg):
+        """A hook between opening a request rendezvous and reading the request (may return a Deferred)."""
+        return None
 
     def _answer(self, request, body, channel) -> None:
         self.requests.append((request, body))

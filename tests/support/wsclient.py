@@ -45,8 +45,8 @@ class Leg(WebSocketClientProtocol):
             self.closed.callback((wasClean, self.remoteCloseCode, self.remoteCloseReason))
 
 
-def ws_connect(url: str, *, headers: dict | None = None, protocols=None, cls=Leg, **options) -> defer.Deferred:
-    """Open a WebSocket; fires with the protocol once open, or fails with HandshakeFailed."""
+def ws_connect(url: str, *, headers: dict | None = None, protocols=None, cls=Leg, context=None, **options) -> defer.Deferred:
+    """Open a WebSocket (``context``: a TLS client context for wss); fires with the protocol once open, or fails with HandshakeFailed."""
     factory = WebSocketClientFactory(url, headers=headers or {}, protocols=protocols)
     factory.protocol = cls
     factory.setProtocolOptions(openHandshakeTimeout=40, closeHandshakeTimeout=5, **options)
@@ -60,5 +60,5 @@ def ws_connect(url: str, *, headers: dict | None = None, protocols=None, cls=Leg
         return proto
 
     factory.buildProtocol = build
-    connectWS(factory)
+    connectWS(factory, context)
     return made

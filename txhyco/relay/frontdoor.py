@@ -54,7 +54,9 @@ class FrontDoor(Protocol):
         except Exception:  # not every transport is TCP
             pass
         eagerwrite.install(self.transport)
-        getattr(self.transport, "transport", self.transport).bufferSize = READ_SIZE  # under TLS: the TCP wire
+        wire = eagerwrite.tcp_wire(self.transport)
+        if wire is not None:
+            wire.bufferSize = READ_SIZE
         timeout = self.relay.config.limits.handshake_timeout
         self._timer = self.relay.reactor.callLater(timeout, self._too_slow)
 

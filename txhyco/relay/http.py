@@ -119,7 +119,7 @@ class HttpSender:
         # map, and the few names the relay itself looks at.
         forward = []
         lower = {}
-        host_raw = upgrade = content_length = transfer_encoding = None
+        watched = {}  # the first value of each name in _WATCHED
         for raw_name, value in request.headers.raw_items():
             lname = raw_name.lower()
             try:
@@ -129,21 +129,14 @@ class HttpSender:
             name = raw_name.decode("ascii")
             lower[name.lower()] = text
             if lname in _WATCHED:
-                if lname == b"host":
-                    if host_raw is None:
-                        host_raw = value
-                elif lname == b"content-length":
-                    if content_length is None:
-                        content_length = value
-                elif lname == b"transfer-encoding":
-                    if transfer_encoding is None:
-                        transfer_encoding = value
-                elif lname == b"upgrade":
-                    if upgrade is None:
-                        upgrade = value
-                else:  # a relay instruction: not forwarded
-                    continue
+                if lname in _RELAY_HEADERS_RAW:
+                    continue  # a relay instruction: not forwarded
+                watched.setdefault(lname, value)
             forward.append((name, text))
+        host_raw = watched.get(b"host")
+        upgrade = watched.get(b"upgrade")
+        content_length = watched.get(b"content-length")
+        transfer_encoding = watched.get(b"transfer-encoding")
         host = host_only(host_raw.decode("latin-1")) if host_raw else ""
         path = ""
         try:
@@ -320,7 +313,8 @@ def _h11_response(status: int, headers: list[tuple[bytes, bytes]], reason: bytes
     return h11.Response(status_code=status, headers=headers, reason=reason)
 
 # h11 header names (lower case) that _start looks at or holds back.
-_WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade"} | {n.encode("ascii") for n in _RELAY_HEADERS})
+_RELAY_HEADERS_RAW = frozenset(n.encode("ascii") for n in _RELAY_HEADERS)
+_WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade"}) | _RELAY_HEADERS_RAW
 
 # Parsed request targets, by raw target: a keep-alive sender (or many) asks
 # for the same few paths, and parse_relay_target is pure. Long targets are
