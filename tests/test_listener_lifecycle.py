@@ -210,8 +210,13 @@ def test_tls_relay_with_ca_file(tmp_path):
         client = yield connect_relay(Client, cs, path="secure", ca_file=cert)
         client.sendMessage(b"over tls")
         assert (yield client.messages.get()) == (b"over tls", False)
-        with pytest.raises(RelayError):
+        with pytest.raises(RelayError) as info:
             yield connect_relay(Client, cs, path="secure")  # the self-signed cert is not trusted
+        # The error names the certificate and the fix, not just a closed connection.
+        assert "certificate verify failed" in str(info.value) and "ca_file=" in str(info.value)
+        with pytest.raises(Exception) as info:
+            yield RelayedServerFactory(cs, path="secure").listen()
+        assert "certificate verify failed" in str(info.value) and "ca_file=" in str(info.value)
         yield port.stopListening()
     finally:
         yield relay.stop()

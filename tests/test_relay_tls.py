@@ -180,3 +180,22 @@ def test_certificate_chain_and_mismatched_key(tmp_path):
         server_context(cert_a, cert_a)
     with pytest.raises(ProtocolError, match="no valid PEM certificate"):
         server_context(key_a, key_a)
+
+
+def test_tls_failures_are_told_apart_with_the_fix():
+    from OpenSSL import SSL
+    from service_identity import VerificationError
+    from service_identity.exceptions import DNSMismatch
+    from service_identity.hazmat import DNS_ID
+    from twisted.internet.error import ConnectionLost
+    from twisted.python.failure import Failure
+
+    from txhyco.clienttls import tls_failure
+
+    untrusted = SSL.Error([("SSL routines", "", "certificate verify failed")])
+    assert "ca_file=" in tls_failure(Failure(untrusted)) and "--ca-file" in tls_failure(untrusted)
+    other = tls_failure(SSL.Error([("SSL routines", "", "wrong version number")]))
+    assert other == "the TLS handshake with the relay failed (wrong version number)"
+    mismatch = tls_failure(VerificationError(errors=[DNSMismatch(mismatched_id=DNS_ID("relay.example"))]))
+    assert "not for the name connected to" in mismatch and "relay.example" in mismatch
+    assert tls_failure(Failure(ConnectionLost())) is None and tls_failure(None) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from twisted.internet import defer, error
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.protocol import connectionDone
 
 from txhyco import eagerwrite
 from txhyco.clienttls import client_tls_options
@@ -31,6 +32,20 @@ def connect(reactor, host: str, port: int, factory, *, secure: bool, ca_file: st
     try:
         proto = yield endpoint.connect(factory)
     except (error.ConnectError, error.DNSLookupError, error.TimeoutError) as e:
-        raise RelayUnreachable(f"Cannot reach the relay at {host}:{port}: {e.__class__.__name__}: {e}.") from None
+        why = " ".join(str(e).split()).rstrip(".")  # Twisted's own sentences end with a full stop
+        raise RelayUnreachable(f"Cannot reach the relay at {host}:{port}: {e.__class__.__name__}: {why}.") from None
     eagerwrite.install(proto.transport)
+    if secure:
+        _remember_loss(proto)
     return proto
+
+
+def _remember_loss(proto) -> None:
+    """Keep why a TLS leg was lost as ``proto.txhyco_lost``: a failed TLS handshake shows only there."""
+    lost = proto.connectionLost
+
+    def connection_lost(reason=connectionDone):
+        proto.txhyco_lost = reason
+        return lost(reason)
+
+    proto.connectionLost = connection_lost

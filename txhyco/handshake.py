@@ -16,6 +16,7 @@ import h11
 from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 
+from txhyco.clienttls import tls_failure
 from txhyco.connector import connect
 from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
 
@@ -42,7 +43,8 @@ def handshake_error(proto, url: str = "") -> RelayError:
         if len(parts) >= 2 and parts[1] == "101":
             why = getattr(proto, "wasNotCleanReason", None) or "the 101 answer was not acceptable"
             return RelayError(f"The WebSocket to {url} was refused by this side after the relay's 101: {why}.")
-    why = getattr(proto, "wasNotCleanReason", None) or "the connection closed during the WebSocket handshake"
+    why = (tls_failure(getattr(proto, "txhyco_lost", None)) or getattr(proto, "wasNotCleanReason", None)
+           or "the connection closed during the WebSocket handshake")
     return RelayUnreachable(f"No WebSocket to {url}: {why}.")
 
 
@@ -164,7 +166,8 @@ class RawUpgrade(Protocol):
         if self.handler is not None:
             self.handler.connectionLost(reason)
         else:
-            self._fail(RelayUnreachable("The relay closed the rendezvous connection during the handshake."))
+            why = tls_failure(reason) or "the relay closed the rendezvous connection during the handshake"
+            self._fail(RelayUnreachable(why[0].upper() + why[1:] + "."))
 
 
 def open_raw_websocket(reactor, url: str, *, protocol: str | None = None, ca_file: str | None = None, timeout: float = 20.0) -> defer.Deferred:

@@ -218,7 +218,10 @@ def describe_relay_error(error: BaseException, what: str = "the relay refused") 
         where = f" ({error.url})" if error.url else ""
         return f"{what}: {error.status} {reason}{where}" + (f"; {advice}." if advice else ".")
     if isinstance(error, RelayUnreachable):
-        return f"cannot reach the relay: {error}"
+        text = str(error)
+        if text.startswith("Cannot reach the relay"):
+            return text[0].lower() + text[1:]
+        return f"cannot reach the relay: {text}"
     if isinstance(error, (RelayError, ProtocolError)):
         return str(error)
     if isinstance(error, (twisted_error.ConnectError, twisted_error.DNSLookupError, twisted_error.TimeoutError)):

@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.trust_pem is not None:
         sys.stderr.write(
             f"txhyco relay: clients must trust the self-signed certificate {os.path.abspath(settings.trust_pem)} "
-            "(e.g. NODE_EXTRA_CA_CERTS for Node).\n"
+            "(txhyco: --ca-file or ca_file=; Node: NODE_EXTRA_CA_CERTS).\n"
         )
         sys.stderr.flush()
     return run_reactor(lambda reactor: serve(reactor, settings))

@@ -200,10 +200,15 @@ def _why(error: BaseException) -> str:
     """One phrase for an Agent failure (ResponseNeverReceived and kin wrap the cause)."""
     from twisted.internet import error as twisted_error
 
+    from txhyco.clienttls import tls_failure
+
     reasons = getattr(error, "reasons", None)
     if reasons:
         error = reasons[0].value
+    tls = tls_failure(error)
+    if tls:
+        return tls + "."
     if isinstance(error, (twisted_error.ConnectError, twisted_error.DNSLookupError)):
-        return f"cannot reach the relay ({error.__class__.__name__}: {' '.join(str(error).split())})."
+        return f"cannot reach the relay ({error.__class__.__name__}: {' '.join(str(error).split()).rstrip('.')})."
     text = " ".join(str(error).split()) or error.__class__.__name__
     return f"{error.__class__.__name__}: {text}."
