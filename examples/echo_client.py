@@ -9,7 +9,7 @@ import sys
 from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet import defer, task
 
-from txhyco import connect_relay
+from txhyco import ProtocolError, RelayError, connect_relay
 
 
 class EchoClientProtocol(WebSocketClientProtocol):
@@ -22,7 +22,10 @@ class EchoClientProtocol(WebSocketClientProtocol):
 
 @defer.inlineCallbacks
 def main(reactor, path="echo", *messages):
-    client = yield connect_relay(EchoClientProtocol, path=path)  # reads HYCO_CONNECTION_STRING
+    try:
+        client = yield connect_relay(EchoClientProtocol, path=path)  # reads HYCO_CONNECTION_STRING
+    except (ProtocolError, RelayError) as e:  # a bad string, wrong key, no listener: one line
+        raise SystemExit(f"echo_client: {e}")
     for text in messages or ("Hello through the relay!",):
         started = reactor.seconds()
         client.sendMessage(text.encode("utf-8"))

@@ -12,7 +12,7 @@ import sys
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, task
 
-from txhyco import RelayedServerFactory
+from txhyco import ProtocolError, RelayedServerFactory, RelayError
 
 
 class EchoServerProtocol(WebSocketServerProtocol):
@@ -25,9 +25,12 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
 @defer.inlineCallbacks
 def main(reactor, path="echo"):
-    factory = RelayedServerFactory(path=path)  # reads HYCO_CONNECTION_STRING
-    factory.protocol = EchoServerProtocol
-    port = yield factory.listen()
+    try:
+        factory = RelayedServerFactory(path=path)  # reads HYCO_CONNECTION_STRING
+        factory.protocol = EchoServerProtocol
+        port = yield factory.listen()
+    except (ProtocolError, RelayError) as e:  # a bad string, wrong key, no relay: one line
+        raise SystemExit(f"echo_server: {e}")
     print(f"listening on {port.getHost()}", flush=True)
     yield defer.Deferred()  # serve until interrupted
 

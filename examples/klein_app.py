@@ -11,6 +11,7 @@ import sys
 from klein import Klein
 from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.web.server import Site
 
 app = Klein()
@@ -31,8 +32,11 @@ def hello(request, name):
 
 @defer.inlineCallbacks
 def main(reactor, path="klein"):
-    endpoint = serverFromString(reactor, f"hyco:connectionStringEnv=HYCO_CONNECTION_STRING:path={path}")
-    port = yield endpoint.listen(Site(app.resource()))
+    try:
+        endpoint = serverFromString(reactor, f"hyco:connectionStringEnv=HYCO_CONNECTION_STRING:path={path}")
+        port = yield endpoint.listen(Site(app.resource()))
+    except (ValueError, CannotListenError) as e:  # a bad string, wrong key, no relay: one line
+        raise SystemExit(f"klein_app: {e}")
     print(f"klein app online at {port.getHost()}", flush=True)
     yield defer.Deferred()
 

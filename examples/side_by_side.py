@@ -12,7 +12,7 @@ import sys
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer, task
 
-from txhyco import RelayedServerFactory
+from txhyco import ProtocolError, RelayedServerFactory, RelayError
 
 
 class Greeter(WebSocketServerProtocol):
@@ -30,9 +30,12 @@ def main(reactor, path="greeter", local_port="0"):
     port_local = reactor.listenTCP(int(local_port), local, interface="127.0.0.1")
     print(f"local:   ws://127.0.0.1:{port_local.getHost().port}/", flush=True)
 
-    relayed = RelayedServerFactory(path=path)  # reads HYCO_CONNECTION_STRING
-    relayed.protocol = Greeter
-    port_relayed = yield relayed.listen()
+    try:
+        relayed = RelayedServerFactory(path=path)  # reads HYCO_CONNECTION_STRING
+        relayed.protocol = Greeter
+        port_relayed = yield relayed.listen()
+    except (ProtocolError, RelayError) as e:  # a bad string, wrong key, no relay: one line
+        raise SystemExit(f"side_by_side: {e}")
     print(f"relayed: {port_relayed.getHost()}", flush=True)
     yield defer.Deferred()  # serve both until interrupted
 

@@ -1,4 +1,5 @@
 """The examples run as a user would run them, against a local relay."""
+import pytest
 import pytest_twisted
 
 from tests.support.procs import spawn
@@ -90,3 +91,16 @@ def test_twistd_web_script(relay, tmp_path):
         assert (status, body) == (200, b"served by twistd\n")
     finally:
         yield child.stop()
+
+
+@pytest.mark.parametrize("script", ["examples/echo_server.py", "examples/echo_client.py", "examples/klein_app.py"])
+@pytest_twisted.inlineCallbacks
+def test_examples_refused_by_the_relay_say_why_in_one_line(relay, script):
+    cs = relay.connection_string
+    wrong_key = cs.format().replace(cs.shared_access_key, "d3Jvbmcga2V5IGZvciB0aGUgcmVsYXkgdGVzdHMgIQ==")
+    run = spawn([script], {"HYCO_CONNECTION_STRING": wrong_key})
+    code = yield run.ended
+    assert code == 1
+    stderr = run.stderr.decode("utf-8", "replace")
+    errors = [line for line in stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "401" in errors[0] and "Traceback" not in stderr, stderr

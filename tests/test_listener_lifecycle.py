@@ -220,3 +220,10 @@ def test_tls_relay_with_ca_file(tmp_path):
         yield port.stopListening()
     finally:
         yield relay.stop()
+
+
+def test_404_advice_fits_who_got_it():
+    listener_side = str(RelayHandshakeError(404, "Endpoint does not exist."))
+    sender_side = str(RelayHandshakeError(404, "There are no listeners connected for the endpoint."))
+    assert listener_side.endswith("; check the namespace and hybrid connection name.")
+    assert "start a listener on this path" in sender_side

@@ -98,10 +98,18 @@ class HybridConnectionServerEndpoint:
             factory.doStop()
             if failure.check(defer.CancelledError):
                 return failure
-            raise error.CannotListenError(hc.namespace.authority, hc.path, failure.value)
+            raise RelayCannotListen(hc.namespace.authority, hc.path, failure.value)
 
         d.addCallbacks(started, failed)
         return d
+
+
+class RelayCannotListen(error.CannotListenError):
+    """Twisted's CannotListenError for a hybrid connection: ``interface`` is the namespace, ``port`` the path."""
+
+    def __str__(self) -> str:
+        why = str(self.socketError).rstrip(".")
+        return f"Couldn't listen on hybrid connection {self.port!r} at {self.interface}: {why}."
 
 
 @implementer(IStreamClientEndpoint)

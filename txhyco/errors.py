@@ -8,7 +8,7 @@ __all__ = ["ProtocolError", "RelayError", "RelayHandshakeError", "RelayUnreachab
 _ADVICE = {
     401: "check the SAS key name and key (or the token) and the clock",
     403: "the key's rule lacks the right needed here (Listen to listen, Send to send), or a limit was reached",
-    404: "check the namespace and hybrid connection name, and that a listener is online",
+    404: "check the namespace and hybrid connection name",
     410: "the rendezvous address was already used or expired",
 }
 
@@ -29,6 +29,8 @@ class RelayHandshakeError(RelayError):
         self.reason = reason
         self.url = url
         advice = _ADVICE.get(status)
+        if status == 404 and "listener" in reason.lower():  # a sender's "no listeners connected"
+            advice = "start a listener on this path, or check that sender and listener use the same one"
         where = f" ({url})" if url else ""
         message = f"The relay answered {status} {reason}{where}"
         if advice:

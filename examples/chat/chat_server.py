@@ -23,6 +23,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import File
@@ -84,8 +85,11 @@ def browser_url(cs: ConnectionString, path: str, lifetime: int = TOKEN_LIFETIME)
 
 @defer.inlineCallbacks
 def main(reactor, path="chat"):
-    cs = ConnectionString.parse(os.environ[ENV])
-    port = yield serverFromString(reactor, f"hyco:connectionStringEnv={ENV}:path={path}").listen(make_site())
+    try:
+        cs = ConnectionString.parse(os.environ[ENV])
+        port = yield serverFromString(reactor, f"hyco:connectionStringEnv={ENV}:path={path}").listen(make_site())
+    except (ValueError, CannotListenError) as e:  # a bad string, wrong key, no relay: one line
+        raise SystemExit(f"chat_server: {e}")
     print(f"chat online at {port.getHost()}", flush=True)
     print(f"open in a browser: {browser_url(cs, path)}", flush=True)
     yield defer.Deferred()  # serve until interrupted
