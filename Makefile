@@ -47,10 +47,11 @@ $(CB_VENV)/.stamp-install: setup.py
 test-crossbar: $(CB_VENV)/.stamp-install
 	$(CB_PY) -m pytest -p no:cacheprovider --timeout=300 tests/crossbar
 
-demo: setup
+# The demo needs only Python; the benchmarks add Node's hyco-ws, not the browser.
+demo: $(VENV)/.stamp-install
 	$(PY) examples/demo.py
 
-bench: setup
+bench: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp
 	$(PY) benchmarks/run.py
 
 clean:

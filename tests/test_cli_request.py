@@ -140,6 +140,12 @@ def test_big_body_exact_bytes_and_stdin_data(relay, tmp_path):
         method, target, host, _, sent = out.split("|")
         assert (method, target, sent) == ("POST", "/show", "from stdin")
         assert host == f"127.0.0.1:{site.getHost().port}"  # --host-header rewrite
+
+        # A reader that goes away (`| head -c 10`) ends the command quietly, as with Unix tools.
+        gone = cli("request", "web2", "/big", "--no-headers", cs=cs)
+        gone.transport.closeStdout()
+        code, _, err = yield finished(gone)
+        assert (code, err) == (141, "")
     finally:
         yield stopped(listener)
         yield site.stopListening()

@@ -73,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(prog, e.message, e.exit_code)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): stop quietly, as
+        # Unix tools do, and keep Python from failing again on flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except Exception as e:  # a bug rather than a user error: still one line, unless asked
