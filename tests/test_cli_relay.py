@@ -308,6 +308,9 @@ def test_errors_in_process(capsys, tmp_path):
     assert main(["relay", "--key", "k", "--key-file", "f"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 3 and "Traceback" not in err
+    assert main(["relay", "--key", "a;b"]) == 2  # it would not fit in the printed connection string
+    err = capsys.readouterr().err
+    assert "--key" in err and "';'" in err and "connection string's" not in err
 
 
 def test_help_shows_examples(capsys):

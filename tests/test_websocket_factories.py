@@ -53,6 +53,11 @@ def test_echo_server_behind_relay(relay):
     assert request.peer.startswith("tcp4:127.0.0.1:")
     client.sendMessage(b"close-me")
     assert (yield client.closed)[1:] == (4000, "bye")
+    # query= also takes a mapping (or pairs), encoded for the URL
+    client = yield connect_relay(Client, relay.connection_string.format(), path="echo", query={"q": "a b&c", "n": ["1", "2"]})
+    assert Echo.seen[-1].params == {"q": ["a b&c"], "n": ["1", "2"]}
+    client.sendClose(1000)
+    yield client.closed
     yield port.stopListening()
 
 

@@ -13,6 +13,8 @@ query, headers and peer; ``ConnectionDeny`` becomes a reject the sender sees.
 """
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
@@ -150,10 +152,13 @@ class RelayedClientFactory(WebSocketClientFactory):
 
     The token travels in the ``ServiceBusAuthorization`` header, or in the
     ``sb-hc-token`` query parameter with ``token_in_query=True`` (§2.6).
-    ``suffix`` and ``query`` reach the listener as path and query.
+    ``suffix`` and ``query`` reach the listener as path and query; ``query``
+    is an encoded string (``"a=1&b=2"``), a mapping or (name, value) pairs.
     """
 
-    def __init__(self, connection_string=None, *, suffix: str = "", query: str = "", token_in_query: bool = False, **kwargs) -> None:
+    def __init__(self, connection_string=None, *, suffix: str = "", query="", token_in_query: bool = False, **kwargs) -> None:
+        if not isinstance(query, str):
+            query = urlencode(query, doseq=True)
         relay = _relay_args(kwargs)
         if connection_string is not None:
             relay["connection_string"] = connection_string

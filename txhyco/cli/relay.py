@@ -129,10 +129,14 @@ def relay_settings(
             config = load_config(config_file, key_name=key_name, key=key)
         else:
             config = RelayConfig.with_key(key_name or DEFAULT_KEY_NAME, key)
-        root = config.root_rule
-        ConnectionString(endpoint="sb://localhost/", shared_access_key_name=root.name, shared_access_key=root.primary_key)
     except ProtocolError as e:
         raise CliError(e.message) from None
+    root = config.root_rule
+    try:  # the relay prints a connection string with this rule: it must fit in one
+        ConnectionString(endpoint="sb://localhost/", shared_access_key_name=root.name, shared_access_key=root.primary_key)
+    except ProtocolError:
+        raise CliError(f"the key and key name of rule {root.name!r} (--key, --key-file, --key-name or --config) "
+                       "cannot contain ';' or leading/trailing whitespace: they go into a connection string.", 2) from None
 
     trust_pem = None
     tls = None
