@@ -121,6 +121,7 @@ def test_reconnects_and_existing_connections_survive(relay):
     assert (yield client2.messages.get()) == (b"new one", False)
     yield port.stopListening()
     assert port.status == "offline"
+    assert statuses[-2:] == ["online", "offline"]  # observers hear of each change once
 
 
 @pytest_twisted.inlineCallbacks

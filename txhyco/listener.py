@@ -111,6 +111,8 @@ class HybridConnectionListener:
         self._observers.remove(observer)
 
     def _set_status(self, status: str, error: Exception | None = None) -> None:
+        if status == self.status and error is None:
+            return  # not a change (stopping reports OFFLINE from two places)
         if error is not None:
             self.last_error = error
         self.status = status

@@ -141,8 +141,6 @@ def run_reactor(main: Callable[[Any], Any]) -> int:
 
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
 
-_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
-
 
 def add_relay_options(parser) -> None:
     """``PATH``, ``--connection-string`` and ``--ca-file``: how a command reaches its hybrid connection."""
@@ -161,19 +159,13 @@ def add_relay_options(parser) -> None:
 
 def check_path(path: str) -> str:
     """``path`` without surrounding slashes if it can name a hybrid connection; a usage error if not."""
-    from txhyco.protocol.addresses import encode_entity_path
+    from txhyco.protocol.addresses import check_entity_name
     from txhyco.protocol.errors import ProtocolError
 
-    stripped = path.strip("/")
-    if not stripped or any(c not in _PATH_CHARS for c in stripped):
-        raise CliError(
-            f"PATH {path!r} is not a hybrid connection name: use letters, digits, '.', '-', '_' and '/' (e.g. 'db').", 2
-        )
     try:
-        encode_entity_path(stripped)
+        return check_entity_name(path)
     except ProtocolError as e:
-        raise CliError(f"PATH {path!r} is not a hybrid connection name: {e.message}", 2) from None
-    return stripped
+        raise CliError(f"PATH {e.message}", 2) from None
 
 
 def hybrid_connection(args):

@@ -332,6 +332,27 @@ def encode_entity_path(path: str) -> str:
     return "/".join(out)
 
 
+#: What Azure allows in a hybrid connection's name (nested names use '/').
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
+
+
+def check_entity_name(name: str) -> str:
+    """``name`` without surrounding slashes if Azure would accept it as a hybrid connection name.
+
+    Stricter than :func:`encode_entity_path` (which takes any path, as the
+    official clients do): for names a person types, in the CLI and the
+    relay's configuration. Raises :class:`ProtocolError` saying why.
+    """
+    stripped = name.strip("/") if isinstance(name, str) else ""
+    if not stripped or any(c not in _NAME_CHARS for c in stripped):
+        raise ProtocolError(f"{name!r} is not a hybrid connection name: use letters, digits, '.', '-', '_' and '/' (e.g. 'db').")
+    try:
+        encode_entity_path(stripped)
+    except ProtocolError as e:
+        raise ProtocolError(f"{name!r} is not a hybrid connection name: {e.message}") from None
+    return stripped
+
+
 def decode_entity_path(raw: str) -> str:
     """Inverse of :func:`encode_entity_path`: strict percent-decoding (UTF-8)."""
     if not isinstance(raw, str):

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from txhyco.protocol.addresses import check_entity_name
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.sas import Rights, SasRule
 
@@ -172,7 +173,10 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
     for i, item in enumerate(raw_hcs):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip("/"):
             raise ProtocolError(f"config: hybrid connection {i + 1} needs a 'name'.")
-        name = item["name"].strip("/")
+        try:
+            name = check_entity_name(item["name"])
+        except ProtocolError as e:
+            raise ProtocolError(f"config: hybrid connection {i + 1}: {e.message}") from None
         rca = item.get("requiresClientAuthorization", True)
         if not isinstance(rca, bool):
             raise ProtocolError(f"config: hybrid connection '{name}': requiresClientAuthorization must be true or false.")
