@@ -437,3 +437,16 @@ def test_live_panel_on_a_real_terminal(relay):
     text = "\n".join(child.lines)
     assert "[txhyco.listen#info]" not in text  # no plain log lines on a terminal
     assert relay.connection_string.shared_access_key not in text
+
+
+def test_twisted_chatter_is_kept_out_of_the_status_output():
+    from twisted.logger import PredicateResult
+
+    from txhyco.cli.status import _not_noise
+
+    def legacy(text):
+        return {"log_format": "{log_text}", "log_text": text}
+
+    assert _not_noise(legacy("Main loop terminated.")) is PredicateResult.no
+    assert _not_noise({"log_format": "Starting factory {factory!r}"}) is PredicateResult.no
+    assert _not_noise(legacy("control channel for wss://ns/$hc/x online")) is PredicateResult.maybe

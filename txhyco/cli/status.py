@@ -241,13 +241,13 @@ _NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r
 
 
 def _not_noise(event):
-    """Twisted's per-connection factory start/stop lines say nothing to a user here."""
+    """Twisted's per-connection factory start/stop lines (and its shutdown line) say nothing to a user here."""
     from twisted.logger import PredicateResult
 
     if event.get("log_format") in _NOISE:
         return PredicateResult.no
     text = event.get("log_text") or ""
-    if " starting on " in text or (text.startswith("(") and " Closed)" in text):  # legacy Port lines
+    if " starting on " in text or (text.startswith("(") and " Closed)" in text) or text == "Main loop terminated.":
         return PredicateResult.no
     return PredicateResult.maybe
 
