@@ -79,7 +79,7 @@ def test_sender_errors_are_clear(relay):
     with pytest.raises(RelayHandshakeError) as info:
         yield connect_relay(Client, relay.connection_string.format(), path="nobody")
     assert info.value.status == 404
-    assert "listener is online" in str(info.value)
+    assert "start a listener on this path" in str(info.value)
     cs = relay.connection_string.format().replace(relay.rule.primary_key, "d3JvbmcK")
     with pytest.raises(RelayHandshakeError) as info:
         yield RelayedServerFactory(cs, path="x").listen()
