@@ -49,4 +49,3 @@ def tls_failure(error) -> str | None:
                 "with a self-signed or private CA certificate, pass that certificate as ca_file= "
                 "(--ca-file on the command line, caFile= in a hyco: string)")
     return f"the TLS handshake with the relay failed ({detail})"
-
