@@ -33,6 +33,7 @@ __all__ = [
     "parse_relay_target",
     "reject_parameters",
     "entity_path_candidates",
+    "MAX_ENTITY_PATH",
     "create_relay_base_uri",
     "create_relay_listen_uri",
     "create_relay_send_uri",
@@ -346,6 +347,8 @@ def check_entity_name(name: str) -> str:
     stripped = name.strip("/") if isinstance(name, str) else ""
     if not stripped or any(c not in _NAME_CHARS for c in stripped):
         raise ProtocolError(f"{name!r} is not a hybrid connection name: use letters, digits, '.', '-', '_' and '/' (e.g. 'db').")
+    if len(stripped) > MAX_ENTITY_PATH:
+        raise ProtocolError(f"A hybrid connection name has at most {MAX_ENTITY_PATH} characters; this one has {len(stripped)}.")
     try:
         encode_entity_path(stripped)
     except ProtocolError as e:
@@ -360,19 +363,24 @@ def decode_entity_path(raw: str) -> str:
     return percent_decode(raw, what="entity path")
 
 
+#: Azure's limit on the length of a hybrid connection's name (its entity path).
+MAX_ENTITY_PATH = 260
+
+
 def entity_path_candidates(path: str) -> list[str]:
     """``a/b/c`` → ``['a/b/c', 'a/b', 'a']``: longest prefix first, for entity lookup.
 
     The relay resolves the entity as the longest registered prefix; the rest of
-    the path is the suffix passed through to the listener (§2.2).
+    the path is the suffix passed through to the listener (§2.2). Only
+    prefixes of at most :data:`MAX_ENTITY_PATH` characters are candidates: no
+    entity is longer, and a sender's deep path must not cost a string per
+    segment (a 32 KB path of one-letter segments would be 250 MB of prefixes).
     """
-    segments = path.strip("/").split("/")
-    out = []
-    for end in range(len(segments), 0, -1):
-        if segments[end - 1] == "":
-            continue
-        out.append("/".join(segments[:end]))
-    return out
+    stripped = path.strip("/")
+    ends = [i for i, c in enumerate(stripped[: MAX_ENTITY_PATH + 1]) if c == "/"]
+    if len(stripped) <= MAX_ENTITY_PATH:
+        ends.append(len(stripped))
+    return [stripped[:end] for end in reversed(ends) if end and stripped[end - 1] != "/"]
 
 
 # --------------------------------------------------------------------------- queries

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from txhyco.channel import CommandSink
-from txhyco.protocol.addresses import Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
+from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
     BodyData,
@@ -130,6 +130,8 @@ class Relay:
         path = target.path.strip("/")
         if not path:
             raise ProtocolError("The listen address names no hybrid connection: use /$hc/{name}.", 404)
+        if len(path) > MAX_ENTITY_PATH:
+            raise ProtocolError(f"A hybrid connection name has at most {MAX_ENTITY_PATH} characters.", 400)
         entity = self.registry.entity(path, create=True)
         if entity is None:
             raise ProtocolError("Endpoint does not exist.", 404)

@@ -12,8 +12,11 @@ import functools
 import uuid
 
 import h11
+from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from txhyco.eagerwrite import tcp_wire
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
@@ -26,7 +29,7 @@ from txhyco.protocol.http import (
     response_headers_for_sender,
     sanitize_reason,
 )
-from txhyco.protocol.messages import RemoteEndpoint, Request
+from txhyco.protocol.messages import MAX_COMMAND_SIZE, RemoteEndpoint, Request, serialize_command
 from txhyco.protocol.sas import Rights
 
 from .auth import azure_reason, find_token, host_only
@@ -34,6 +37,9 @@ from .core import listener_filter
 from .splice import frame_header
 
 log = Logger()
+
+#: The most a character can grow when serialized to a command (JSON's \uXXXX).
+_JSON_GROWTH = 6
 
 # Headers that instruct the relay and are not forwarded to the listener.
 _RELAY_HEADERS = frozenset({"microsoft-relay-allowedlisteners", "microsoft-relay-disallowedlisteners"})
@@ -50,6 +56,8 @@ class HttpSender:
         self._paused = False
         self._driving = False
         self._remote: RemoteEndpoint | None = None
+        self._close_after_error = False
+        self._next_head_deadline = None
 
     @property
     def transport(self):
@@ -66,6 +74,7 @@ class HttpSender:
         self._drive()
 
     def connectionLost(self, reason) -> None:
+        self._cancel_next_head_deadline()
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
             exchange.sender_lost()
@@ -98,6 +107,7 @@ class HttpSender:
 
     def _handle(self, event) -> None:
         if isinstance(event, h11.Request):
+            self._cancel_next_head_deadline()
             self._start(event)
         elif isinstance(event, h11.Data):
             if self.exchange is not None and event.data:
@@ -146,6 +156,11 @@ class HttpSender:
                 raise ProtocolError("/$hc/ addresses take WebSocket upgrades; send HTTP requests to /{hybrid connection}/...", 400)
             if request.method == b"CONNECT" or upgrade:
                 raise ProtocolError("The relay does not relay CONNECT or protocol upgrades over HTTP.", 405)
+            if content_length is not None and transfer_encoding is not None:
+                # Two framings for one body: a classic request-smuggling shape
+                # (RFC 9112 §6.3). Refused, and the connection closed after.
+                self._close_after_error = True
+                raise ProtocolError("A request may not carry both Content-Length and Transfer-Encoding.", 400)
             relay = self.relay
             entity, _ = relay.registry.resolve(target.path)
             if entity is None:
@@ -274,14 +289,41 @@ class HttpSender:
             return
         reason = azure_reason(message, host=host or "relay", path=path, now=self.relay.now())
         body = (message + "\n").encode("utf-8")
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if self._close_after_error:
+            headers.append(("Connection", "close"))
         try:
-            self.start_response(status, reason, [("Content-Type", "text/plain; charset=utf-8")], len(body))
+            self.start_response(status, reason, headers, len(body))
             self._send(h11.Data(data=body))
             self._send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             self.transport.abortConnection()
             return
         self._maybe_next_cycle()
+
+    def _go_on(self) -> None:
+        # A pipelined request may already be buffered: go on reading.
+        self.resume()
+        if self.conn.trailing_data[0]:
+            self._drive()
+
+    def _arm_next_head_deadline(self) -> None:
+        # The front door times the first head; each later one on a kept-alive
+        # connection must also arrive, whole, in time (no idle or trickling
+        # connection is held for ever).
+        self._cancel_next_head_deadline()
+        timeout = self.relay.config.limits.stream_idle_timeout
+        self._next_head_deadline = self.relay.reactor.callLater(timeout, self._next_head_too_slow)
+
+    def _cancel_next_head_deadline(self) -> None:
+        call, self._next_head_deadline = self._next_head_deadline, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _next_head_too_slow(self) -> None:
+        self._next_head_deadline = None
+        if self.exchange is None and self.transport is not None:
+            self.transport.loseConnection()
 
     def _maybe_next_cycle(self) -> None:
         conn = self.conn
@@ -291,14 +333,51 @@ class HttpSender:
             self.transport.loseConnection()
         elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
-            # A pipelined request may already be buffered: go on reading.
-            self.resume()
-            if conn.trailing_data[0]:
-                self._drive()
+            self._arm_next_head_deadline()
+            wire = tcp_wire(self.transport)
+            if wire is not None and wire.producer is None and unsent_bytes(wire) > _UNREAD_LIMIT:
+                # The sender is not reading its answers: take no further
+                # request (and buffer no further answer) until they have left.
+                # (On the TCP connection itself, under TLS too.)
+                wire.registerProducer(_WhenDrained(wire, self._go_on), False)
+                return
+            self._go_on()
         elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY and self.exchange is None:
             # Answered before the body was sent (an error, or an early
             # response): read and drop the rest so the connection can go on.
             self.resume()
+
+
+#: Unsent answer bytes past which a sender's next request waits for them to leave.
+_UNREAD_LIMIT = 256 * 1024
+
+
+def unsent_bytes(wire) -> int:
+    """Bytes written to a Twisted TCP connection and not yet sent."""
+    return len(wire.dataBuffer) - wire.offset + wire._tempDataLen
+
+
+@implementer(IPullProducer)
+class _WhenDrained:
+    """Waits on a TCP connection as a pull producer (Twisted asks one for more
+    once its buffer is empty), then steps aside and calls ``then``."""
+
+    def __init__(self, transport, then) -> None:
+        self.transport = transport
+        self.then = then
+        self.asked = False
+
+    def resumeProducing(self) -> None:
+        if not self.asked or unsent_bytes(self.transport):  # registerProducer asks at once
+            self.asked = True
+            return
+        then, self.then = self.then, None
+        if then is not None:
+            self.transport.unregisterProducer()
+            then()
+
+    def stopProducing(self) -> None:
+        self.then = None
 
 
 def declared_length(headers) -> int | None:
@@ -367,6 +446,18 @@ class HttpExchange:
     # -- sending the request -------------------------------------------------
 
     def start(self) -> None:
+        # Headers within the head limit can still outgrow the command limit
+        # once JSON escapes them (a non-ASCII character becomes \uXXXX, up to
+        # 6 bytes): measure exactly when the head is large enough to matter.
+        size = len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
+        if size * _JSON_GROWTH + 1024 > MAX_COMMAND_SIZE:
+            try:
+                serialize_command(self._full_request(True))
+            except ProtocolError:
+                self.sender.exchange = None
+                self.relay.registry.drop(self.key)
+                self.sender.error(431, f"The request's headers do not fit in a {MAX_COMMAND_SIZE}-byte request command.")
+                return
         self.listener.exchanges[self.id] = self
         if self.inline and self.sender.conn.they_are_waiting_for_100_continue:
             # An inline request needs its body before the listener hears of
@@ -461,10 +552,15 @@ class HttpExchange:
     def response_received(self, response, channel) -> None:
         if self.responded or self.finished:
             return
+        status = response.status_code
+        if status < 200:
+            # Interim answers (100 Continue, 101, 103) are the relay's business,
+            # never a listener's final response.
+            self._fail(502, f"The listener answered with the interim status {status} instead of a response.")
+            return
         self.responded = True
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
-        status = response.status_code
         self._response = response
         self._has_body = response_has_body(self.method, status)
         self._status_reason = sanitize_reason(response.status_description, status)

@@ -70,9 +70,10 @@ class Registry:
     def resolve(self, path: str) -> tuple[Entity | None, str]:
         """Split a sender's path into (entity, suffix) by the longest known entity name.
 
-        Known means configured or having had a listener. When nothing
-        matches and the relay serves any path, the whole path is the entity
-        (so the sender learns that nobody listens there).
+        Known means configured or having a listener. When nothing matches
+        and the relay serves any path, the whole path is a passing entity
+        that is not kept (the sender learns that nobody listens there): a
+        sender, authorized or not, never adds to the registry.
         """
         for candidate in entity_path_candidates(path):
             found = self.entities.get(candidate)
@@ -82,7 +83,8 @@ class Registry:
                 return found, path[len(candidate):]
         if self.config.restrict:
             return None, ""
-        return self.entity(path, create=True), ""
+        hc = self.config.entity(path)
+        return (Entity(hc) if hc is not None else None), ""
 
     def forget_if_idle(self, entity: Entity) -> None:
         """Drop an unconfigured entity once its last listener has gone."""
