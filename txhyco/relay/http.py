@@ -58,6 +58,7 @@ class HttpSender:
         self._remote: RemoteEndpoint | None = None
         self._close_after_error = False
         self._next_head_deadline = None
+        self._awaiting_head_since: float | None = None
 
     @property
     def transport(self):
@@ -74,7 +75,9 @@ class HttpSender:
         self._drive()
 
     def connectionLost(self, reason) -> None:
-        self._cancel_next_head_deadline()
+        call, self._next_head_deadline = self._next_head_deadline, None
+        if call is not None and call.active():
+            call.cancel()
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
             exchange.sender_lost()
@@ -107,7 +110,7 @@ class HttpSender:
 
     def _handle(self, event) -> None:
         if isinstance(event, h11.Request):
-            self._cancel_next_head_deadline()
+            self._next_head_arrived()
             self._start(event)
         elif isinstance(event, h11.Data):
             if self.exchange is not None and event.data:
@@ -307,23 +310,31 @@ class HttpSender:
         if self.conn.trailing_data[0]:
             self._drive()
 
+    # The front door times the first head; each later one on a kept-alive
+    # connection must also arrive, whole, within streamIdleTimeout (no idle or
+    # trickling connection is held for ever). One timer per connection checks
+    # lazily, so a request costs a clock reading, not a timer.
+
     def _arm_next_head_deadline(self) -> None:
-        # The front door times the first head; each later one on a kept-alive
-        # connection must also arrive, whole, in time (no idle or trickling
-        # connection is held for ever).
-        self._cancel_next_head_deadline()
-        timeout = self.relay.config.limits.stream_idle_timeout
-        self._next_head_deadline = self.relay.reactor.callLater(timeout, self._next_head_too_slow)
+        self._awaiting_head_since = self.relay.reactor.seconds()
+        if self._next_head_deadline is None:
+            timeout = self.relay.config.limits.stream_idle_timeout
+            self._next_head_deadline = self.relay.reactor.callLater(timeout, self._next_head_check)
 
-    def _cancel_next_head_deadline(self) -> None:
-        call, self._next_head_deadline = self._next_head_deadline, None
-        if call is not None and call.active():
-            call.cancel()
+    def _next_head_arrived(self) -> None:
+        self._awaiting_head_since = None
 
-    def _next_head_too_slow(self) -> None:
+    def _next_head_check(self) -> None:
         self._next_head_deadline = None
-        if self.exchange is None and self.transport is not None:
+        since = self._awaiting_head_since
+        if since is None or self.transport is None:
+            return  # a request is in progress; the next cycle arms the check again
+        timeout = self.relay.config.limits.stream_idle_timeout
+        waited = self.relay.reactor.seconds() - since
+        if waited >= timeout:
             self.transport.loseConnection()
+        else:
+            self._next_head_deadline = self.relay.reactor.callLater(timeout - waited, self._next_head_check)
 
     def _maybe_next_cycle(self) -> None:
         conn = self.conn
