@@ -241,7 +241,11 @@ def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.
     ]
     for name, value in headers.items():
         if name.lower() not in _SKIP and name.lower() != "x-forwarded-prefix":
-            out.append((name, value))
+            # h11 encodes str values as ASCII, so a sender's "X-Name: café"
+            # failed here. The accept's JSON carries the value as the relay
+            # decoded it (UTF-8): pass those bytes on, as a direct client's
+            # would arrive (obs-text, RFC 9110 §5.5).
+            out.append((name, value.encode("utf-8")))
     out.append(("X-Forwarded-Prefix", prefix))
     conn = h11.Connection(h11.CLIENT)
     data = conn.send(h11.Request(method="GET", target=target, headers=out))
@@ -355,8 +359,15 @@ class AcceptBridge:
 
     def start(self) -> None:
         transport = self.transport
+        try:
+            self._h11, request = synthetic_upgrade(self.accept, self.hc.path, self.hc.namespace.host)
+        except (h11.LocalProtocolError, UnicodeError):
+            # A header name, value or path HTTP cannot carry (e.g. a line
+            # break in a value): tell the sender now rather than letting it
+            # wait out the accept timeout. The application never saw it.
+            self._reject(400, "The connection request has a header or path that cannot be passed to the listener application.")
+            return
         transport.protocol = self.app
-        self._h11, request = synthetic_upgrade(self.accept, self.hc.path, self.hc.namespace.host)
         self.app.makeConnection(transport)
         transport.protocol.dataReceived(request)
 

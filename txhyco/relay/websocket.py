@@ -13,6 +13,8 @@ from typing import Any
 
 import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 import txhyco.autobahn_fixes  # noqa: F401  (lazy debug formatting, see the module)
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -33,6 +35,14 @@ def _reason_bytes(reason: str | None) -> bytes:
     """A close reason cut to the 123 bytes a Close frame allows, on a character boundary."""
     raw = (reason or "").encode("utf-8")[:123]
     return raw.decode("utf-8", "ignore").encode("utf-8")
+
+
+#: Bytes a sender may send while its upgrade waits for the listener (its
+#: first frames, pipelined before the 101). Past this the relay stops
+#: reading from it until the listener answers, so a waiting sender cannot
+#: make the relay buffer without limit. Reading goes on below the limit so
+#: that a sender hanging up while it waits is still noticed at once.
+EARLY_DATA_LIMIT = 64 * 1024
 
 
 def _close_code_valid(code: int | None) -> bool:
@@ -86,12 +96,67 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
 
     # -- handshake -----------------------------------------------------------
 
+    #: onConnect's Deferred is pending: the sender waits for the listener
+    awaiting_listener = False
+    #: reading from the transport was paused while waiting (EARLY_DATA_LIMIT)
+    paused_while_waiting = False
+    #: bytes the sender sent before its 101, held until the listener's leg is open
+    early_data = b""
+
     def onConnect(self, request):
-        return self.relay.websocket_connect(self, request)
+        result = self.relay.websocket_connect(self, request)
+        if isinstance(result, Deferred) and not result.called:
+            self.awaiting_listener = True
+            # Added before Autobahn's own callbacks, so reading resumes before
+            # the 101 (or the error response) is sent.
+            result.addBoth(self._listener_answered)
+            # The first read may already hold more than the limit.
+            self._bound_early_data()
+        return result
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.awaiting_listener:
+            # Autobahn runs its whole handshake again on every read while
+            # onConnect's Deferred is pending: a second request head in the
+            # buffer became a second accept offer for the same connection,
+            # and all buffered bytes were rescanned per read. The head was
+            # parsed once; keep what follows, unparsed, for after the 101.
+            self.data += data
+            self._bound_early_data()
+            return
+        super().dataReceived(data)
+
+    def _bound_early_data(self) -> None:
+        if len(self.data) > EARLY_DATA_LIMIT and not self.paused_while_waiting:
+            self.paused_while_waiting = True
+            self.transport.pauseProducing()
+
+    def _listener_answered(self, result):
+        self.awaiting_listener = False
+        if self.paused_while_waiting:
+            self.paused_while_waiting = False
+            self.transport.resumeProducing()
+        if not isinstance(result, Failure):
+            # Autobahn parses buffered bytes right after the 101, but the
+            # listener's leg opens only just after this one: its frames
+            # would be dropped. Hold them until both legs are open.
+            self.early_data, self.data = self.data, b""
+        return result
+
+    def _replay_early_data(self) -> None:
+        partner = self.partner
+        if self.state != self.STATE_OPEN or partner is None or partner.state != self.STATE_OPEN:
+            return
+        self.data, self.early_data = self.early_data + self.data, b""
+        self.consumeData()
 
     def onOpen(self) -> None:
         if self.role is not None:
             self.role.leg_opened(self)
+        # Once both legs are open, frames a sender sent before its 101 can go.
+        for leg in (self, self.partner):
+            if leg is not None and leg.early_data:
+                leg._replay_early_data()
 
     # -- streaming receive hooks -> sink ---------------------------------------
 
