@@ -377,7 +377,12 @@ def entity_path_candidates(path: str) -> list[str]:
     segment (a 32 KB path of one-letter segments would be 250 MB of prefixes).
     """
     stripped = path.strip("/")
-    ends = [i for i, c in enumerate(stripped[: MAX_ENTITY_PATH + 1]) if c == "/"]
+    head = stripped[: MAX_ENTITY_PATH + 1]
+    ends = []
+    end = head.find("/")
+    while end != -1:
+        ends.append(end)
+        end = head.find("/", end + 1)
     if len(stripped) <= MAX_ENTITY_PATH:
         ends.append(len(stripped))
     return [stripped[:end] for end in reversed(ends) if end and stripped[end - 1] != "/"]

@@ -96,8 +96,6 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
 
     # -- handshake -----------------------------------------------------------
 
-    #: onConnect's Deferred is pending: the sender waits for the listener
-    awaiting_listener = False
     #: reading from the transport was paused while waiting (EARLY_DATA_LIMIT)
     paused_while_waiting = False
     #: bytes the sender sent before its 101, held until the listener's leg is open
@@ -106,7 +104,14 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
     def onConnect(self, request):
         result = self.relay.websocket_connect(self, request)
         if isinstance(result, Deferred) and not result.called:
-            self.awaiting_listener = True
+            # Autobahn runs its whole handshake again on every read while
+            # onConnect's Deferred is pending: a second request head in the
+            # buffer became a second accept offer for the same connection,
+            # and all buffered bytes were rescanned per read. The head was
+            # parsed once; what follows is kept, unparsed, for after the 101.
+            # (An instance attribute for the wait only: established
+            # connections keep Autobahn's dataReceived, without a detour.)
+            self.dataReceived = self._keep_early_data
             # Added before Autobahn's own callbacks, so reading resumes before
             # the 101 (or the error response) is sent.
             result.addBoth(self._listener_answered)
@@ -114,17 +119,9 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
             self._bound_early_data()
         return result
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.awaiting_listener:
-            # Autobahn runs its whole handshake again on every read while
-            # onConnect's Deferred is pending: a second request head in the
-            # buffer became a second accept offer for the same connection,
-            # and all buffered bytes were rescanned per read. The head was
-            # parsed once; keep what follows, unparsed, for after the 101.
-            self.data += data
-            self._bound_early_data()
-            return
-        super().dataReceived(data)
+    def _keep_early_data(self, data: bytes) -> None:
+        self.data += data
+        self._bound_early_data()
 
     def _bound_early_data(self) -> None:
         if len(self.data) > EARLY_DATA_LIMIT and not self.paused_while_waiting:
@@ -132,7 +129,7 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
             self.transport.pauseProducing()
 
     def _listener_answered(self, result):
-        self.awaiting_listener = False
+        self.__dict__.pop("dataReceived", None)  # Autobahn's own again
         if self.paused_while_waiting:
             self.paused_while_waiting = False
             self.transport.resumeProducing()
