@@ -465,6 +465,7 @@ class HttpExchange:
             try:
                 serialize_command(self._full_request(True))
             except ProtocolError:
+                self.finished = True
                 self.sender.exchange = None
                 self.relay.registry.drop(self.key)
                 self.sender.error(431, f"The request's headers do not fit in a {MAX_COMMAND_SIZE}-byte request command.")
