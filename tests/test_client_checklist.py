@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor, task
 from tests.support.wsclient import Leg
 from txhyco.address import HybridConnection
 from txhyco.errors import RelayError, RelayHandshakeError
-from txhyco.listener import BACKOFF, KEEPALIVE, HybridConnectionListener
+from txhyco.listener import BACKOFF, KEEPALIVE, STABLE_AFTER, HybridConnectionListener
 from txhyco.protocol.addresses import Namespace
 from txhyco.websocket import RelayedServerFactory, connect_relay
 
@@ -64,7 +64,12 @@ def test_backoff_schedule_with_jitter_and_reset():
     expected = list(BACKOFF) + [BACKOFF[-1]] * 2
     for got, want in zip(delays, expected):
         assert want * 0.75 <= got <= want * 1.25
-    listener._online(None)  # online resets the schedule
+    listener._online(None)  # online, but dropped at once (a relay accepting and closing): still backing off
+    listener._retry_later(RelayError("dropped at once"))
+    assert listener._retry_call.getTime() - clock.seconds() >= BACKOFF[-1] * 0.75
+    listener._retry_call.cancel()
+    listener._online(None)  # online long enough to count as stable: the schedule starts over
+    clock.advance(STABLE_AFTER)
     listener._retry_later(RelayError("down again"))
     assert listener._retry_call.getTime() - clock.seconds() == 0
 

@@ -443,7 +443,11 @@ class AcceptBridge:
     # rendezvous socket handler interface (see RawUpgrade)
     def dataReceived(self, data: bytes) -> None:
         if self._in is not None:
-            self._in.feed(data)
+            try:
+                self._in.feed(data)
+            except RelayError as e:  # the relay sent a masked frame: not a server's
+                log.warn("closing rendezvous {id}: {why}", id=self.accept.id, why=str(e))
+                self.rendezvous.transport.abortConnection()
         else:
             self._deliver(data)
 

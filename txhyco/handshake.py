@@ -69,11 +69,15 @@ def wait_open(proto, url: str = "") -> defer.Deferred:
 
 def split_ws_url(url: str) -> tuple[bool, str, int, str, str]:
     """(secure, host, port, host header, request target) of a ws/wss URL, used verbatim."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError for a port out of range or not a number
+    except (ValueError, TypeError, AttributeError):
+        raise RelayError(f"Not a WebSocket URL: {url!r}.") from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise RelayError(f"Not a WebSocket URL: {url!r}.")
     secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
+    port = port or (443 if secure else 80)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -152,6 +156,10 @@ class RawUpgrade(Protocol):
                 self.transport.abortConnection()
                 return
             chosen = headers.get(b"sec-websocket-protocol")
+            if chosen is not None and not chosen.isascii():
+                self._fail(RelayError("The relay's 101 answer names a subprotocol that is not ASCII."))
+                self.transport.abortConnection()
+                return
             if self._timer is not None and self._timer.active():
                 self._timer.cancel()
             leftover = self.conn.trailing_data[0]

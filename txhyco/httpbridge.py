@@ -199,13 +199,14 @@ class HttpExchange:
         if self.app is None:
             self._answer_error(503, "The listener declined the request.")
             return
-        self.transport = RelayedTransport(self, peer, HybridConnectionAddress(self.hc.namespace, self.hc.path))
-        self.transport.protocol = self.app
         try:
             head = self._synthetic_head(request, body)
         except (ProtocolError, h11.LocalProtocolError, UnicodeError) as e:
+            # Before any transport: the application never hears of it.
             self._answer_error(400, f"The request cannot be passed on: {e}")
             return
+        self.transport = RelayedTransport(self, peer, HybridConnectionAddress(self.hc.namespace, self.hc.path))
+        self.transport.protocol = self.app
         self.app.makeConnection(self.transport)
         if body:
             # Head and body in one read, as a socket would often deliver them.

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from txhyco.bridge import send_messages
 from txhyco.connector import connect
 from txhyco.errors import RelayError, RelayHandshakeError
-from txhyco.handshake import wait_open
+from txhyco.handshake import split_ws_url, wait_open
 from txhyco.protocol.addresses import listen_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import ROLE_LISTENER, BodyData, BodyEnded, ChannelReader, CommandReceived
@@ -36,6 +36,14 @@ log = Logger()
 BACKOFF = (0, 1, 2, 5, 10, 30)
 #: Keep-alive ping interval: below the ~4 minute idle cut of Azure's load balancers.
 KEEPALIVE = 180.0
+#: A control channel online this long counts as stable: the next loss starts
+#: the backoff over. One that a relay drops sooner keeps backing off (a relay
+#: that accepts and closes at once must not get a reconnect storm).
+STABLE_AFTER = 30.0
+#: The largest message (and frame) a relay may send on the control channel:
+#: a command (64 KiB at most) or an inline body (64 KiB). Larger is a broken
+#: or hostile relay: Autobahn closes with 1009 instead of buffering it.
+CONTROL_MESSAGE_LIMIT = 256 * 1024
 
 CONNECTING, ONLINE, OFFLINE = "connecting", "online", "offline"
 
@@ -83,6 +91,7 @@ class HybridConnectionListener:
         self._observers: list = []
         self._proto: ControlProtocol | None = None
         self._attempt = 0
+        self._online_since: float | None = None
         self._stopping = False
         self._retry_call = None
         self._renew_call = None
@@ -168,7 +177,8 @@ class HybridConnectionListener:
             closeHandshakeTimeout=5,
             autoPingInterval=self.keepalive,
             autoPingTimeout=min(30.0, self.keepalive),
-            maxMessagePayloadSize=0,
+            maxMessagePayloadSize=CONTROL_MESSAGE_LIMIT,
+            maxFramePayloadSize=CONTROL_MESSAGE_LIMIT,
         )
         ns = self.hc.namespace
         proto = yield connect(self.reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=self.hc.ca_file)
@@ -211,6 +221,9 @@ class HybridConnectionListener:
         if self._stopping:
             self._set_status(OFFLINE, error)
             return
+        since, self._online_since = self._online_since, None
+        if since is not None and self.reactor.seconds() - since >= STABLE_AFTER:
+            self._attempt = 0  # it was up long enough: start the backoff over
         delay = self.backoff[min(self._attempt, len(self.backoff) - 1)]
         self._attempt += 1
         delay *= 1 + random.uniform(-self.jitter, self.jitter)
@@ -221,7 +234,7 @@ class HybridConnectionListener:
     # -- control protocol callbacks ------------------------------------------
 
     def _online(self, proto) -> None:
-        self._attempt = 0
+        self._online_since = self.reactor.seconds()
         self._reader = ChannelReader(ROLE_LISTENER)
         self._request, self._body = None, []
         self._schedule_renewal()
@@ -281,10 +294,12 @@ class HybridConnectionListener:
 
     def _refuse_malformed_request(self, payload: bytes, error: ProtocolError) -> None:
         """A ``request`` whose headers could smuggle bytes gets 400, never the application."""
+        if len(payload) > CONTROL_MESSAGE_LIMIT:
+            return
         try:
             raw = json.loads(payload)["request"]
             request_id = raw["id"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # nesting too deep for json
             return
         if not isinstance(request_id, str):
             return
@@ -293,11 +308,21 @@ class HybridConnectionListener:
 
     def _dispatch_accept(self, accept: Accept) -> None:
         try:
+            split_ws_url(accept.address)
+        except RelayError as e:  # nowhere to go, not even to reject it
+            log.warn("ignored an accept for {id}: {why}", id=accept.id, why=str(e))
+            return
+        try:
             self.on_accept(accept)
         except Exception:
             log.failure("accept handler failed for {id}", id=accept.id)
 
     def _dispatch_request(self, request: Request, body: bytes | None) -> None:
+        try:
+            split_ws_url(request.address)  # where a large response or the request itself goes
+        except RelayError as e:
+            log.warn("ignored a request {id}: {why}", id=request.id, why=str(e))
+            return
         if self.on_request is None:
             # No HTTP application: answer 501, on a rendezvous for address-only requests.
             from txhyco.httpbridge import serve_request, websocket_only_site
