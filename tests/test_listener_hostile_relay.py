@@ -95,3 +95,31 @@ def test_a_relay_sending_an_oversized_message_is_cut_off_not_buffered():
     finally:
         yield listener.stop()
         yield defer.maybeDeferred(port.stopListening)
+
+
+class SilentLeg:
+    """A request rendezvous on which the relay never sends the request."""
+
+    STATE_CLOSED = 3
+    state = 1
+
+    def __init__(self):
+        self.dropped = False
+
+    def dropConnection(self, abort=False):
+        self.dropped = abort
+
+
+def test_a_request_rendezvous_that_never_brings_the_request_is_closed():
+    from txhyco.httpbridge import REQUEST_WAIT, HttpExchange
+
+    clock = task.Clock()
+    hc = HybridConnection(Namespace.parse("127.0.0.1:1", secure=False), "x")
+    request = Request(address="ws://127.0.0.1:1/$hc/x?sb-hc-action=request&sb-hc-id=1", id="1")
+    exchange = HttpExchange(clock, hc, factory=None, listener=None, request=request)
+    leg = SilentLeg()
+    exchange.rendezvous_open(leg)
+    clock.advance(REQUEST_WAIT - 1)
+    assert not leg.dropped
+    clock.advance(1)
+    assert leg.dropped

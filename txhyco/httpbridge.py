@@ -121,6 +121,10 @@ def local_target(request_target: str, entity_path: str) -> tuple[str, str]:
     return path + (sep + query if sep else ""), prefix
 
 
+#: Seconds an address-only request's rendezvous waits for the request itself.
+REQUEST_WAIT = 60.0
+
+
 class RendezvousLeg(WebSocketClientProtocol):
     """A request rendezvous at the listener: reads a request, carries one response."""
 
@@ -260,6 +264,15 @@ class HttpExchange:
         if self.app is not None:
             # Opened to carry a response that outgrew the control channel.
             self._start_streaming()
+        else:
+            # Opened to fetch the request (address-only): a relay that never
+            # sends it must not hold the connection for ever.
+            self.reactor.callLater(REQUEST_WAIT, self._request_overdue, leg)
+
+    def _request_overdue(self, leg) -> None:
+        if self.app is None and not self._finished and leg.state != leg.STATE_CLOSED:
+            log.warn("request rendezvous {id}: no request within {s:g} s; closing", id=self.request.id, s=REQUEST_WAIT)
+            leg.dropConnection(abort=True)
 
     def framing_error(self, error: ProtocolError) -> None:
         log.warn("request rendezvous {id}: {why}", id=self.request.id, why=error.message)
