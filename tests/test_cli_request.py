@@ -201,3 +201,23 @@ def test_rewrite_head():
     assert rewrite_head(head, prefix="", host=None) == head
     out = rewrite_head(head, prefix="/app", host="127.0.0.1:8080")
     assert out.split(b"\r\n")[:2] == [b"GET /app/a?b=1 HTTP/1.1", b"Host: 127.0.0.1:8080"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_request_the_listener_cannot_pass_on_gets_400_and_no_traceback(relay):
+    from tests.test_relay_http import fetch, token_header
+
+    cs = relay.connection_string
+    site = local_site()
+    listener = cli("listen", "web3", "--http", f"http://127.0.0.1:{site.getHost().port}/", cs=cs)
+    yield listener.wait_for("listening on")
+    try:
+        headers = dict(token_header(relay, "web3"), **{"X-Name": "caf\u00e9"})  # not ASCII: HTTP/1.1 to the site cannot carry it
+        status, _, _, body = yield fetch(relay, "GET", "/web3/", headers=headers)
+        assert status == 400 and b"cannot be passed on" in body
+        status, _, _, _ = yield fetch(relay, "GET", "/web3/", headers=token_header(relay, "web3"))
+        assert status == 200
+    finally:
+        _, _, err = yield stopped(listener)
+        yield site.stopListening()
+    assert "Traceback" not in err and "Unhandled" not in err, err
