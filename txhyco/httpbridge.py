@@ -181,6 +181,7 @@ class HttpExchange:
         self._finished = False
         self._closed = False
         self._via_rendezvous = request.address_only
+        self._request_wait = None  # the timer for an address-only request's arrival
 
     # -- starting ------------------------------------------------------------
 
@@ -267,9 +268,15 @@ class HttpExchange:
         else:
             # Opened to fetch the request (address-only): a relay that never
             # sends it must not hold the connection for ever.
-            self.reactor.callLater(REQUEST_WAIT, self._request_overdue, leg)
+            self._request_wait = self.reactor.callLater(REQUEST_WAIT, self._request_overdue, leg)
+
+    def _stop_request_wait(self) -> None:
+        call, self._request_wait = self._request_wait, None
+        if call is not None and call.active():
+            call.cancel()
 
     def _request_overdue(self, leg) -> None:
+        self._request_wait = None
         if self.app is None and not self._finished and leg.state != leg.STATE_CLOSED:
             log.warn("request rendezvous {id}: no request within {s:g} s; closing", id=self.request.id, s=REQUEST_WAIT)
             leg.dropConnection(abort=True)
@@ -281,6 +288,7 @@ class HttpExchange:
 
     def channel_event(self, event) -> None:
         if isinstance(event, CommandReceived):
+            self._stop_request_wait()
             request = event.command
             self._serve(request, None if request.body else b"")
         elif isinstance(event, BodyData):
@@ -292,6 +300,7 @@ class HttpExchange:
                 self._feed(b"0\r\n\r\n")
 
     def rendezvous_closed(self, leg) -> None:
+        self._stop_request_wait()
         if not self._finished:
             self._abandon(Failure(ConnectionDone("the relay closed the request rendezvous")))
 

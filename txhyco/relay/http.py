@@ -332,7 +332,9 @@ class HttpSender:
         timeout = self.relay.config.limits.stream_idle_timeout
         waited = self.relay.reactor.seconds() - since
         if waited >= timeout:
-            self.transport.loseConnection()
+            # Nothing is in flight, and a sender that does not read would keep
+            # a graceful close (which waits for the send buffer) open for ever.
+            self.transport.abortConnection()
         else:
             self._next_head_deadline = self.relay.reactor.callLater(timeout - waited, self._next_head_check)
 
@@ -349,7 +351,9 @@ class HttpSender:
             if wire is not None and wire.producer is None and unsent_bytes(wire) > _UNREAD_LIMIT:
                 # The sender is not reading its answers: take no further
                 # request (and buffer no further answer) until they have left.
-                # (On the TCP connection itself, under TLS too.)
+                # (On the TCP connection itself, under TLS too.) Reading stops
+                # meanwhile, so no new exchange can want the producer slot.
+                self.pause()
                 wire.registerProducer(_WhenDrained(wire, self._go_on), False)
                 return
             self._go_on()
