@@ -49,6 +49,11 @@ def tcp_wire(transport):
     return wire if isinstance(wire, tcp.Connection) else None
 
 
+def unsent_bytes(wire) -> int:
+    """Bytes written to a ``twisted.internet.tcp`` connection and not yet sent (Twisted's own buffers)."""
+    return len(wire.dataBuffer) - wire.offset + wire._tempDataLen
+
+
 def install(transport) -> None:
     """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc)."""
     conn = tcp_wire(transport)

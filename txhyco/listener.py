@@ -294,9 +294,7 @@ class HybridConnectionListener:
 
     def _refuse_malformed_request(self, payload: bytes, error: ProtocolError) -> None:
         """A ``request`` whose headers could smuggle bytes gets 400, never the application."""
-        if len(payload) > CONTROL_MESSAGE_LIMIT:
-            return
-        try:
+        try:  # (Autobahn already held the payload to CONTROL_MESSAGE_LIMIT)
             raw = json.loads(payload)["request"]
             request_id = raw["id"]
         except (ValueError, KeyError, TypeError, RecursionError):  # nesting too deep for json
@@ -307,10 +305,7 @@ class HybridConnectionListener:
         self.respond(Response(request_id, 400, "Bad Request", body=False))
 
     def _dispatch_accept(self, accept: Accept) -> None:
-        try:
-            split_ws_url(accept.address)
-        except RelayError as e:  # nowhere to go, not even to reject it
-            log.warn("ignored an accept for {id}: {why}", id=accept.id, why=str(e))
+        if not _usable_address(accept, "an accept"):
             return
         try:
             self.on_accept(accept)
@@ -318,10 +313,7 @@ class HybridConnectionListener:
             log.failure("accept handler failed for {id}", id=accept.id)
 
     def _dispatch_request(self, request: Request, body: bytes | None) -> None:
-        try:
-            split_ws_url(request.address)  # where a large response or the request itself goes
-        except RelayError as e:
-            log.warn("ignored a request {id}: {why}", id=request.id, why=str(e))
+        if not _usable_address(request, "a request"):
             return
         if self.on_request is None:
             # No HTTP application: answer 501, on a rendezvous for address-only requests.
@@ -374,3 +366,18 @@ class HybridConnectionListener:
         self._token, self._token_time = token, self.reactor.seconds()
         proto.sendMessage(serialize_command(RenewToken(token)).encode("utf-8"), isBinary=False)
         self._schedule_renewal()
+
+
+def _usable_address(command, kind: str) -> bool:
+    """Whether ``command``'s rendezvous address can be connected to; a warning if not.
+
+    An accept or request with an address that is not a ws(s) URL has nowhere
+    to go, not even to be rejected: it is skipped rather than left to fail
+    later inside a bridge.
+    """
+    try:
+        split_ws_url(command.address)
+    except RelayError as e:
+        log.warn("ignored {kind} for {id}: {why}", kind=kind, id=command.id, why=str(e))
+        return False
+    return True

@@ -15,6 +15,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
+from txhyco.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.relay.config import Limits, RelayConfig
 
 
@@ -78,11 +79,9 @@ def raw_connect(port: int, cls=RawClient) -> defer.Deferred:
 
 
 def transport_buffered(transport) -> int:
-    """Bytes a Twisted TCP transport holds, written but not yet sent."""
-    if transport is None:
-        return 0
-    data = getattr(transport, "dataBuffer", b"")
-    return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+    """Bytes a Twisted TCP transport (or the TCP under its TLS) holds, written but not yet sent."""
+    wire = tcp_wire(transport) if transport is not None else None
+    return unsent_bytes(wire) if wire is not None else 0
 
 
 def relay_buffered(running) -> int:

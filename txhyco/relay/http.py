@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txhyco.eagerwrite import tcp_wire
+from txhyco.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
@@ -365,11 +365,6 @@ class HttpSender:
 
 #: Unsent answer bytes past which a sender's next request waits for them to leave.
 _UNREAD_LIMIT = 256 * 1024
-
-
-def unsent_bytes(wire) -> int:
-    """Bytes written to a Twisted TCP connection and not yet sent."""
-    return len(wire.dataBuffer) - wire.offset + wire._tempDataLen
 
 
 @implementer(IPullProducer)
