@@ -1,13 +1,16 @@
 """A broken or hostile relay must not crash, flood or wedge a listener."""
+import re
+
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import Factory, Protocol
 
 from txhyco.address import HybridConnection
 from txhyco.bridge import AcceptBridge, FrameMasker
 from txhyco.errors import RelayError
-from txhyco.handshake import split_ws_url
+from txhyco.handshake import accept_value, open_raw_websocket, split_ws_url
 from txhyco.listener import CONTROL_MESSAGE_LIMIT, HybridConnectionListener
 from txhyco.protocol.addresses import Namespace
 from txhyco.protocol.errors import ProtocolError
@@ -33,6 +36,10 @@ def test_accepts_and_requests_with_unusable_addresses_are_ignored():
     assert seen == []
     listener._dispatch_accept(Accept(address="ws://h/x", id="3", connect_headers=Headers()))
     assert [a.id for a in seen] == ["3"]
+    # A good address is remembered by its scheme and authority only.
+    for n, address in enumerate(["ws://h/y", "ws://h:99999/x", "ws://hx:1/", "wss://h/x", "ws://h?/x", "ws://h:abc/"], 4):
+        listener._dispatch_accept(Accept(address=address, id=str(n), connect_headers=Headers()))
+    assert [a.id for a in seen] == ["3", "4", "6", "7", "8"]
 
 
 def test_json_nested_too_deep_for_python_is_skipped():
@@ -123,3 +130,39 @@ def test_a_request_rendezvous_that_never_brings_the_request_is_closed():
     assert not leg.dropped
     clock.advance(1)
     assert leg.dropped
+
+
+class Answers101(Protocol):
+    """A fake relay rendezvous: upgrades whatever comes, naming ``factory.subprotocol``."""
+
+    def dataReceived(self, data):
+        key = re.search(rb"(?i)sec-websocket-key: *([^\r]+)\r\n", data)[1]
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_value(key) + b"\r\n"
+            b"Sec-WebSocket-Protocol: " + self.factory.subprotocol + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("offered, named, ok", [
+    ("chat", b"chat", True),
+    ("chat, mqtt", b"mqtt", True),
+    (None, b"chat", False),        # nothing offered
+    ("chat", b"mqtt", False),      # not the one offered
+    ("chat", b"caf\xc3\xa9", False),  # not even ASCII
+])
+@pytest_twisted.inlineCallbacks
+def test_a_rendezvous_101_may_name_only_an_offered_subprotocol(offered, named, ok):
+    factory = Factory.forProtocol(Answers101)
+    factory.subprotocol = named
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        d = open_raw_websocket(reactor, f"ws://127.0.0.1:{port.getHost().port}/$hc/x?sb-hc-action=accept", protocol=offered)
+        if ok:
+            proto, chosen, _ = yield d
+            assert chosen == named.decode()
+            proto.transport.abortConnection()
+        else:
+            with pytest.raises(RelayError, match="not offered"):
+                yield d
+    finally:
+        yield defer.maybeDeferred(port.stopListening)

@@ -123,6 +123,10 @@ class RawUpgrade(Protocol):
         self.transport.write(data)
         self._timer = self._reactor.callLater(self._timeout, self._timed_out)
 
+    def _offered(self, chosen: bytes) -> bool:
+        offered = [p.strip() for p in (self.protocol or "").split(",")]
+        return chosen.isascii() and chosen.decode("ascii") in offered and chosen != b""
+
     def _timed_out(self) -> None:
         self._timer = None
         self._fail(RelayUnreachable(f"The rendezvous upgrade did not complete within {self._timeout:g} seconds."))
@@ -156,8 +160,9 @@ class RawUpgrade(Protocol):
                 self.transport.abortConnection()
                 return
             chosen = headers.get(b"sec-websocket-protocol")
-            if chosen is not None and not chosen.isascii():
-                self._fail(RelayError("The relay's 101 answer names a subprotocol that is not ASCII."))
+            if chosen is not None and not self._offered(chosen):
+                # RFC 6455 §4.1: a subprotocol the client did not offer fails the connection.
+                self._fail(RelayError(f"The relay's 101 answer names a subprotocol that was not offered: {chosen!r}."))
                 self.transport.abortConnection()
                 return
             if self._timer is not None and self._timer.active():
