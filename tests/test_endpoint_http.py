@@ -224,3 +224,32 @@ def test_repeated_response_headers_are_joined_and_single_ones_kept(relay):
         assert (yield threads.deferToThread(run)) == (200, "a, b", "one  two", b"ok")
     finally:
         yield port.stopListening()
+
+
+class Hello(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        return b"hello world"
+
+
+@pytest_twisted.inlineCallbacks
+def test_head_gets_the_get_head_without_a_body_and_the_connection_goes_on(relay):
+    port = yield serverFromString(reactor, endpoint_string(relay, "hd")).listen(Site(Hello()))
+    headers = {"ServiceBusAuthorization": make_token(relay, "hd")}
+    try:
+        def run():
+            conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=20)
+            conn.request("HEAD", "/hd/x", headers=headers)
+            head = conn.getresponse()
+            answers = [(head.status, head.getheader("Content-Length"), head.read())]
+            conn.request("GET", "/hd/x", headers=headers)  # same connection
+            get = conn.getresponse()
+            answers.append((get.status, get.getheader("Content-Length"), get.read()))
+            conn.close()
+            return answers
+        answers = yield threads.deferToThread(run)
+        assert answers == [(200, "11", b""), (200, "11", b"hello world")]
+    finally:
+        yield port.stopListening()

@@ -80,6 +80,13 @@ def test_head_and_204_have_no_body(relay):
 
 
 @pytest_twisted.inlineCallbacks
+def test_head_keeps_the_length_a_get_would_get(relay):
+    yield RawListener(relay, "hl", respond=lambda r, b: (200, {"Content-Length": "11"}, b"")).start()
+    status, _, headers, body = yield fetch(relay, "HEAD", "/hl", headers=token_header(relay, "hl"))
+    assert (status, headers.get("Content-Length"), body) == (200, "11", b"")
+
+
+@pytest_twisted.inlineCallbacks
 def test_no_listener_is_502_without_via(relay):
     status, reason, headers, body = yield fetch(relay, "GET", "/ghost", headers=token_header(relay, "ghost"))
     assert status == 502

@@ -340,6 +340,8 @@ class HttpExchange:
             return
         self._head = b""
         status, reason, headers, length = parsed
+        if self.request.method == "HEAD":
+            length = 0  # the head describes the body a GET would get; none follows
         self._remaining = length
         self._response_head(status, reason, headers, length <= CONTROL_CHANNEL_BODY_LIMIT)
         if self._finished:

@@ -264,10 +264,15 @@ class HttpSender:
         self.exchange = None
         self._maybe_next_cycle()
 
-    def send_response(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes | None) -> None:
-        """A whole response (head, ``body`` with a Content-Length, end) in one write."""
+    def send_response(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes | None,
+                      head_length: int | None = None) -> None:
+        """A whole response (head, ``body`` with a Content-Length, end) in one write.
+
+        ``head_length``: for a body-less answer to HEAD, the Content-Length a GET would get.
+        """
         conn = self.conn
-        data = conn.send(self._response_event(status, reason, headers, None if body is None else len(body)))
+        length = head_length if body is None else len(body)
+        data = conn.send(self._response_event(status, reason, headers, length))
         if body:
             data += conn.send(h11.Data(data=body))
         data += conn.send(h11.EndOfMessage())
@@ -594,8 +599,8 @@ class HttpExchange:
             self._response_body = []  # small: sent with a Content-Length when complete
 
     def _start(self, content_length: int | None) -> None:
-        if not self._has_body:
-            content_length = None
+        if not self._has_body and self.method != "HEAD":
+            content_length = None  # (HEAD keeps it: see _finish_whole)
         self.sender.start_response(self._response.status_code, self._status_reason, self._headers, content_length)
 
     def response_body(self, data: bytes) -> None:
@@ -626,7 +631,10 @@ class HttpExchange:
         if sender.transport is not None and sender.transport.producer is not None:
             sender.transport.unregisterProducer()
         self._cleanup()
-        sender.send_response(self._response.status_code, self._status_reason, self._headers, body)
+        # A HEAD answer keeps the listener's Content-Length (RFC 9110 §9.3.2: the
+        # head a GET would get); h11 knows no body follows it.
+        head_length = declared_length(self._response.response_headers) if self.method == "HEAD" else None
+        sender.send_response(self._response.status_code, self._status_reason, self._headers, body, head_length)
 
     def _finish_response(self) -> None:
         sender = self.sender
