@@ -47,7 +47,7 @@ $(CB_VENV)/.stamp-install: setup.py
 test-crossbar: $(CB_VENV)/.stamp-install
 	$(CB_PY) -m pytest -p no:cacheprovider --timeout=300 tests/crossbar
 
-# The demo needs only Python; the benchmarks add Node's hyco-ws, not the browser.
+# The demo needs only Python; the benchmarks add Node's hyco-ws and hyco-https, not the browser.
 demo: $(VENV)/.stamp-install
 	$(PY) examples/demo.py
 

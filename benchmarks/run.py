@@ -9,7 +9,10 @@ and server code and the same processes, differing only in the path:
 * **relayed**  client (txhyco sender) ──▶ relay ◀── server (txhyco listener)
 
 plus, for the WebSocket echo scenarios, **relayed-hyco-ws**: the same relay
-with Microsoft's ``hyco-ws`` Node listener instead of txhyco's.
+with Microsoft's ``hyco-ws`` Node listener instead of txhyco's, and for the
+HTTP scenarios **relayed-hyco-https**: Microsoft's ``hyco-https`` listener
+serving the same two resources (no target; it shows what the relay costs with
+another listener, and what Microsoft's listener holds for a large response).
 
 Process layout (every box is its own OS process; the machine may have only
 2 cores, so in the proxy/relayed arrangements three busy processes share two
@@ -21,6 +24,7 @@ cores — that is part of what is measured, and the same for proxy and relay)::
     │                   and through the relay (RelayedServerFactory / hyco: endpoint)
     ├── proxy_proc.py   Twisted TCP proxy to the server's two TCP ports
     ├── node node_echo_listener.js   hyco-ws echo listener (peer comparison)
+    ├── node node_http_listener.js   hyco-https listener (peer comparison)
     └── client_proc.py  one per scenario × arrangement (load generator)
 
 Usage::
@@ -75,6 +79,8 @@ MODES = {
     ),
 }
 SCALE_TARGET_CONNECTIONS = 10000
+#: Microsoft's listeners compared with txhyco's: arrangement → process name (= npm package).
+PEERS = {"relayed-hyco-ws": "hyco-ws", "relayed-hyco-https": "hyco-https"}
 
 
 # ----------------------------------------------------------------- processes
@@ -193,6 +199,14 @@ def rss(pid: int) -> int:
 # ----------------------------------------------------------------- machine
 
 
+def node_package_version(name: str) -> str | None:
+    try:
+        with open(os.path.join(common.ROOT, "tests/interop/node/node_modules", name, "package.json")) as f:
+            return json.load(f)["version"]
+    except Exception:
+        return None
+
+
 def machine_info() -> dict:
     import psutil
 
@@ -230,10 +244,7 @@ def machine_info() -> dict:
             node_version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
         except Exception:
             pass
-    try:
-        hyco_ws = json.load(open(os.path.join(common.ROOT, "tests/interop/node/node_modules/hyco-ws/package.json")))["version"]
-    except Exception:
-        hyco_ws = None
+    hyco_ws, hyco_https = (node_package_version(name) for name in ("hyco-ws", "hyco-https"))
     try:
         from twisted.internet import reactor
 
@@ -246,7 +257,8 @@ def machine_info() -> dict:
         "cpu_model": cpu_model, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(), "python": platform.python_version(),
         "python_implementation": platform.python_implementation(), "versions": versions,
-        "accelerators": accel, "node": node_version, "hyco_ws": hyco_ws, "reactor": reactor_name,
+        "accelerators": accel, "node": node_version, "hyco_ws": hyco_ws,
+        "hyco_https": hyco_https, "reactor": reactor_name,
         "nofile_limit": common.raise_nofile(),
     }
 
@@ -268,11 +280,11 @@ def scenarios(m: dict) -> list[dict]:
              params=dict(size=1 * MiB, inflight=m["bulk_inflight"], warmup_s=m["stream_warmup"],
                          duration=m["stream_duration"], repeats=r),
              metrics=[("mb_per_s", "MB/s", True)]),
-        dict(name="http_get_small", title="HTTP GET 256 B, 16 clients", client="http_get", kind="http",
+        dict(name="http_get_small", title="HTTP GET 256 B, 16 clients", client="http_get", kind="http", peer=True,
              params=dict(clients=16, warmup_s=m["stream_warmup"], duration=m["get_duration"], repeats=r),
              metrics=[("rps", "req/s", True), ("p99_ms", "ms", False)]),
         dict(name="http_download", title=f"HTTP download {m['download_size'] // MiB} MiB", client="http_download",
-             kind="http", params=dict(size=m["download_size"], repeats=m["download_repeats"]),
+             kind="http", peer=True, params=dict(size=m["download_size"], repeats=m["download_repeats"]),
              metrics=[("mb_per_s", "MB/s", True)], sample_rss=True),
         dict(name="ws_connect", title="WS connection open+close", client="ws_connsetup", kind="ws",
              params=dict(concurrency=m["setup_concurrency"], warmup_s=m["stream_warmup"],
@@ -312,25 +324,27 @@ class Bench:
         proxy = self.spawn("proxy", [PY, os.path.join(BENCH, "proxy_proc.py"), str(self.ws_port), str(self.http_port)])
         ports = proxy.wait_for("ready", 30)["ports"]
         self.proxy_ws, self.proxy_http = ports[str(self.ws_port)], ports[str(self.http_port)]
-        self.peer = False
+        self.peer = self.peer_http = False
         if self.want_peer:
-            self.peer = self.start_node()
+            self.peer = self.start_node("hyco-ws", "node_echo_listener.js", "echo-node")
+            self.peer_http = self.start_node("hyco-https", "node_http_listener.js", "web-node")
 
-    def start_node(self) -> bool:
+    def start_node(self, package: str, script: str, path: str) -> bool:
+        """Start a Microsoft listener (``package``'s ``script``) on hybrid connection ``path``."""
         node = shutil.which("node")
-        mod = os.path.join(common.ROOT, "tests/interop/node/node_modules/hyco-ws")
+        mod = os.path.join(common.ROOT, "tests/interop/node/node_modules", package)
         if not node or not os.path.isdir(mod):
-            self.notes.append("peer comparison skipped: node or hyco-ws not installed (make setup runs npm install)")
+            self.notes.append(f"peer comparison skipped: node or {package} not installed (make setup runs npm install)")
             return False
         env = dict(self.env, HYCO_KEY=self.key)
         env.pop(common.KEY_ENV, None)
-        p = self.spawn("hyco-ws", [node, os.path.join(BENCH, "node_echo_listener.js"),
-                                   f"ws://127.0.0.1:{self.relay_port}", "echo-node", common.KEY_NAME], env=env)
+        p = self.spawn(package, [node, os.path.join(BENCH, script),
+                                 f"ws://127.0.0.1:{self.relay_port}", path, common.KEY_NAME], env=env)
         try:
             p.wait_for("ready", 30)
             return True
         except RuntimeError as e:
-            self.notes.append(f"peer comparison skipped: hyco-ws listener did not start: {e}")
+            self.notes.append(f"peer comparison skipped: {package} listener did not start: {e}")
             return False
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> Proc:
@@ -341,7 +355,7 @@ class Bench:
         return p
 
     def stop(self) -> None:
-        for name in ("hyco-ws", "proxy", "server", "relay"):
+        for name in (*PEERS.values(), "proxy", "server", "relay"):
             if name in self.procs:
                 self.procs[name].stop()
 
@@ -361,9 +375,12 @@ class Bench:
             if sc.get("peer") and self.peer:
                 out.append(("relayed-hyco-ws", {"relay_port": self.relay_port, "path": "echo-node"}, "relay"))
             return out
-        return [("direct", {"port": self.http_port, "prefix": "/"}, None),
-                ("proxy", {"port": self.proxy_http, "prefix": "/"}, "proxy"),
-                ("relayed", {"port": self.relay_port, "prefix": "/web", "relay": True}, "relay")]
+        out = [("direct", {"port": self.http_port, "prefix": "/"}, None),
+               ("proxy", {"port": self.proxy_http, "prefix": "/"}, "proxy"),
+               ("relayed", {"port": self.relay_port, "prefix": "/web", "relay": True}, "relay")]
+        if sc.get("peer") and self.peer_http:
+            out.append(("relayed-hyco-https", {"port": self.relay_port, "prefix": "/web-node", "relay": True}, "relay"))
+        return out
 
     def service_pids(self) -> dict:
         return {name: p.pid for name, p in self.procs.items()}
@@ -371,13 +388,14 @@ class Bench:
     # -- running ------------------------------------------------------------
 
     def run_one(self, sc: dict, arrangement: str, target: dict, middle: str | None) -> dict:
-        listener = {"relayed": "txhyco", "relayed-hyco-ws": "hyco-ws"}.get(arrangement)
-        server_name = "hyco-ws" if arrangement == "relayed-hyco-ws" else "server"
+        listener = {"relayed": "txhyco", **PEERS}.get(arrangement)
+        server_name = PEERS.get(arrangement, "server")
         res = {"scenario": sc["name"], "title": sc["title"], "arrangement": arrangement, "listener": listener,
                "params": sc["params"], "metrics": {}, "error": None}
         pids = self.service_pids()
         cpu0 = cpu_seconds(pids)
-        sampler = Sampler({k: pids[k] for k in ("relay", "proxy", "server") if k in pids}) if sc.get("sample_rss") else None
+        sampled = ("relay", "proxy", "server", *PEERS.values())
+        sampler = Sampler({k: pids[k] for k in sampled if k in pids}) if sc.get("sample_rss") else None
         rss0 = {k: rss(pid) for k, pid in pids.items()} if sc.get("scale") else None
         t0 = time.monotonic()
         client = Proc(f"client {sc['name']} {arrangement}",
@@ -577,6 +595,21 @@ def compute_targets(results, mode: dict) -> list[dict]:
     return t
 
 
+def compare_http_peer(results) -> list[dict]:
+    """txhyco's listener ÷ hyco-https's through the same relay, where both ran (no target)."""
+    out = []
+    for sc, key, name in (("http_get_small", "rps", "HTTP small GET rps, txhyco ÷ hyco-https"),
+                          ("http_download", "mb_per_s", "HTTP download MB/s, txhyco ÷ hyco-https")):
+        ours, theirs = median(results, sc, "relayed", key), median(results, sc, "relayed-hyco-https", key)
+        if ours is not None and theirs is not None:
+            out.append({"name": name, "value": ratio(ours, theirs), "txhyco": ours, "hyco_https": theirs})
+    r = find(results, "http_download", "relayed-hyco-https")
+    if r and r.get("rss") and "hyco-https" in r["rss"]:
+        out.append({"name": "HTTP download: hyco-https listener RSS growth (MiB)",
+                    "value": r["rss"]["hyco-https"]["growth_mib"], "txhyco": None, "hyco_https": None})
+    return out
+
+
 def table(results, targets, machine, mode_name) -> str:
     lines = []
     m = machine
@@ -585,7 +618,7 @@ def table(results, targets, machine, mode_name) -> str:
                  f"{m['cpu_model']}, {m['memory_gib']} GiB; {m['platform']}")
     v = m["versions"]
     lines.append(f"python {m['python']} ({m['reactor']}), twisted {v['twisted']}, autobahn {v['autobahn']}, h11 {v['h11']}, "
-                 f"node {m['node']}, hyco-ws {m['hyco_ws']}; accelerators {m['accelerators']}")
+                 f"node {m['node']}, hyco-ws {m['hyco_ws']}, hyco-https {m.get('hyco_https')}; accelerators {m['accelerators']}")
     lines.append("")
     hdr = f"{'scenario':<34} {'arrangement':<16} {'metric':<20} {'median':>10} {'min':>10} {'max':>10} {'spread':>7} {'÷direct':>8}  {'CPU s cli/srv/mid':>18}"
     lines.append(hdr)
@@ -608,8 +641,8 @@ def table(results, targets, machine, mode_name) -> str:
                 continue
             d = median(results, r["scenario"], "direct", k)
             rt = ratio(s["median"], d) if r["arrangement"] != "direct" else None
-            mid = {"proxy": "proxy", "relayed": "relay", "relayed-hyco-ws": "relay"}.get(r["arrangement"])
-            srv = "hyco-ws" if r["arrangement"] == "relayed-hyco-ws" else "server"
+            mid = "proxy" if r["arrangement"] == "proxy" else "relay" if r["arrangement"].startswith("relayed") else None
+            srv = PEERS.get(r["arrangement"], "server")
             cpu = "/".join(fmt(x) for x in (r.get("client_cpu_s"), r["cpu_s"].get(srv), r["cpu_s"].get(mid) if mid else None))
             lines.append(f"{r['title']:<34} {r['arrangement']:<16} {k:<20} {fmt(s['median']):>10} {fmt(s['min']):>10} "
                          f"{fmt(s['max']):>10} {fmt(s['spread_pct']) + '%':>7} {fmt(rt):>8}  {cpu:>18}")
@@ -650,7 +683,8 @@ def chart(results, path: str, title: str) -> str | None:
               ("ws_connect", "conn_per_s", "WS open+close (conn/s)"),
               ("ws_idle_scale", "middle_kib_per_conn", "idle conn: middle hop KiB/conn"),
               ("ws_idle_scale", "server_kib_per_conn", "idle conn: server/listener KiB/conn")]
-    colors = {"direct": "#4c72b0", "proxy": "#8c8c8c", "relayed": "#dd8452", "relayed-hyco-ws": "#55a868"}
+    colors = {"direct": "#4c72b0", "proxy": "#8c8c8c", "relayed": "#dd8452", "relayed-hyco-ws": "#55a868",
+              "relayed-hyco-https": "#55a868"}
     fig, axes = plt.subplots(2, 4, figsize=(18, 8))
     for ax, (sc, key, label) in zip(axes.flat, panels):
         names, meds, lo, hi, cols = [], [], [], [], []
@@ -684,9 +718,10 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds (for tests)")
     ap.add_argument("--full", action="store_true", help="longer and larger (same as BENCH_FULL=1)")
     ap.add_argument("--out", default=os.path.join(BENCH, "results"), help="directory for latest.json/.txt/.png")
-    ap.add_argument("--no-peer", action="store_true", help="skip the hyco-ws listener comparison")
+    ap.add_argument("--no-peer", action="store_true", help="skip the hyco-ws and hyco-https listener comparisons")
+    ap.add_argument("--peer", action="store_true", help="run those comparisons in a smoke run too (for tests)")
     ap.add_argument("--only", nargs="*", help="run only these scenarios (names as in latest.json)")
-    ap.add_argument("--arrangements", nargs="*", help="run only these arrangements (direct proxy relayed relayed-hyco-ws)")
+    ap.add_argument("--arrangements", nargs="*", help="run only these arrangements (direct proxy relayed relayed-hyco-ws relayed-hyco-https)")
     ap.add_argument("--profile-relay", metavar="FILE", help="run the relay under cProfile, stats to FILE")
     ap.add_argument("--profile-server", metavar="FILE", help="run the server/listener under cProfile, stats to FILE")
     ap.add_argument("--scale-connections", type=int, help="override the idle-connection count")
@@ -699,7 +734,7 @@ def main(argv=None) -> int:
     machine = machine_info()
     print(f"txhyco benchmarks, mode {mode}: {machine['cores_logical']} cores, Python {machine['python']}, "
           f"Twisted {machine['versions']['twisted']}, Autobahn {machine['versions']['autobahn']}", flush=True)
-    bench = Bench(mode, args.out, peer=not args.no_peer and mode != "smoke", only=args.only,
+    bench = Bench(mode, args.out, peer=not args.no_peer and (mode != "smoke" or args.peer), only=args.only,
                   profile={"relay": args.profile_relay, "server": args.profile_server}, arrangements=args.arrangements)
     t0 = time.monotonic()
     try:
@@ -709,7 +744,11 @@ def main(argv=None) -> int:
         bench.stop()
     elapsed = time.monotonic() - t0
     targets = compute_targets(bench.results, bench.m)
+    comparisons = compare_http_peer(bench.results)
     text = table(bench.results, targets, machine, mode)
+    if comparisons:
+        text += "\n\nbeside Microsoft's hyco-https listener, same relay (no target)\n" + "\n".join(
+            f"  {c['name']}: {fmt(c['value'])} (txhyco {fmt(c['txhyco'])}, hyco-https {fmt(c['hyco_https'])})" for c in comparisons)
     if bench.notes:
         text += "\n\nnotes:\n" + "\n".join("  " + n for n in bench.notes)
     if mode != "full":
@@ -724,8 +763,10 @@ def main(argv=None) -> int:
                               "server": "server_proc.py (echo WebSocket + twisted.web; TCP and through the relay)",
                               "proxy": "proxy_proc.py (Twisted byte-forwarding TCP proxy)",
                               "hyco-ws": "node node_echo_listener.js (peer listener)" if bench.peer else None,
+                              "hyco-https": "node node_http_listener.js (peer listener)" if bench.peer_http else None,
                               "client": "client_proc.py, one process per scenario × arrangement"},
-           "params": bench.m, "notes": bench.notes, "results": bench.results, "targets": targets}
+           "params": bench.m, "notes": bench.notes, "results": bench.results, "targets": targets,
+           "comparisons": comparisons}
     with open(os.path.join(args.out, "latest.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, default=str)
     with open(os.path.join(args.out, "latest.txt"), "w", encoding="utf-8") as f:

@@ -68,3 +68,33 @@ def _has_matplotlib() -> bool:
     except ImportError:
         return False
     return True
+
+
+@pytest.mark.timeout(240)
+def test_smoke_run_with_microsofts_listeners(tmp_path):
+    """The peer arrangements (node_echo_listener.js, node_http_listener.js) run and are compared."""
+    pytest.importorskip("psutil", reason="the bench extra is not installed (pip install -e '.[bench]')")
+    from tests.interop import nodeclients
+
+    if nodeclients.unavailable_reason():
+        pytest.fail(f"Microsoft's Node relay clients are not usable: {nodeclients.unavailable_reason()}. Run `make setup`.",
+                    pytrace=False)
+    env = dict(os.environ)
+    env.pop("BENCH_FULL", None)
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--peer", "--out", str(tmp_path), "--only", "ws_echo_1k_rtt", "http_get_small",
+         "http_download", "--arrangements", "relayed", "relayed-hyco-ws", "relayed-hyco-https"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=220,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    seen = {(r["scenario"], r["arrangement"]): r for r in doc["results"]}
+    assert set(seen) == {("ws_echo_1k_rtt", "relayed"), ("ws_echo_1k_rtt", "relayed-hyco-ws"),
+                         ("http_get_small", "relayed"), ("http_get_small", "relayed-hyco-https"),
+                         ("http_download", "relayed"), ("http_download", "relayed-hyco-https")}
+    for r in seen.values():
+        assert r["error"] is None and r["metrics"], r
+    assert seen[("http_get_small", "relayed-hyco-https")]["listener"] == "hyco-https"
+    assert "hyco-https" in seen[("http_download", "relayed-hyco-https")]["rss"]  # its memory is sampled
+    assert [c["name"] for c in doc["comparisons"]][:2] == [
+        "HTTP small GET rps, txhyco ÷ hyco-https", "HTTP download MB/s, txhyco ÷ hyco-https"]
