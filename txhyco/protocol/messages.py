@@ -67,7 +67,9 @@ def _json_value_to_str(value: Any, what: str) -> str:
     JavaScript prints them), booleans ``"true"``/``"false"``, ``null`` the
     empty string, and arrays the ``", "``-join of their non-empty stringified
     elements (the multi-value convention of §4.1; Node itself would keep only
-    the first element).  Objects have no sensible header form and are rejected.
+    the first element).  Objects have no sensible header form and are rejected,
+    as are arrays inside arrays (flattening them recursed once per level: a
+    64 KiB command nests deep enough to exhaust Python's stack).
     """
     if isinstance(value, str):
         return value
@@ -82,6 +84,8 @@ def _json_value_to_str(value: Any, what: str) -> str:
             raise ProtocolError(f"Header {what} has a non-finite number as its value.")
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, (list, tuple)):
+        if any(isinstance(item, (list, tuple)) for item in value):
+            raise ProtocolError(f"Header {what} has an array inside an array as its value.")
         parts = (_json_value_to_str(item, what) for item in value)
         return ", ".join(part for part in parts if part)
     raise ProtocolError(

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from txhyco.channel import CommandSink
+from txhyco.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
@@ -41,6 +42,14 @@ from .websocket import RelayWebSocketFactory
 log = Logger()
 
 RENDEZVOUS_PARAM = "sb-hc-rendezvous"
+
+#: Bytes waiting in the relay to go out on a control channel past which its
+#: listener gets no new accept or request: one that does not read would
+#: otherwise make the relay buffer every sender's command (and inline body)
+#: without limit. (The kernel's socket buffer comes before this.)
+CONTROL_BACKLOG_LIMIT = 1024 * 1024
+
+NOT_READING = "The listener is not reading its control channel; try again later."
 
 
 def header_pairs(h11_request) -> list[tuple[str, str]]:
@@ -170,6 +179,8 @@ class Relay:
             if entity.listeners:
                 raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
             raise ProtocolError("There are no listeners connected for the endpoint.", 404)
+        if listener.backlogged:
+            raise ProtocolError(NOT_READING, 503)
         pending = PendingConnect(self, proto, entity, request.protocols or [], listener)
         tracking_id = target.tracking_id or str(uuid.uuid4())
         address = listener.rendezvous_address("accept", tracking_id, raw_suffix(target.raw_path, entity.name), target.app_query, pending.key)
@@ -191,10 +202,18 @@ class Relay:
         return pending.deferred
 
     def _accept(self, proto, request, target, host):
-        pending = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM))
-        if not isinstance(pending, PendingConnect) or pending.deferred.called:
+        pending = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM), PendingConnect)
+        if pending is None or pending.deferred.called:
             raise ProtocolError("The rendezvous address is invalid, expired or already used.", 403)
-        rejected = reject_parameters(pending.issued_query, target.query)
+        try:
+            rejected = reject_parameters(pending.issued_query, target.query)
+            if rejected is not None and rejected[0] < 200:
+                raise ProtocolError(f"A reject needs a final status (200 to 999), not the interim status {rejected[0]}.", 400)
+        except ProtocolError as e:
+            # The listener meant to refuse and its address is used up: the
+            # sender hears so now, not at the accept timeout.
+            pending.fail(502, f"The listener's reject was malformed: {e.message}")
+            raise
         if rejected is not None:
             status, description = rejected
             pending.reject(status, sanitize_reason(description, status))
@@ -210,8 +229,8 @@ class Relay:
     def _request(self, proto, request, target, host):
         from .http import HttpExchange
 
-        exchange = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM))
-        if not isinstance(exchange, HttpExchange) or exchange.finished:
+        exchange = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM), HttpExchange)
+        if exchange is None or exchange.finished:
             raise ProtocolError("The rendezvous address is invalid, expired or already used.", 403)
         exchange.rendezvous_claimed(proto)
         proto.role = exchange
@@ -275,6 +294,10 @@ class ControlChannel:
             self.relay.metrics.listeners.labels(self.entity.name).dec()
             log.info("listener {id} offline for {path}", id=self.tracking_id, path=self.entity.name)
         self.relay.registry.forget_if_idle(self.entity)
+        if self._broken is None and proto.failedByMe and proto.localCloseReason:
+            # Autobahn failed the channel (say, a message over the limit):
+            # the senders waiting here hear why.
+            self._broken = f"The listener broke the protocol: {proto.localCloseReason}"
         for exchange in list(self.exchanges.values()):
             exchange.listener_lost(self, self._broken)
         self.exchanges.clear()
@@ -290,6 +313,12 @@ class ControlChannel:
         return f"{self.tracking_id}_G{n}"
 
     # sending
+    @property
+    def backlogged(self) -> bool:
+        """Whether the listener is too far behind reading to be given more (CONTROL_BACKLOG_LIMIT)."""
+        wire = tcp_wire(self.proto.transport)
+        return wire is not None and unsent_bytes(wire) > CONTROL_BACKLOG_LIMIT
+
     def send(self, command, body: bytes | None = None) -> None:
         """Send ``command`` (and its inline body, one write for both)."""
         self.proto.send_command(command, body)

@@ -33,7 +33,7 @@ from txhyco.protocol.messages import MAX_COMMAND_SIZE, RemoteEndpoint, Request, 
 from txhyco.protocol.sas import Rights
 
 from .auth import azure_reason, find_token, host_only
-from .core import listener_filter
+from .core import NOT_READING, listener_filter
 from .splice import frame_header
 
 log = Logger()
@@ -183,6 +183,8 @@ class HttpSender:
                 if entity.listeners:
                     raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
                 raise ProtocolError("There are no listeners connected for the endpoint.", relay.config.limits.no_listener_status)
+            if listener.backlogged:
+                raise ProtocolError(NOT_READING, 503)
             via_host = host or "relay"
             headers = request_headers_for_listener(forward, via="1.1 " + via_host, consume_authorization=consume)
         except ProtocolError as e:
@@ -510,6 +512,9 @@ class HttpExchange:
             return
         self._body_done = True
         if self.inline and not self._sent:
+            if self.listener.backlogged:  # it fell behind while the body arrived
+                self._fail(503, NOT_READING)
+                return
             self._sent = True
             body = b"".join(self._body)
             self._body = []
@@ -561,9 +566,17 @@ class HttpExchange:
         timeout = self.relay.config.limits.response_timeout
         self._deadline = self.relay.reactor.callLater(timeout, self._deadline_passed, timeout)
 
+    def _stop_deadline(self) -> None:
+        call, self._deadline = self._deadline, None
+        if call is not None and call.active():
+            call.cancel()
+
     def _deadline_passed(self, timeout: float) -> None:
         self._deadline = None
-        self._fail(504, f"The listener did not respond within {timeout:g} seconds.")
+        if self.responded:
+            self._fail(504, f"The listener's response stalled: its body did not come within {timeout:g} seconds.")
+        else:
+            self._fail(504, f"The listener did not respond within {timeout:g} seconds.")
 
     def response_received(self, response, channel) -> None:
         if self.responded or self.finished:
@@ -575,8 +588,10 @@ class HttpExchange:
             self._fail(502, f"The listener answered with the interim status {status} instead of a response.")
             return
         self.responded = True
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
+        if channel is self.rendezvous or not response.body:
+            self._stop_deadline()
+        # (else its body follows on the control channel: the deadline, still
+        # running, also covers a body that never comes or stops halfway)
         self._response = response
         self._has_body = response_has_body(self.method, status)
         self._status_reason = sanitize_reason(response.status_description, status)
@@ -585,7 +600,6 @@ class HttpExchange:
         except ProtocolError as e:
             self._fail(502, f"The listener sent unusable response headers: {e.message}")
             return
-        self.relay.count_http(self.entity.name, status)
         if not response.body:
             self._finish_whole(b"" if self._has_body else None)
         elif channel is self.rendezvous:
@@ -601,6 +615,8 @@ class HttpExchange:
     def _start(self, content_length: int | None) -> None:
         if not self._has_body and self.method != "HEAD":
             content_length = None  # (HEAD keeps it: see _finish_whole)
+        # Counted when its head goes out (a buffered response may still fail).
+        self.relay.count_http(self.entity.name, self._response.status_code)
         self.sender.start_response(self._response.status_code, self._status_reason, self._headers, content_length)
 
     def response_body(self, data: bytes) -> None:
@@ -631,6 +647,7 @@ class HttpExchange:
         if sender.transport is not None and sender.transport.producer is not None:
             sender.transport.unregisterProducer()
         self._cleanup()
+        self.relay.count_http(self.entity.name, self._response.status_code)
         # A HEAD answer keeps the listener's Content-Length (RFC 9110 §9.3.2: the
         # head a GET would get); h11 knows no body follows it.
         head_length = declared_length(self._response.response_headers) if self.method == "HEAD" else None
@@ -660,8 +677,11 @@ class HttpExchange:
     def _fail(self, status: int, message: str) -> None:
         if self.finished:
             return
+        # A response buffered from the control channel has not reached the
+        # sender yet, so it can still get a proper error status.
+        started = self.responded and self._response_body is None
         self._cleanup(abort_rendezvous=True)
-        if self.responded:
+        if started:
             self.sender.abort()
         else:
             self.relay.count_http(self.entity.name, status)

@@ -39,7 +39,17 @@ class Entity:
                 ch for lid, ch in self.listeners.items()
                 if (allow is None or _base_id(lid) in allow) and _base_id(lid) not in deny
             ]
-        return random.choice(candidates) if candidates else None
+        if not candidates:
+            return None
+        # Listeners that keep up come first; a backlogged one only if none does
+        # (the caller then refuses the sender with a reason). Usually the
+        # first pick keeps up, and the others are not looked at.
+        choice = random.choice(candidates)
+        if choice.backlogged:
+            ready = [ch for ch in candidates if not ch.backlogged]
+            if ready:
+                choice = random.choice(ready)
+        return choice
 
 
 def _base_id(tracking_id: str) -> str:
@@ -101,11 +111,15 @@ class Registry:
         self.pending[key] = item
         return key
 
-    def claim(self, rid: str | None) -> Any | None:
-        """Take the item parked under ``rid``: each rendezvous URL works once."""
-        if rid is None:
+    def claim(self, rid: str | None, kind: type) -> Any | None:
+        """Take the ``kind`` of item parked under ``rid``: each rendezvous URL works once.
+
+        An address used for the wrong action (an accept address opened as a
+        request rendezvous, or the reverse) leaves the item where it was.
+        """
+        if rid is None or not isinstance(self.pending.get(rid), kind):
             return None
-        return self.pending.pop(rid, None)
+        return self.pending.pop(rid)
 
     def drop(self, rid: str) -> None:
         self.pending.pop(rid, None)

@@ -20,6 +20,7 @@ import txhyco.autobahn_fixes  # noqa: F401  (lazy debug formatting, see the modu
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
+from txhyco.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.messages import serialize_command
 
 from .splice import frame_header
@@ -43,6 +44,16 @@ def _reason_bytes(reason: str | None) -> bytes:
 #: make the relay buffer without limit. Reading goes on below the limit so
 #: that a sender hanging up while it waits is still noticed at once.
 EARLY_DATA_LIMIT = 64 * 1024
+
+
+#: Bytes waiting to go out to a peer past which its Pings go unanswered: a
+#: peer that sends Pings and reads nothing would otherwise make the relay
+#: buffer Pongs without limit. RFC 6455 §5.5.3 allows answering only the
+#: latest of several Pings; a peer this far behind has older Pongs pending.
+#: Above what flow control lets build up toward a peer that does read (about
+#: 256 KiB on a relayed stream, 1 MiB plus a command on a control channel,
+#: see core.CONTROL_BACKLOG_LIMIT), so keep-alives of slow readers are answered.
+PONG_BACKLOG_LIMIT = 2 * 1024 * 1024
 
 
 def _close_code_valid(code: int | None) -> bool:
@@ -179,6 +190,16 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
             self.sink.message_end()
 
     # -- sending -------------------------------------------------------------
+
+    def onPing(self, payload: bytes) -> None:
+        # Pongs held behind a forwarded frame count as pending too.
+        if self.held_frames or self._unsent() > PONG_BACKLOG_LIMIT:
+            return
+        super().onPing(payload)
+
+    def _unsent(self) -> int:
+        wire = tcp_wire(self.transport) if self.transport is not None else None
+        return unsent_bytes(wire) if wire is not None else 0
 
     def sendFrame(self, opcode, payload=b"", fin=True, rsv=0, mask=None, payload_len=None, chopsize=None, sync=False):
         # A control frame (pong, close) must not land inside a frame that is
