@@ -24,6 +24,7 @@ from txhyco.protocol.http import (
     request_headers_for_listener,
     response_has_body,
     response_headers_for_sender,
+    REASON_LIMIT,
     sanitize_reason,
 )
 from txhyco.protocol.messages import (
@@ -223,6 +224,8 @@ def test_reason_phrases():
     assert sanitize_reason("\r\n", 500) == "Internal Server Error"
     assert sanitize_reason("Tab\tok", 200) == "Tab\tok"
     assert sanitize_reason(None, 799) == ""
+    assert sanitize_reason("x" * 60000, 200) == "x" * REASON_LIMIT  # a peer's novel is cut short
+    assert sanitize_reason("\x00" * 3000 + "ok", 200) == "OK"  # (what is left of its start)
 
 
 @pytest.mark.parametrize(

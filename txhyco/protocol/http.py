@@ -44,6 +44,7 @@ __all__ = [
     "header_metadata_size",
     "check_header_metadata",
     "reason_phrase",
+    "REASON_LIMIT",
     "sanitize_reason",
     "response_has_body",
     "inline_request_possible",
@@ -272,14 +273,21 @@ def reason_phrase(code: int) -> str:
         return ""
 
 
+#: Characters of a peer's reason phrase kept on a status line: enough for any
+#: real phrase (Azure's own, with tracking id and timestamp, are ~200); a 60 KB
+#: one would make strict HTTP clients refuse the whole response.
+REASON_LIMIT = 512
+
+
 def sanitize_reason(text: str | None, code: int) -> str:
     """A reason phrase safe for a status line (§4.4 [REC], §5.7).
 
-    Control characters (CR, LF, NUL …, not HTAB) are removed; ``None``, empty
-    or blank text becomes the standard phrase for ``code``.
+    Control characters (CR, LF, NUL …, not HTAB) are removed and the rest
+    cut to :data:`REASON_LIMIT` characters; ``None``, empty or blank text
+    becomes the standard phrase for ``code``.
     """
     if text:
-        text = _CONTROL_CHARS_RE.sub("", text)
+        text = _CONTROL_CHARS_RE.sub("", text[:4 * REASON_LIMIT])[:REASON_LIMIT]
         if text.strip(" \t"):
             return text
     return reason_phrase(code)
