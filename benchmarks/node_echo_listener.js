@@ -8,19 +8,7 @@
 //
 // Usage: HYCO_KEY=... node node_echo_listener.js BASE PATH [KEY_NAME]
 //   BASE is ws://127.0.0.1:PORT (the local relay), PATH the hybrid connection.
-const path = require('path');
-const WebSocket = require(path.join(__dirname, '..', 'tests', 'interop', 'node', 'node_modules', 'hyco-ws'));
-
-const [base, hc, keyName = 'RootManageSharedAccessKey'] = process.argv.slice(2);
-const key = process.env.HYCO_KEY;
-if (!base || !hc || !key) {
-  process.stderr.write('usage: HYCO_KEY=... node node_echo_listener.js BASE PATH [KEY_NAME]\n');
-  process.exit(2);
-}
-const u = new URL(base);
-const official = WebSocket.createRelayListenUri(u.hostname, hc);  // wss://host:443/$hc/...
-const listenUri = `${u.protocol}//${u.host}` + official.slice(`wss://${u.hostname}:443`.length);
-const token = WebSocket.createRelayToken(listenUri, keyName, key);
+const { relay: WebSocket, listenUri, token } = require('./node_listen_args')('hyco-ws', 'node_echo_listener.js');
 
 let ready = false;
 const server = WebSocket.createRelayedServer({ server: listenUri, token: token }, (ws) => {

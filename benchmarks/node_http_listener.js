@@ -14,19 +14,7 @@
 //
 // Usage: HYCO_KEY=... node node_http_listener.js BASE PATH [KEY_NAME]
 //   BASE is ws://127.0.0.1:PORT (the local relay), PATH the hybrid connection.
-const path = require('path');
-const https = require(path.join(__dirname, '..', 'tests', 'interop', 'node', 'node_modules', 'hyco-https'));
-
-const [base, hc, keyName = 'RootManageSharedAccessKey'] = process.argv.slice(2);
-const key = process.env.HYCO_KEY;
-if (!base || !hc || !key) {
-  process.stderr.write('usage: HYCO_KEY=... node node_http_listener.js BASE PATH [KEY_NAME]\n');
-  process.exit(2);
-}
-const u = new URL(base);
-const official = https.createRelayListenUri(u.hostname, hc);  // wss://host:443/$hc/...
-const listenUri = `${u.protocol}//${u.host}` + official.slice(`wss://${u.hostname}:443`.length);
-const token = https.createRelayToken(listenUri, keyName, key);
+const { relay: https, hc, listenUri, token } = require('./node_listen_args')('hyco-https', 'node_http_listener.js');
 
 const SMALL = Buffer.alloc(256, 'x');
 const PIECE = Buffer.alloc(256 * 1024);

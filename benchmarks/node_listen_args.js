@@ -1,0 +1,22 @@
+'use strict';
+// What both benchmark Node listeners need from their command line: the control
+// channel URI on the local relay and a token for it, made with the Microsoft
+// package itself (hyco-ws and hyco-https have the same two helpers).
+//
+// Usage from a listener script:
+//   const { hc, listenUri, token } = require('./node_listen_args')(pkg, 'node_x_listener.js');
+const path = require('path');
+
+module.exports = function listenArgs(pkg, script) {
+  const [base, hc, keyName = 'RootManageSharedAccessKey'] = process.argv.slice(2);
+  const key = process.env.HYCO_KEY;
+  if (!base || !hc || !key) {
+    process.stderr.write(`usage: HYCO_KEY=... node ${script} BASE PATH [KEY_NAME]\n`);
+    process.exit(2);
+  }
+  const relay = require(path.join(__dirname, '..', 'tests', 'interop', 'node', 'node_modules', pkg));
+  const u = new URL(base);
+  const official = relay.createRelayListenUri(u.hostname, hc);  // wss://host:443/$hc/...
+  const listenUri = `${u.protocol}//${u.host}` + official.slice(`wss://${u.hostname}:443`.length);
+  return { relay, hc, listenUri, token: relay.createRelayToken(listenUri, keyName, key) };
+};
