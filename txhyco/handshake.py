@@ -43,13 +43,84 @@ def handshake_error(proto, url: str = "") -> RelayError:
         if len(parts) >= 2 and parts[1] == "101":
             why = getattr(proto, "wasNotCleanReason", None) or "the 101 answer was not acceptable"
             return RelayError(f"The WebSocket to {url} was refused by this side after the relay's 101: {why}.")
+    if getattr(proto, "txhyco_bad_answer", False):
+        return RelayError(f"The WebSocket to {url} failed: {proto.wasNotCleanReason}.")
     why = (tls_failure(getattr(proto, "txhyco_lost", None)) or getattr(proto, "wasNotCleanReason", None)
            or "the connection closed during the WebSocket handshake")
     return RelayUnreachable(f"No WebSocket to {url}: {why}.")
 
 
+#: Bytes a relay's answer to an upgrade may take before its head ends. Azure's
+#: are a few hundred; Autobahn itself would buffer an endless one until its
+#: opening handshake timeout (70 s for a sender), searching it all on every read.
+MAX_RESPONSE_HEAD = 64 * 1024
+
+
+def guard_response_head(proto) -> None:
+    """Fail ``proto``'s handshake in words if the relay's answer head is too big or unparseable.
+
+    Autobahn raises out of ``dataReceived`` on some heads (one that is not
+    UTF-8, say): Twisted would log that as a traceback and the caller would
+    only learn that the connection closed.
+    """
+    received = proto.dataReceived
+
+    def fail(why: str) -> None:
+        proto.txhyco_bad_answer = True  # reached, but unusable: not RelayUnreachable
+        proto.failHandshake(why)
+
+    def data_received(data: bytes) -> None:
+        if proto.state != proto.STATE_CONNECTING:
+            received(data)
+        elif len(proto.data) + len(data) > MAX_RESPONSE_HEAD:
+            fail(f"the relay's answer to the upgrade has a head over {MAX_RESPONSE_HEAD // 1024} KiB")
+        else:
+            try:
+                received(data)
+            except Exception as e:
+                if proto.state != proto.STATE_CONNECTING:
+                    raise  # the head was fine: the connection opened, and something after failed
+                fail(f"the relay's answer to the upgrade could not be parsed ({e.__class__.__name__}: {e})")
+
+    def opened(result):
+        # Once open, the class's own method again: no cost per read.
+        proto.__dict__.pop("dataReceived", None)
+        return result
+
+    proto.dataReceived = data_received
+    proto.is_open.addCallback(opened)
+
+
+def drop_after_answering_close(proto) -> None:
+    """Drop ``proto``'s TCP if the relay sends a Close, gets our answer, and keeps the connection.
+
+    The server drops the TCP after the close handshake (RFC 6455 §7.1.1).
+    Autobahn's client times that wait only when it sent the first Close; when
+    the relay did, a relay that never drops would hold the sender forever. Our
+    own Close may still queue behind data draining to a slow reader, so the
+    wait is the close handshake timeout, not Autobahn's one second.
+    """
+    on_close_frame = proto.onCloseFrame
+
+    def close_frame(code, reason_raw):
+        answering = proto.state == proto.STATE_OPEN
+        result = on_close_frame(code, reason_raw)
+        if answering and proto.state == proto.STATE_CLOSING and proto.serverConnectionDropTimeoutCall is None:
+            timeout = max(proto.closeHandshakeTimeout or 0, proto.serverConnectionDropTimeout or 0) or CLOSE_HANDSHAKE_TIMEOUT
+            proto.serverConnectionDropTimeoutCall = proto.factory.reactor.callLater(timeout, proto.onServerConnectionDropTimeout)
+        return result
+
+    proto.onCloseFrame = close_frame
+
+
 def wait_open(proto, url: str = "") -> defer.Deferred:
-    """Fires with ``proto`` once its handshake succeeds, or fails with why it did not."""
+    """Fires with ``proto`` once its handshake succeeds, or fails with why it did not.
+
+    Every Autobahn client leg to a relay comes here right after connecting,
+    so this is also where the leg is guarded against what a relay may send.
+    """
+    guard_response_head(proto)
+    drop_after_answering_close(proto)
     result: defer.Deferred = defer.Deferred()
 
     def opened(_):

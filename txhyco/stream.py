@@ -77,10 +77,21 @@ class StreamLeg(WebSocketClientProtocol):
         if self.opened_app is not None:
             self.opened_app.callback(app)
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+    # A byte stream has no message boundaries, so each piece of a message is
+    # handed on as it arrives rather than collected into the whole message
+    # (Autobahn's default): a peer's 1 GiB message costs no memory here, and
+    # a slow application pauses the socket through the usual backpressure.
+
+    def onMessageFrameData(self, payload: bytes) -> None:
         app = getattr(self, "app", None)
-        if app is not None:
+        if app is not None and payload and not self.failedByMe:
             app.dataReceived(payload)
+
+    def onMessageFrameEnd(self) -> None:
+        pass
+
+    def onMessageEnd(self) -> None:
+        pass
 
     def onClose(self, wasClean, code, reason) -> None:
         app = getattr(self, "app", None)

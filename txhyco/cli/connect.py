@@ -72,7 +72,10 @@ def _read_stdin(reactor, deliver) -> None:
     """Read stdin in a daemon thread (portable, blocking, never stalls the reactor)."""
 
     def pump() -> None:
-        stream = sys.stdin.buffer
+        # A reader of our own, not sys.stdin: at exit the interpreter closes
+        # sys.stdin, and if this thread is blocked in its readline (holding
+        # its lock) that is a fatal error, not a clean exit.
+        stream = open(sys.stdin.fileno(), "rb", closefd=False)
         while True:
             try:
                 line = stream.readline()
@@ -99,8 +102,18 @@ def interactive(reactor, args, hc):
     class Session(WebSocketClientProtocol):
         closing = False
 
-        def onMessage(self, payload, isBinary):
-            out.write(payload + b"\n")
+        # Each message is printed as it arrives, then its newline: a peer's
+        # huge (or endless) message is never held whole in memory.
+
+        def onMessageFrameData(self, payload):
+            if not self.failedByMe:
+                out.write(payload)
+
+        def onMessageFrameEnd(self):
+            out.flush()
+
+        def onMessageEnd(self):
+            out.write(b"\n")
             out.flush()
 
         def onClose(self, wasClean, code, reason):

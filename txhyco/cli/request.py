@@ -128,7 +128,7 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
     from io import BytesIO
 
     from twisted.internet import defer
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, FileBodyProducer, readBody
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, FileBodyProducer
     from twisted.web.http_headers import Headers
 
     from txhyco.protocol.addresses import http_url
@@ -163,11 +163,11 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
         d.addTimeout(args.max_time, reactor)
         try:
             response = yield d
-            data = yield readBody(response).addTimeout(args.max_time, reactor)
-        except defer.TimeoutError:
-            raise CliError(f"no response from {url} within {args.max_time:g} seconds (see --max-time).") from None
         except Exception as e:
-            raise CliError(f"no response from {url}: {_why(e)}") from None
+            if not _timed_out(e):
+                raise CliError(f"no response from {url}: {_why(e)}") from None
+            raise CliError(f"no response from {url} within {args.max_time:g} seconds (see --max-time).") from None
+        # Judged by its head alone: a refusal's body (however long) is not read.
         phrase = response.phrase.decode("utf-8", "replace")
         if is_relay_refusal(response.code, phrase, response.headers):
             sentence = phrase.split(" TrackingId:", 1)[0].strip().rstrip(".")
@@ -175,11 +175,57 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
         out = sys.stdout.buffer
         if not args.no_headers:
             out.write(format_head(response.version, response.code, phrase, response.headers))
-        out.write(data)
-        out.flush()
+        try:
+            yield print_body(response, out).addTimeout(args.max_time, reactor)
+        except defer.TimeoutError:
+            raise CliError(f"the response from {url} did not end within {args.max_time:g} seconds (see --max-time).") from None
+        except BrokenPipeError:
+            raise
+        except Exception as e:
+            raise CliError(f"the response from {url} was cut short: {_why(e)}") from None
         return 0
 
     return go()
+
+
+def print_body(response, out):
+    """Write ``response``'s body to ``out`` as it arrives (never all in memory); fires at its end.
+
+    Like curl, and unlike ``readBody``: a huge or endless body from a broken
+    relay or listener streams through instead of growing this process.
+    """
+    from twisted.internet import defer
+    from twisted.internet.protocol import Protocol
+    from twisted.web.client import ResponseDone
+    from twisted.web.http import PotentialDataLoss
+
+    done: defer.Deferred = defer.Deferred(lambda _: printer.transport.stopProducing())
+
+    class Printer(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            try:
+                out.write(data)
+            except BrokenPipeError as e:  # our reader went away (`| head`): stop reading, exit quietly
+                if not done.called:
+                    done.errback(e)
+                self.transport.stopProducing()
+
+        def connectionLost(self, reason) -> None:
+            if done.called:
+                return
+            try:
+                out.flush()
+            except BrokenPipeError as e:
+                done.errback(e)
+                return
+            if reason.check(ResponseDone, PotentialDataLoss):  # ended, or ended by a close (HTTP/1.0 style)
+                done.callback(None)
+            else:
+                done.errback(reason)
+
+    printer = Printer()
+    response.deliverBody(printer)
+    return done
 
 
 _ADVICE = {
@@ -196,6 +242,20 @@ def _advice(code: int) -> str:
     return _ADVICE.get(code, "the listener never saw the request")
 
 
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error`` is --max-time running out.
+
+    The timeout cancels the Agent's request, which reports that not as a
+    ``CancelledError`` (which ``addTimeout`` would turn into ``TimeoutError``)
+    but as whatever it was doing: connecting, or waiting for the response.
+    """
+    from twisted.internet import defer, error as twisted_error
+
+    reasons = getattr(error, "reasons", None) or []
+    return (isinstance(error, (defer.TimeoutError, twisted_error.ConnectingCancelledError))
+            or any(r.check(defer.CancelledError) for r in reasons))
+
+
 def _why(error: BaseException) -> str:
     """One phrase for an Agent failure (ResponseNeverReceived and kin wrap the cause)."""
     from twisted.internet import error as twisted_error
@@ -210,5 +270,5 @@ def _why(error: BaseException) -> str:
         return tls + "."
     if isinstance(error, (twisted_error.ConnectError, twisted_error.DNSLookupError)):
         return f"cannot reach the relay ({error.__class__.__name__}: {' '.join(str(error).split()).rstrip('.')})."
-    text = " ".join(str(error).split()) or error.__class__.__name__
+    text = " ".join(str(error).split()).rstrip(".") or error.__class__.__name__  # Twisted's end with a full stop
     return f"{error.__class__.__name__}: {text}."
