@@ -287,3 +287,23 @@ def test_a_request_cancelled_by_max_time_is_told_apart_from_other_failures():
     assert _timed_out(ResponseNeverReceived([Failure(defer.CancelledError())]))  # while waiting for the head
     assert _timed_out(ConnectingCancelledError(IPv4Address("TCP", "127.0.0.1", 1)))  # while connecting
     assert not _timed_out(ResponseNeverReceived([Failure(ConnectionLost())]))
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tunnel_to_a_relay_gone_silent_is_noticed_by_its_keepalive(monkeypatch):
+    # A tunnel may idle for hours; one whose relay stops answering (no close, no
+    # reset: a dead host or a dropped route) must end, not hang open for ever.
+    from txhyco import stream
+    from txhyco.handshake import KEEPALIVE
+
+    assert stream.STREAM_LEG_OPTIONS["autoPingInterval"] == KEEPALIVE  # on by default; shortened here
+    monkeypatch.setitem(stream.STREAM_LEG_OPTIONS, "autoPingInterval", 0.2)
+    monkeypatch.setitem(stream.STREAM_LEG_OPTIONS, "autoPingTimeout", 0.2)
+    port = fake_relay(lambda p, head: p.transport.write(upgrade_ok(head) + b"\r\n"))  # then silence
+    hc = HybridConnection.from_args(connection_string=connection_string(port), path="x")
+    try:
+        yield HybridConnectionClientEndpoint(reactor, hc).connect(Factory.forProtocol(Gather))
+        ended = yield poll(lambda: bool(port.factory_.lost))
+        assert ended, "the tunnel stays open to a relay that answers nothing"
+    finally:
+        yield defer.maybeDeferred(port.stopListening)

@@ -26,6 +26,11 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: draining through the relay (paced by a slow reader) when this side closes;
 #: Autobahn's default of one second would then reset the connection and lose it.
 CLOSE_HANDSHAKE_TIMEOUT = 60
+#: Keep-alive ping interval of long-lived client legs (control channels,
+#: tunnels): below the ~4 minute idle cut of Azure's load balancers.
+KEEPALIVE = 180.0
+#: Seconds a keep-alive ping waits for its pong before the leg counts as dead.
+KEEPALIVE_TIMEOUT = 30.0
 
 
 def accept_value(key: bytes) -> bytes:

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from txhyco.bridge import send_messages
 from txhyco.connector import connect
 from txhyco.errors import RelayError, RelayHandshakeError
-from txhyco.handshake import split_ws_url, wait_open
+from txhyco.handshake import KEEPALIVE, KEEPALIVE_TIMEOUT, split_ws_url, wait_open
 from txhyco.protocol.addresses import listen_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import ROLE_LISTENER, BodyData, BodyEnded, ChannelReader, CommandReceived
@@ -34,8 +34,6 @@ log = Logger()
 
 #: Reconnect delays in seconds (protocol.md §7.2), the last one repeating.
 BACKOFF = (0, 1, 2, 5, 10, 30)
-#: Keep-alive ping interval: below the ~4 minute idle cut of Azure's load balancers.
-KEEPALIVE = 180.0
 #: A control channel online this long counts as stable: the next loss starts
 #: the backoff over. One that a relay drops sooner keeps backing off (a relay
 #: that accepts and closes at once must not get a reconnect storm).
@@ -177,7 +175,7 @@ class HybridConnectionListener:
             openHandshakeTimeout=30,
             closeHandshakeTimeout=5,
             autoPingInterval=self.keepalive,
-            autoPingTimeout=min(30.0, self.keepalive),
+            autoPingTimeout=min(KEEPALIVE_TIMEOUT, self.keepalive),
             maxMessagePayloadSize=CONTROL_MESSAGE_LIMIT,
             maxFramePayloadSize=CONTROL_MESSAGE_LIMIT,
         )

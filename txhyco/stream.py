@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.bridge import TransportBase
-from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, open_raw_websocket, open_websocket
+from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, KEEPALIVE, KEEPALIVE_TIMEOUT, open_raw_websocket, open_websocket
 from txhyco.protocol.addresses import reject_url
 
 
@@ -52,8 +52,11 @@ class StreamTransport(TransportBase):
         self.leg.transport.resumeProducing()
 
 
-#: Options of both ends' stream legs (see CLOSE_HANDSHAKE_TIMEOUT for why it waits).
-STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": CLOSE_HANDSHAKE_TIMEOUT}
+#: Options of both ends' stream legs (see CLOSE_HANDSHAKE_TIMEOUT for why it
+#: waits). A tunnel may idle for hours: pings keep load balancers from cutting
+#: it, and a relay that went silent without closing is noticed.
+STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": CLOSE_HANDSHAKE_TIMEOUT,
+                      "autoPingInterval": KEEPALIVE, "autoPingTimeout": KEEPALIVE_TIMEOUT}
 
 
 class StreamLeg(WebSocketClientProtocol):

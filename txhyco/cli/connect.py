@@ -92,6 +92,7 @@ def interactive(reactor, args, hc):
     from autobahn.twisted.websocket import WebSocketClientProtocol
     from twisted.internet import defer
 
+    from txhyco.handshake import KEEPALIVE, KEEPALIVE_TIMEOUT
     from txhyco.websocket import RelayedClientFactory
 
     from .common import describe_relay_error
@@ -131,7 +132,8 @@ def interactive(reactor, args, hc):
     factory = RelayedClientFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider,
                                    ca_file=hc.ca_file, suffix=args.suffix, reactor=reactor)
     factory.protocol = Session
-    factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
+    factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0,
+                               autoPingInterval=KEEPALIVE, autoPingTimeout=KEEPALIVE_TIMEOUT)
 
     @defer.inlineCallbacks
     def go():
