@@ -15,6 +15,7 @@ from tests.test_relay_http import fetch, token_header
 from tests.test_relay_http_edges import ScriptedListener, response, send_json
 from tests.test_relay_robustness import round_trip, upgrade_head
 from tests.test_relay_websocket import auth, sender_url
+from txhyco.relay import core
 from txhyco.testing import start_relay
 
 MIB = 1024 * 1024
@@ -56,7 +57,8 @@ def test_a_control_channel_body_over_the_limit_gets_502_not_a_reset():
     try:
         yield ScriptedListener(relay, "fat", script).start()
         status, _, _, body = yield fetch(relay, "GET", "/fat/x", headers=token_header(relay, "fat"))
-        assert status == 502 and b"100000" in body, (status, body)
+        assert status == 502 and b"The listener broke the protocol: received WebSocket message size 100001 exceeds" in body, (status, body)
+        assert b"b'" not in body  # words, not a bytes repr
     finally:
         yield relay.stop()
 
@@ -141,7 +143,8 @@ def deaf_listener(relay, path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_listener_that_does_not_read_gets_no_more_work_than_the_relay_can_hold(relay):
+def test_a_listener_that_does_not_read_gets_no_more_work_than_the_relay_can_hold(relay, monkeypatch):
+    monkeypatch.setattr(core, "CONTROL_BACKLOG_LIMIT", MIB)  # (8 MiB by default: fewer senders do here)
     deaf = yield deaf_listener(relay, "deaf")
     token = make_token(relay, "deaf").encode()
     request = (b"POST /deaf/x HTTP/1.1\r\nHost: 127.0.0.1\r\nServiceBusAuthorization: " + token
@@ -159,7 +162,7 @@ def test_a_listener_that_does_not_read_gets_no_more_work_than_the_relay_can_hold
     # Every request has been sent to the listener or refused.
     yield wait_until(lambda: len(channel.exchanges) + len(refused()) == len(senders), timeout=30)
     assert refused() and relay_buffered(relay) < 3 * MIB
-    assert b"not reading its control channel" in refused()[0].data
+    assert b"not keeping up with its control channel" in refused()[0].data
     # WebSocket senders are refused the same way.
     with pytest.raises(HandshakeFailed) as info:
         yield ws_connect(sender_url(relay, "deaf"), headers=auth(relay, "deaf"))
@@ -176,7 +179,31 @@ def test_a_listener_that_does_not_read_gets_no_more_work_than_the_relay_can_hold
 
 
 @pytest_twisted.inlineCallbacks
-def test_pings_from_a_listener_that_does_not_read_are_not_answered_without_limit(relay):
+def test_a_burst_of_inline_uploads_to_a_listener_that_reads_is_served_not_refused(relay):
+    # 100 simultaneous 60 KB POSTs (6 MB, under the backlog limit however the reads interleave).
+    listener = yield RawListener(relay, "busy", respond=lambda r, b: (200, {}, b"got %d" % len(b))).start()
+    token = make_token(relay, "busy").encode()
+    request = (b"POST /busy/x HTTP/1.1\r\nHost: 127.0.0.1\r\nServiceBusAuthorization: " + token
+               + b"\r\nContent-Length: 60000\r\n\r\n" + b"q" * 60000)
+    senders = []
+    for _ in range(100):
+        sender = yield raw_connect(relay.port, Patient)
+        senders.append(sender)
+    for sender in senders:
+        sender.transport.write(request)
+    yield wait_until(lambda: all(b"\r\n\r\ngot 60000" in s.data or b" 503 " in s.data for s in senders), timeout=60)
+    assert [s for s in senders if b" 503 " in s.data] == []
+    for sender in senders:
+        sender.transport.abortConnection()
+    yield listener.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pings_from_a_listener_that_does_not_read_are_not_answered_without_limit(relay, monkeypatch):
+    # A control channel may be up to CONTROL_BACKLOG_LIMIT behind and still be answered;
+    # shortened here so that fewer Pings show the cap.
+    assert core.ControlChannel.pong_backlog_limit > core.CONTROL_BACKLOG_LIMIT
+    monkeypatch.setattr(core.ControlChannel, "pong_backlog_limit", 2 * MIB)
     deaf = yield deaf_listener(relay, "pinger")
     channel = next(iter(relay.relay.registry.entities["pinger"].listeners.values()))
     ping = client_frame(b"p" * 125, opcode=9)

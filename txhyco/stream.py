@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.bridge import TransportBase
-from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, KEEPALIVE, KEEPALIVE_TIMEOUT, open_raw_websocket, open_websocket
+from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, KEEPALIVE, open_raw_websocket, open_websocket
 from txhyco.protocol.addresses import reject_url
 
 
@@ -54,9 +54,11 @@ class StreamTransport(TransportBase):
 
 #: Options of both ends' stream legs (see CLOSE_HANDSHAKE_TIMEOUT for why it
 #: waits). A tunnel may idle for hours: pings keep load balancers from cutting
-#: it, and a relay that went silent without closing is noticed.
+#: it, and a relay that vanished is noticed when the kernel cannot deliver one.
+#: There is no deadline for the pong: it can queue behind data in either
+#: direction while a reader is slow or paused, and busy is not dead.
 STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": CLOSE_HANDSHAKE_TIMEOUT,
-                      "autoPingInterval": KEEPALIVE, "autoPingTimeout": KEEPALIVE_TIMEOUT}
+                      "autoPingInterval": KEEPALIVE, "autoPingTimeout": 0}
 
 
 class StreamLeg(WebSocketClientProtocol):

@@ -160,6 +160,7 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
         producer = FileBodyProducer(BytesIO(body)) if body is not None else None
         agent = Agent(reactor, contextFactory=policy, connectTimeout=30)
         d = agent.request(method.encode("ascii"), url.encode("ascii"), request_headers, producer)
+        started = reactor.seconds()
         d.addTimeout(args.max_time, reactor)
         try:
             response = yield d
@@ -176,7 +177,9 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
         if not args.no_headers:
             out.write(format_head(response.version, response.code, phrase, response.headers))
         try:
-            yield print_body(response, out).addTimeout(args.max_time, reactor)
+            # --max-time covers the whole request, as curl's does: the body gets what is left.
+            left = max(0.0, args.max_time - (reactor.seconds() - started))
+            yield print_body(response, out).addTimeout(left, reactor)
         except defer.TimeoutError:
             raise CliError(f"the response from {url} did not end within {args.max_time:g} seconds (see --max-time).") from None
         except BrokenPipeError:

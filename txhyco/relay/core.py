@@ -44,12 +44,15 @@ log = Logger()
 RENDEZVOUS_PARAM = "sb-hc-rendezvous"
 
 #: Bytes waiting in the relay to go out on a control channel past which its
-#: listener gets no new accept or request: one that does not read would
-#: otherwise make the relay buffer every sender's command (and inline body)
-#: without limit. (The kernel's socket buffer comes before this.)
-CONTROL_BACKLOG_LIMIT = 1024 * 1024
+#: listener gets no new accept or request: one that does not read (or cannot
+#: keep up) would otherwise make the relay buffer every sender's command and
+#: inline body without limit. Large enough that a burst of hundreds of inline
+#: uploads to a healthy listener queues rather than being refused (1 MiB
+#: refused half of 200 simultaneous 60 KB POSTs); the kernel's socket buffer
+#: comes before it.
+CONTROL_BACKLOG_LIMIT = 8 * 1024 * 1024
 
-NOT_READING = "The listener is not reading its control channel; try again later."
+NOT_READING = "The listener is not keeping up with its control channel; try again later."
 
 
 def header_pairs(h11_request) -> list[tuple[str, str]]:
@@ -261,6 +264,10 @@ def raw_suffix(raw_path: str, entity: str) -> str:
 class ControlChannel:
     """A listener's control channel (§4): commands out, responses and renewals in."""
 
+    #: (See websocket.PONG_BACKLOG_LIMIT.) A listener merely behind keeps its
+    #: keep-alive answered up to the backlog it may legitimately have.
+    pong_backlog_limit = CONTROL_BACKLOG_LIMIT + 2 * 1024 * 1024
+
     def __init__(self, relay: Relay, entity: Entity, proto, tracking_id: str, expiry: int, host_header: str | None) -> None:
         self.relay = relay
         self.entity = entity
@@ -297,7 +304,10 @@ class ControlChannel:
         if self._broken is None and proto.failedByMe and proto.localCloseReason:
             # Autobahn failed the channel (say, a message over the limit):
             # the senders waiting here hear why.
-            self._broken = f"The listener broke the protocol: {proto.localCloseReason}"
+            reason = proto.localCloseReason
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            self._broken = f"The listener broke the protocol: {reason}"
         for exchange in list(self.exchanges.values()):
             exchange.listener_lost(self, self._broken)
         self.exchanges.clear()

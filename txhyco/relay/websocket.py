@@ -50,9 +50,9 @@ EARLY_DATA_LIMIT = 64 * 1024
 #: peer that sends Pings and reads nothing would otherwise make the relay
 #: buffer Pongs without limit. RFC 6455 §5.5.3 allows answering only the
 #: latest of several Pings; a peer this far behind has older Pongs pending.
-#: Above what flow control lets build up toward a peer that does read (about
-#: 256 KiB on a relayed stream, 1 MiB plus a command on a control channel,
-#: see core.CONTROL_BACKLOG_LIMIT), so keep-alives of slow readers are answered.
+#: Above what flow control lets build up toward a relayed stream's reader
+#: (about 256 KiB), so keep-alives of slow readers are answered; a control
+#: channel's role sets its own, above core.CONTROL_BACKLOG_LIMIT.
 PONG_BACKLOG_LIMIT = 2 * 1024 * 1024
 
 
@@ -193,7 +193,8 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
 
     def onPing(self, payload: bytes) -> None:
         # Pongs held behind a forwarded frame count as pending too.
-        if self.held_frames or self._unsent() > PONG_BACKLOG_LIMIT:
+        limit = getattr(self.role, "pong_backlog_limit", PONG_BACKLOG_LIMIT)
+        if self.held_frames or self._unsent() > limit:
             return
         super().onPing(payload)
 
