@@ -10,24 +10,10 @@
 //   BASE is ws://127.0.0.1:PORT (the local relay), PATH the hybrid connection.
 const { relay: WebSocket, listenUri, token } = require('./node_listen_args')('hyco-ws', 'node_echo_listener.js');
 
-let ready = false;
 const server = WebSocket.createRelayedServer({ server: listenUri, token: token }, (ws) => {
   ws.on('message', (data, flags) => {
     ws.send(data, { binary: !!(flags && flags.binary) });
   });
   ws.on('error', () => {});
 });
-server.on('listening', () => {
-  if (!ready) {
-    ready = true;
-    process.stdout.write(JSON.stringify({ event: 'ready' }) + '\n');
-  }
-});
-server.on('error', (err) => {
-  process.stderr.write('control channel error: ' + (err && err.message ? err.message : err) + '\n');
-  server.closeRequested = true;
-  process.exit(3);
-});
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
-process.on('SIGTERM', () => process.exit(0));
+require('./node_listen_args').run(server);

@@ -47,18 +47,5 @@ const server = https.createRelayedServer({ server: listenUri, token: token }, (r
     res.end('not found\n');
   }
 });
-let ready = false;
-server.on('listening', () => {
-  if (!ready) {
-    ready = true;
-    process.stdout.write(JSON.stringify({ event: 'ready' }) + '\n');
-  }
-});
-server.on('error', (err) => {
-  process.stderr.write('control channel error: ' + (err && err.message ? err.message : err) + '\n');
-  process.exit(3);
-});
+require('./node_listen_args').run(server);
 server.listen();
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
-process.on('SIGTERM', () => process.exit(0));

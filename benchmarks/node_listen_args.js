@@ -20,3 +20,23 @@ module.exports = function listenArgs(pkg, script) {
   const listenUri = `${u.protocol}//${u.host}` + official.slice(`wss://${u.hostname}:443`.length);
   return { relay, hc, listenUri, token: relay.createRelayToken(listenUri, keyName, key) };
 };
+
+// The rest of both scripts' lives: one {"event":"ready"} line once the control
+// channel is open, exit 3 if it fails, and exit 0 when stdin ends (the
+// benchmark closes it) or on SIGTERM.
+module.exports.run = function run(server) {
+  let ready = false;
+  server.on('listening', () => {
+    if (!ready) {
+      ready = true;
+      process.stdout.write(JSON.stringify({ event: 'ready' }) + '\n');
+    }
+  });
+  server.on('error', (err) => {
+    process.stderr.write('control channel error: ' + (err && err.message ? err.message : err) + '\n');
+    process.exit(3);
+  });
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
+  process.on('SIGTERM', () => process.exit(0));
+};
