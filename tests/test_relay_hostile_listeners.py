@@ -234,3 +234,14 @@ def test_deeply_nested_header_values_are_a_protocol_error(relay):
     assert code == 1008
     assert errors.stop() == []
     yield round_trip(relay)
+
+
+def test_a_pong_held_behind_a_forwarded_frame_answers_the_latest_ping_and_only_one_is_held():
+    from txhyco.relay.websocket import RelayWebSocketProtocol
+
+    leg = RelayWebSocketProtocol()
+    leg.state = leg.STATE_OPEN
+    leg.frame_in_progress = 1  # a frame is being forwarded into this leg piece by piece
+    for n in range(1000):
+        leg.onPing(b"ping %d" % n)
+    assert [(frame[0], frame[1]) for frame in leg.held_frames] == [(10, b"ping 999")]

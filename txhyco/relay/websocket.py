@@ -192,9 +192,15 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
     # -- sending -------------------------------------------------------------
 
     def onPing(self, payload: bytes) -> None:
-        # Pongs held behind a forwarded frame count as pending too.
+        held = self.held_frames
+        for i, frame in enumerate(held):
+            if frame[0] == 10:
+                # A Pong already waits behind a forwarded frame: it answers
+                # this latest Ping instead (RFC 6455 §5.5.3), one held at most.
+                held[i] = (10, payload) + frame[2:]
+                return
         limit = getattr(self.role, "pong_backlog_limit", PONG_BACKLOG_LIMIT)
-        if self.held_frames or self._unsent() > limit:
+        if self._unsent() > limit:
             return
         super().onPing(payload)
 
