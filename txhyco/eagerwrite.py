@@ -54,6 +54,12 @@ def unsent_bytes(wire) -> int:
     return len(wire.dataBuffer) - wire.offset + wire._tempDataLen
 
 
+def transport_unsent(transport) -> int:
+    """:func:`unsent_bytes` of ``transport`` (or of the TCP under its TLS); 0 if it has none."""
+    wire = tcp_wire(transport)
+    return unsent_bytes(wire) if wire is not None else 0
+
+
 def install(transport) -> None:
     """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc)."""
     conn = tcp_wire(transport)

@@ -201,8 +201,8 @@ class RawUpgrade(Protocol):
         self._timer = self._reactor.callLater(self._timeout, self._timed_out)
 
     def _offered(self, chosen: bytes) -> bool:
-        offered = [p.strip() for p in (self.protocol or "").split(",")]
-        return chosen.isascii() and chosen.decode("ascii") in offered and chosen != b""
+        offered = {p.strip() for p in self.protocol.split(",")} if self.protocol else set()
+        return chosen.isascii() and chosen.decode("ascii") in offered
 
     def _timed_out(self) -> None:
         self._timer = None

@@ -392,5 +392,3 @@ class HybridConnectionListener:
         self._token, self._token_time = token, self.reactor.seconds()
         proto.sendMessage(serialize_command(RenewToken(token)).encode("utf-8"), isBinary=False)
         self._schedule_renewal()
-
-

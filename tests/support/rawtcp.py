@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from txhyco.eagerwrite import tcp_wire, unsent_bytes
+from txhyco.eagerwrite import transport_unsent
 from txhyco.relay.config import Limits, RelayConfig
 
 
@@ -78,10 +78,8 @@ def raw_connect(port: int, cls=RawClient) -> defer.Deferred:
     return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), cls())
 
 
-def transport_buffered(transport) -> int:
-    """Bytes a Twisted TCP transport (or the TCP under its TLS) holds, written but not yet sent."""
-    wire = tcp_wire(transport) if transport is not None else None
-    return unsent_bytes(wire) if wire is not None else 0
+#: Bytes a Twisted TCP transport (or the TCP under its TLS) holds, written but not yet sent.
+transport_buffered = transport_unsent
 
 
 def relay_buffered(running) -> int:

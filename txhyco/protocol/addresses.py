@@ -333,6 +333,10 @@ def encode_entity_path(path: str) -> str:
     return "/".join(out)
 
 
+#: Azure's limit on the length of a hybrid connection's name (its entity path).
+MAX_ENTITY_PATH = 260
+
+
 #: What Azure allows in a hybrid connection's name (nested names use '/').
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
 
@@ -348,7 +352,8 @@ def check_entity_name(name: str) -> str:
     if not stripped or any(c not in _NAME_CHARS for c in stripped):
         raise ProtocolError(f"{name!r} is not a hybrid connection name: use letters, digits, '.', '-', '_' and '/' (e.g. 'db').")
     if len(stripped) > MAX_ENTITY_PATH:
-        raise ProtocolError(f"A hybrid connection name has at most {MAX_ENTITY_PATH} characters; this one has {len(stripped)}.")
+        raise ProtocolError(f"{name[:40]!r}... is not a hybrid connection name: it has {len(stripped)} characters, "
+                            f"at most {MAX_ENTITY_PATH} are allowed.")
     try:
         encode_entity_path(stripped)
     except ProtocolError as e:
@@ -361,10 +366,6 @@ def decode_entity_path(raw: str) -> str:
     if not isinstance(raw, str):
         raise ProtocolError(f"The entity path must be a string, got {type(raw).__name__}.")
     return percent_decode(raw, what="entity path")
-
-
-#: Azure's limit on the length of a hybrid connection's name (its entity path).
-MAX_ENTITY_PATH = 260
 
 
 def entity_path_candidates(path: str) -> list[str]:

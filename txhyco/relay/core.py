@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from txhyco.channel import CommandSink
-from txhyco.eagerwrite import tcp_wire, unsent_bytes
+from txhyco.eagerwrite import transport_unsent
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
@@ -326,8 +326,7 @@ class ControlChannel:
     @property
     def backlogged(self) -> bool:
         """Whether the listener is too far behind reading to be given more (CONTROL_BACKLOG_LIMIT)."""
-        wire = tcp_wire(self.proto.transport)
-        return wire is not None and unsent_bytes(wire) > CONTROL_BACKLOG_LIMIT
+        return transport_unsent(self.proto.transport) > CONTROL_BACKLOG_LIMIT
 
     def send(self, command, body: bytes | None = None) -> None:
         """Send ``command`` (and its inline body, one write for both)."""

@@ -267,14 +267,13 @@ class HttpSender:
         self._maybe_next_cycle()
 
     def send_response(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes | None,
-                      head_length: int | None = None) -> None:
-        """A whole response (head, ``body`` with a Content-Length, end) in one write.
+                      content_length: int | None = None) -> None:
+        """A whole response (head, ``body``, end) in one write.
 
-        ``head_length``: for a body-less answer to HEAD, the Content-Length a GET would get.
+        The Content-Length is the body's; without a body, ``content_length`` if given.
         """
         conn = self.conn
-        length = head_length if body is None else len(body)
-        data = conn.send(self._response_event(status, reason, headers, length))
+        data = conn.send(self._response_event(status, reason, headers, content_length if body is None else len(body)))
         if body:
             data += conn.send(h11.Data(data=body))
         data += conn.send(h11.EndOfMessage())
@@ -471,10 +470,7 @@ class HttpExchange:
             try:
                 serialize_command(self._full_request(True))
             except ProtocolError:
-                self.finished = True
-                self.sender.exchange = None
-                self.relay.registry.drop(self.key)
-                self.sender.error(431, f"The request's headers do not fit in a {MAX_COMMAND_SIZE}-byte request command.")
+                self._fail(431, f"The request's headers do not fit in a {MAX_COMMAND_SIZE}-byte request command.")
                 return
         self.listener.exchanges[self.id] = self
         if self.inline and self.sender.conn.they_are_waiting_for_100_continue:
@@ -612,9 +608,14 @@ class HttpExchange:
         else:
             self._response_body = []  # small: sent with a Content-Length when complete
 
+    def _bodiless_length(self) -> int | None:
+        """The Content-Length of an answer without a body: a HEAD answer keeps the
+        listener's, the length a GET would get (RFC 9110 §9.3.2); h11 knows no body follows."""
+        return declared_length(self._response.response_headers) if self.method == "HEAD" else None
+
     def _start(self, content_length: int | None) -> None:
-        if not self._has_body and self.method != "HEAD":
-            content_length = None  # (HEAD keeps it: see _finish_whole)
+        if not self._has_body:
+            content_length = self._bodiless_length()
         # Counted when its head goes out (a buffered response may still fail).
         self.relay.count_http(self.entity.name, self._response.status_code)
         self.sender.start_response(self._response.status_code, self._status_reason, self._headers, content_length)
@@ -648,10 +649,7 @@ class HttpExchange:
             sender.transport.unregisterProducer()
         self._cleanup()
         self.relay.count_http(self.entity.name, self._response.status_code)
-        # A HEAD answer keeps the listener's Content-Length (RFC 9110 §9.3.2: the
-        # head a GET would get); h11 knows no body follows it.
-        head_length = declared_length(self._response.response_headers) if self.method == "HEAD" else None
-        sender.send_response(self._response.status_code, self._status_reason, self._headers, body, head_length)
+        sender.send_response(self._response.status_code, self._status_reason, self._headers, body, self._bodiless_length())
 
     def _finish_response(self) -> None:
         sender = self.sender

@@ -20,7 +20,7 @@ import txhyco.autobahn_fixes  # noqa: F401  (lazy debug formatting, see the modu
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
-from txhyco.eagerwrite import tcp_wire, unsent_bytes
+from txhyco.eagerwrite import transport_unsent
 from txhyco.protocol.messages import serialize_command
 
 from .splice import frame_header
@@ -200,13 +200,9 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
                 held[i] = (10, payload) + frame[2:]
                 return
         limit = getattr(self.role, "pong_backlog_limit", PONG_BACKLOG_LIMIT)
-        if self._unsent() > limit:
+        if transport_unsent(self.transport) > limit:
             return
         super().onPing(payload)
-
-    def _unsent(self) -> int:
-        wire = tcp_wire(self.transport) if self.transport is not None else None
-        return unsent_bytes(wire) if wire is not None else 0
 
     def sendFrame(self, opcode, payload=b"", fin=True, rsv=0, mask=None, payload_len=None, chopsize=None, sync=False):
         # A control frame (pong, close) must not land inside a frame that is
