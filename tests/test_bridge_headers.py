@@ -6,7 +6,7 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import reactor
 
 from tests.support.wsclient import Leg
-from txhyco import bridge
+from txhyco.listener import accept as bridge
 from txhyco.websocket import RelayedServerFactory, connect_relay
 
 

@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor, task
 from tests.support.wsclient import Leg
 from txhyco.address import HybridConnection
 from txhyco.errors import RelayError, RelayHandshakeError
-from txhyco.listener import BACKOFF, KEEPALIVE, STABLE_AFTER, HybridConnectionListener
+from txhyco.listener.control import BACKOFF, KEEPALIVE, STABLE_AFTER, HybridConnectionListener
 from txhyco.protocol.addresses import Namespace
 from txhyco.websocket import RelayedServerFactory, connect_relay
 

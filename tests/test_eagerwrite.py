@@ -1,4 +1,4 @@
-"""txhyco.eagerwrite: writes leave at once, and nothing changes order or gets lost."""
+"""txhyco._twisted.eagerwrite: writes leave at once, and nothing changes order or gets lost."""
 import io
 import os
 import socket
@@ -10,7 +10,7 @@ from twisted.protocols.basic import FileSender
 from twisted.test.proto_helpers import StringTransport
 
 from tests.support.rawtcp import wait_until
-from txhyco import eagerwrite
+from txhyco._twisted import eagerwrite
 
 
 class Collect(protocol.Protocol):

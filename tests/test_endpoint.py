@@ -182,8 +182,8 @@ def test_stream_mode_with_client_endpoint(relay):
 def test_transports_provide_twisted_interfaces():
     from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 
-    from txhyco.bridge import RelayedTransport
-    from txhyco.stream import StreamTransport
+    from txhyco.listener.accept import RelayedTransport
+    from txhyco._twisted.streamleg import StreamTransport
 
     for transport in (RelayedTransport(None, None, None), StreamTransport(None, None, None)):
         for interface in (ITransport, IConsumer, IPushProducer):

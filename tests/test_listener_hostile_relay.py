@@ -8,10 +8,10 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import Factory, Protocol
 
 from txhyco.address import HybridConnection
-from txhyco.bridge import AcceptBridge, FrameMasker
+from txhyco.listener.accept import AcceptBridge, FrameMasker
 from txhyco.errors import RelayError
-from txhyco.handshake import accept_value, open_raw_websocket, split_ws_url
-from txhyco.listener import CONTROL_MESSAGE_LIMIT, HybridConnectionListener
+from txhyco._twisted.handshake import accept_value, open_raw_websocket, split_ws_url
+from txhyco.listener.control import CONTROL_MESSAGE_LIMIT, HybridConnectionListener
 from txhyco.protocol.addresses import Namespace
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.messages import Accept, Headers, Request
@@ -118,7 +118,7 @@ class SilentLeg:
 
 
 def test_a_request_rendezvous_that_never_brings_the_request_is_closed():
-    from txhyco.httpbridge import REQUEST_WAIT, HttpExchange
+    from txhyco.listener.http import REQUEST_WAIT, HttpExchange
 
     clock = task.Clock()
     hc = HybridConnection(Namespace.parse("127.0.0.1:1", secure=False), "x")

@@ -190,7 +190,7 @@ def test_tls_failures_are_told_apart_with_the_fix():
     from twisted.internet.error import ConnectionLost
     from twisted.python.failure import Failure
 
-    from txhyco.clienttls import tls_failure
+    from txhyco._twisted.clienttls import tls_failure
 
     untrusted = SSL.Error([("SSL routines", "", "certificate verify failed")])
     assert "ca_file=" in tls_failure(Failure(untrusted)) and "--ca-file" in tls_failure(untrusted)

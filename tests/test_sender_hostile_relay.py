@@ -16,7 +16,7 @@ from tests.test_cli_tunnels import assert_one_line_error, finished
 from txhyco.address import HybridConnection
 from txhyco.endpoint import HybridConnectionClientEndpoint
 from txhyco.errors import RelayError
-from txhyco.handshake import accept_value
+from txhyco._twisted.handshake import accept_value
 from txhyco.websocket import RelayedClientFactory
 
 MIB = 1 << 20
@@ -294,8 +294,8 @@ def test_an_idle_tunnel_pings_and_is_not_cut_for_a_pong_that_does_not_come(monke
     # Pings keep load balancers from cutting an idle tunnel. A pong can queue behind
     # data while a reader is slow or paused, so a late one must not end a busy tunnel;
     # a relay that vanished is noticed when the kernel cannot deliver the ping.
-    from txhyco import stream
-    from txhyco.handshake import KEEPALIVE
+    from txhyco._twisted import streamleg as stream
+    from txhyco._twisted.handshake import KEEPALIVE
 
     assert stream.STREAM_LEG_OPTIONS["autoPingInterval"] == KEEPALIVE  # on by default; shortened here
     monkeypatch.setitem(stream.STREAM_LEG_OPTIONS, "autoPingInterval", 0.1)

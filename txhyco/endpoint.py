@@ -5,14 +5,14 @@ through a relay. The mode decides what the factory is fed:
 
 ``websocket``
     Autobahn ``WebSocketServerFactory``: relayed WebSocket connections with
-    full fidelity (:mod:`txhyco.bridge`); HTTP requests get 501.
+    full fidelity (:mod:`txhyco.listener.accept`); HTTP requests get 501.
 ``http``
     HTTP/1.1 factories (twisted.web ``Site``, Klein): relayed HTTP requests
-    as real HTTP/1.1 (:mod:`txhyco.httpbridge`) and relayed WebSocket
+    as real HTTP/1.1 (:mod:`txhyco.listener.http`) and relayed WebSocket
     connections as an HTTP Upgrade, so a ``Site`` with a
     ``WebSocketResource`` serves both.
 ``stream``
-    anything else: a byte stream in binary messages (:mod:`txhyco.stream`).
+    anything else: a byte stream in binary messages (:mod:`txhyco.listener.stream`).
 ``auto`` (the default)
     picks one of these from the factory's type, and logs its choice.
 """
@@ -26,7 +26,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txhyco.address import HybridConnection
-from txhyco.listener import KEEPALIVE, HybridConnectionListener
+from txhyco.listener.control import KEEPALIVE
+from txhyco.listener.port import listen
 from txhyco.protocol.errors import ProtocolError
 
 log = Logger()
@@ -68,39 +69,26 @@ class HybridConnectionServerEndpoint:
         (a :class:`txhyco.errors.RelayHandshakeError` with the relay's status,
         or :class:`txhyco.errors.RelayUnreachable`). Cancellable.
         """
-        from txhyco.websocket import RelayListeningPort, accept_with_factory
-
         mode = detect_mode(factory) if self.mode == "auto" else self.mode
         log.info("listening on {address} in {mode} mode for {factory!r}", address=str(self.hc.address), mode=mode, factory=factory)
         reactor, hc = self.reactor, self.hc
+        on_accept = on_request = None
         if mode == "stream":
-            from txhyco.stream import accept_stream as accept_one
-        else:
-            accept_one = accept_with_factory
+            from txhyco.listener.stream import accept_stream
 
-        def on_accept(accept):
-            accept_one(reactor, hc, factory, accept)
-
-        on_request = None
-        if mode == "http":
-            from txhyco.httpbridge import serve_request
+            on_accept = partial(accept_stream, reactor, hc, factory)
+        elif mode == "http":
+            from txhyco.listener.http import serve_request
 
             on_request = partial(serve_request, reactor, hc, factory)
-
-        listener = HybridConnectionListener(reactor, hc, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive)
-        factory.doStart()
-        d = listener.start()
-
-        def started(_):
-            return RelayListeningPort(listener, factory)
+        d = listen(reactor, hc, factory, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive)
 
         def failed(failure):
-            factory.doStop()
             if failure.check(defer.CancelledError):
                 return failure
             raise RelayCannotListen(hc.namespace.authority, hc.path, failure.value)
 
-        d.addCallbacks(started, failed)
+        d.addErrback(failed)
         return d
 
 
@@ -120,36 +108,15 @@ class HybridConnectionClientEndpoint:
         self.reactor = reactor
         self.hc = hc
 
-    @defer.inlineCallbacks
-    def connect(self, factory):
-        from txhyco.protocol.addresses import connect_url
-        from txhyco.stream import STREAM_LEG_OPTIONS, StreamLeg
-        from twisted.internet.address import IPv4Address
+    def connect(self, factory) -> defer.Deferred:
+        """Fires with a protocol from ``factory`` once its stream through the relay is open."""
+        from txhyco.sender.stream import connect_stream
 
-        hc = self.hc
-        token = yield hc.get_token(self.reactor)
-        url = connect_url(hc.namespace, hc.path)
-        opened = defer.Deferred()
-        leg_class = type(
-            "BoundStreamLeg", (StreamLeg,),
-            {"app_factory": factory, "app_peer": hc.address, "local": IPv4Address("TCP", "127.0.0.1", 0), "opened_app": opened},
-        )
-        from autobahn.twisted.websocket import WebSocketClientFactory
-        from txhyco.connector import connect
-        from txhyco.handshake import wait_open
-
-        ws_factory = WebSocketClientFactory(url, headers={"ServiceBusAuthorization": token} if token else {}, reactor=self.reactor)
-        ws_factory.protocol = leg_class
-        ws_factory.setProtocolOptions(openHandshakeTimeout=70, **STREAM_LEG_OPTIONS)
-        ns = hc.namespace
-        leg = yield connect(self.reactor, ns.host, ns.effective_port, ws_factory, secure=ns.secure, ca_file=hc.ca_file)
-        yield wait_open(leg, url.split("?", 1)[0])
-        app = yield opened
-        return app
+        return connect_stream(self.reactor, self.hc, factory)
 
 
 def _hybrid_connection(args, kwargs) -> tuple[HybridConnection, str, float | None]:
-    from txhyco.endpointstring import EndpointStringError, parse_hyco
+    from txhyco._twisted.endpointstring import EndpointStringError, parse_hyco
 
     options = parse_hyco(args, kwargs)
     mode = options.pop("mode")

@@ -18,15 +18,11 @@ from __future__ import annotations
 from autobahn.twisted.websocket import WampWebSocketClientFactory, WebSocketClientFactory
 from twisted.internet import defer
 
+from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT
 from txhyco.address import HybridConnection
-from txhyco.connector import connect
 from txhyco.errors import RelayError
-from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, wait_open
 from txhyco.protocol.addresses import connect_url
-
-# The relay holds a sender's upgrade until a listener accepts (up to ~30 s);
-# .NET's sender waits 70 s, and so does RelayedClientFactory.
-SENDER_HANDSHAKE_TIMEOUT = 70
+from txhyco.sender.leg import SENDER_HANDSHAKE_TIMEOUT, open_leg
 
 
 @defer.inlineCallbacks
@@ -38,7 +34,7 @@ def connect_client_factory(
     query: str = "",
     token_in_query: bool = False,
     **relay,
-):
+) -> defer.Deferred:
     """Connect any Autobahn client factory through the relay; fires with the open protocol.
 
     ``relay`` names the hybrid connection as :meth:`HybridConnection.from_args`
@@ -52,22 +48,15 @@ def connect_client_factory(
     if reactor is None:
         from twisted.internet import reactor
     hc = HybridConnection.from_args(**relay)
-    token = yield hc.get_token(reactor)
-    url = connect_url(hc.namespace, hc.path, suffix=suffix, query=query, token=token if token_in_query else None)
-    headers = dict(factory.headers or {})
-    if token and not token_in_query:
-        headers["ServiceBusAuthorization"] = token
-    factory.setSessionParameters(
-        url=url, origin=factory.origin, protocols=factory.protocols, useragent=factory.useragent,
-        headers=headers, proxy=factory.proxy,
-    )
     if not factory.openHandshakeTimeout or factory.openHandshakeTimeout < SENDER_HANDSHAKE_TIMEOUT:
         factory.setProtocolOptions(openHandshakeTimeout=SENDER_HANDSHAKE_TIMEOUT)
     if factory.closeHandshakeTimeout < CLOSE_HANDSHAKE_TIMEOUT:
         factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT)
-    ns = hc.namespace
-    proto = yield connect(reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=hc.ca_file)
-    yield wait_open(proto, url.split("?", 1)[0])
+
+    def url_for(token):
+        return connect_url(hc.namespace, hc.path, suffix=suffix, query=query, token=token)
+
+    proto = yield open_leg(reactor, hc, factory, url_for, token_in_query=token_in_query)
     return proto
 
 

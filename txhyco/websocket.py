@@ -7,7 +7,7 @@ Listening::
     port = yield factory.listen()            # once the control channel is registered
 
 Each relayed connection reaches ``MyServerProtocol`` as a direct one would:
-its handshake runs on a synthetic Upgrade request (see :mod:`txhyco.bridge`),
+its handshake runs on a synthetic Upgrade request (see :mod:`txhyco.listener.accept`),
 so ``onConnect`` sees the sender's path (relative to the hybrid connection),
 query, headers and peer; ``ConnectionDeny`` becomes a reject the sender sees.
 """
@@ -15,101 +15,17 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketServerFactory
 from twisted.internet import defer
-from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
-from zope.interface import implementer
 
-from txhyco.address import HybridConnection, peer_address
-from txhyco.bridge import AcceptBridge
-from txhyco.connector import connect
-from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, wait_open
-from txhyco.listener import KEEPALIVE, HybridConnectionListener
-from txhyco.protocol.addresses import connect_url, reject_url
+from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT
+from txhyco.address import HybridConnection
+from txhyco.listener.control import KEEPALIVE
+from txhyco.listener.port import RelayListeningPort, listen
+from txhyco.protocol.addresses import connect_url
+from txhyco.sender.leg import SENDER_HANDSHAKE_TIMEOUT, open_leg
 
-log = Logger()
-
-
-@implementer(IListeningPort)
-class RelayListeningPort:
-    """A port listening through a relay: ``getHost()``, ``stopListening()``, status."""
-
-    def __init__(self, listener: HybridConnectionListener, factory) -> None:
-        self.listener = listener
-        self.factory = factory
-        self.connected = True
-
-    def getHost(self):
-        return self.listener.hc.address
-
-    def startListening(self):  # IListeningPort; listening starts in listen()
-        return None
-
-    def stopListening(self) -> defer.Deferred:
-        self.connected = False
-        d = self.listener.stop()
-        d.addBoth(lambda r: self.factory.doStop() if hasattr(self.factory, "doStop") else None)
-        return d
-
-    loseConnection = stopListening
-
-    @property
-    def status(self) -> str:
-        return self.listener.status
-
-    @property
-    def last_error(self):
-        return self.listener.last_error
-
-    @property
-    def next_retry_at(self) -> float | None:
-        return self.listener.next_retry_at
-
-    def add_status_observer(self, observer) -> None:
-        self.listener.add_status_observer(observer)
-
-
-def accept_with_factory(reactor, hc, factory, accept) -> None:
-    """Serve one ``accept`` with a fresh protocol from ``factory`` over a bridge."""
-    protocol = factory.buildProtocol(peer_address(accept.remote_endpoint))
-    if protocol is None:
-        # The factory declined (as a Twisted factory may): tell the sender.
-        url = reject_url(accept.address, 503, "The listener declined the connection.")
-        from txhyco.handshake import open_raw_websocket
-
-        open_raw_websocket(reactor, url, ca_file=hc.ca_file).addErrback(lambda f: None)
-        return
-    masked_by_us = True
-    if isinstance(protocol, WebSocketServerProtocol):
-        # The rendezvous is a client leg: the relay sends unmasked server
-        # frames and requires masked client frames. An Autobahn server
-        # protocol can do both itself through per-instance options Autobahn
-        # honours (set before the connection starts), so its bytes pass the
-        # bridge untouched in both directions.
-        protocol.requireMaskedClientFrames = False
-        protocol.maskServerFrames = True
-        masked_by_us = False
-    AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us).start()
-
-
-def listen_websocket(reactor, hc: HybridConnection, factory, *, keepalive: float = KEEPALIVE, on_request=None) -> defer.Deferred:
-    """Listen on ``hc`` with any server protocol factory; fires with a :class:`RelayListeningPort`."""
-    listener = HybridConnectionListener(
-        reactor, hc, on_accept=lambda accept: accept_with_factory(reactor, hc, factory, accept),
-        on_request=on_request, keepalive=keepalive,
-    )
-    if hasattr(factory, "doStart"):
-        factory.doStart()
-    d = listener.start()
-
-    def failed(f):
-        if hasattr(factory, "doStop"):
-            factory.doStop()
-        return f
-
-    d.addCallbacks(lambda _: RelayListeningPort(listener, factory), failed)
-    return d
+__all__ = ["RelayListeningPort", "RelayedClientFactory", "RelayedServerFactory", "connect_relay"]
 
 
 def _relay_args(kwargs: dict) -> dict:
@@ -144,7 +60,7 @@ class RelayedServerFactory(WebSocketServerFactory):
         from twisted.internet import reactor as default_reactor
 
         reactor = getattr(self, "reactor", None) or default_reactor
-        return listen_websocket(reactor, self.hybrid_connection, self, keepalive=self.keepalive)
+        return listen(reactor, self.hybrid_connection, self, keepalive=self.keepalive)
 
 
 class RelayedClientFactory(WebSocketClientFactory):
@@ -166,16 +82,13 @@ class RelayedClientFactory(WebSocketClientFactory):
         self.suffix, self.query, self.token_in_query = suffix, query, token_in_query
         kwargs.setdefault("url", connect_url(self.hybrid_connection.namespace, self.hybrid_connection.path, suffix=suffix, query=query))
         super().__init__(**kwargs)
-        # The relay holds a sender's upgrade until a listener accepts (up to
-        # ~30 s); wait like .NET's sender does (70 s) unless told otherwise.
-        self.openHandshakeTimeout = 70
+        self.openHandshakeTimeout = SENDER_HANDSHAKE_TIMEOUT
         # A Close travels to the listener and its answer back (the relay
         # half-closes, protocol.md §6); Autobahn's 1 s default would turn a
         # slow answer into an unclean drop that the listener sees as 1006.
         self.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
 
-    @defer.inlineCallbacks
-    def connect(self):
+    def connect(self) -> defer.Deferred:
         """Connect through the relay; fires with the client protocol once open.
 
         Fails with :class:`txhyco.errors.RelayHandshakeError` (404 when no
@@ -186,18 +99,11 @@ class RelayedClientFactory(WebSocketClientFactory):
 
         reactor = getattr(self, "reactor", None) or default_reactor
         hc = self.hybrid_connection
-        token = yield hc.get_token(reactor)
-        url = connect_url(hc.namespace, hc.path, suffix=self.suffix, query=self.query, token=token if self.token_in_query else None)
-        headers = dict(self.headers or {})
-        if token and not self.token_in_query:
-            headers["ServiceBusAuthorization"] = token
-        self.setSessionParameters(
-            url=url, origin=self.origin, protocols=self.protocols, useragent=self.useragent, headers=headers, proxy=self.proxy
-        )
-        ns = hc.namespace
-        proto = yield connect(reactor, ns.host, ns.effective_port, self, secure=ns.secure, ca_file=hc.ca_file)
-        yield wait_open(proto, url.split("?", 1)[0])
-        return proto
+
+        def url_for(token):
+            return connect_url(hc.namespace, hc.path, suffix=self.suffix, query=self.query, token=token)
+
+        return open_leg(reactor, hc, self, url_for, token_in_query=self.token_in_query)
 
 
 def connect_relay(protocol=None, connection_string=None, **kwargs) -> defer.Deferred:

@@ -21,7 +21,7 @@ from twisted.internet import defer, reactor, task
 
 from tests.support.procs import ROOT, Child, spawn
 from txhyco.address import HybridConnection
-from txhyco.connector import connect
+from txhyco._twisted.connector import connect
 from txhyco.protocol.addresses import connect_url
 from txhyco.wamp import connect_wamp
 

@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from txhyco.eagerwrite import transport_unsent
+from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.relay.config import Limits, RelayConfig
 
 

@@ -92,7 +92,7 @@ def interactive(reactor, args, hc):
     from autobahn.twisted.websocket import WebSocketClientProtocol
     from twisted.internet import defer
 
-    from txhyco.handshake import KEEPALIVE
+    from txhyco._twisted.handshake import KEEPALIVE
     from txhyco.websocket import RelayedClientFactory
 
     from .common import describe_relay_error
@@ -133,7 +133,7 @@ def interactive(reactor, args, hc):
                                    ca_file=hc.ca_file, suffix=args.suffix, reactor=reactor)
     factory.protocol = Session
     factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0,
-                               autoPingInterval=KEEPALIVE, autoPingTimeout=0)  # as stream legs (txhyco.stream)
+                               autoPingInterval=KEEPALIVE, autoPingTimeout=0)  # as stream legs (txhyco._twisted.streamleg)
 
     @defer.inlineCallbacks
     def go():

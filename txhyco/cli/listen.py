@@ -131,7 +131,7 @@ def http_factory(reactor, monitor, target, host_header: str | None, ca_file: str
     tls, host, port, netloc, prefix = target
     endpoint = HostnameEndpoint(reactor, host, port, timeout=10)
     if tls:
-        from txhyco.clienttls import client_tls_options
+        from txhyco._twisted.clienttls import client_tls_options
         from txhyco.errors import RelayError
 
         try:
@@ -272,7 +272,7 @@ def echo_factories(reactor, monitor, hc):
 def serve(reactor, args, hc, kind: str, target):
     from twisted.internet import defer
 
-    from txhyco.listener import CONNECTING, OFFLINE, ONLINE
+    from txhyco.listener.control import CONNECTING, OFFLINE, ONLINE
 
     from .common import describe_relay_error
     from .status import Monitor, start_display
@@ -290,12 +290,12 @@ def serve(reactor, args, hc, kind: str, target):
         if kind == "echo":
             from functools import partial
 
-            from txhyco.httpbridge import serve_request
-            from txhyco.websocket import listen_websocket
+            from txhyco.listener.http import serve_request
+            from txhyco.listener.port import listen
 
             ws, site = echo_factories(reactor, monitor, hc)
-            d = listen_websocket(reactor, ws.hybrid_connection, ws, keepalive=ws.keepalive,
-                                 on_request=partial(serve_request, reactor, hc, site))
+            d = listen(reactor, ws.hybrid_connection, ws, keepalive=ws.keepalive,
+                       on_request=partial(serve_request, reactor, hc, site))
         else:
             from txhyco.endpoint import HybridConnectionServerEndpoint
 

@@ -263,7 +263,7 @@ def _why(error: BaseException) -> str:
     """One phrase for an Agent failure (ResponseNeverReceived and kin wrap the cause)."""
     from twisted.internet import error as twisted_error
 
-    from txhyco.clienttls import tls_failure
+    from txhyco._twisted.clienttls import tls_failure
 
     reasons = getattr(error, "reasons", None)
     if reasons:

@@ -16,8 +16,8 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from txhyco.channel import CommandSink
-from txhyco.eagerwrite import transport_unsent
+from txhyco._twisted.commandsink import CommandSink
+from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (

@@ -12,7 +12,7 @@ import h11
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from txhyco import eagerwrite
+from txhyco._twisted import eagerwrite
 from txhyco.protocol.http import reason_phrase
 
 from .http import HttpSender

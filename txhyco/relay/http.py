@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txhyco.eagerwrite import tcp_wire, unsent_bytes
+from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (

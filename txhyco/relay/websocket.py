@@ -16,11 +16,11 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-import txhyco.autobahn_fixes  # noqa: F401  (lazy debug formatting, see the module)
+import txhyco._twisted.autobahn_speedups  # noqa: F401  (lazy debug formatting, see the module)
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
-from txhyco.eagerwrite import transport_unsent
+from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.protocol.messages import serialize_command
 
 from .splice import frame_header

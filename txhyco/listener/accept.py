@@ -22,17 +22,16 @@ from urllib.parse import urlsplit
 import h11
 from autobahn.websocket.xormasker import create_xor_masker
 
-import txhyco.autobahn_fixes  # noqa: F401  (lazy debug formatting, see the module)
+import txhyco._twisted.autobahn_speedups  # noqa: F401  (lazy debug formatting, see the module)
 from twisted.internet import defer
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from zope.interface import implementer
 
+from txhyco._twisted.transport import TransportBase
 from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.errors import RelayError
-from txhyco.handshake import open_raw_websocket
+from txhyco._twisted.handshake import open_raw_websocket
 from txhyco.protocol.addresses import encode_entity_path, reject_url, strip_reserved_query
 from txhyco.protocol.http import reason_phrase
 from txhyco.protocol.messages import Accept
@@ -253,44 +252,8 @@ def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.
     return conn, data
 
 
-@implementer(ITransport, IConsumer, IPushProducer)
-class TransportBase:
-    """What every transport of ours offers an application protocol besides writing.
-
-    ``protocol`` is whoever receives data now (a twisted.web ``Site`` hands
-    the connection to a WebSocket protocol by reassigning it).
-    """
-
-    disconnecting = False
-    disconnected = False
-
-    def __init__(self, peer, host) -> None:
-        self.protocol = None
-        self._peer = peer
-        self._host = host
-
-    def writeSequence(self, seq) -> None:
-        self.write(b"".join(seq))
-
-    def getPeer(self):
-        return self._peer
-
-    def getHost(self):
-        return self._host
-
-    # TCP-ish no-ops that servers call
-    def setTcpNoDelay(self, enabled) -> None:
-        pass
-
-    def setTcpKeepAlive(self, enabled) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        self.abortConnection()
-
-
 class RelayedTransport(TransportBase):
-    """The transport of a bridged connection (this module, :mod:`txhyco.httpbridge`).
+    """The transport of a bridged connection (this module, :mod:`txhyco.listener.http`).
 
     Writes go to the bridge; producers and flow control map onto the
     rendezvous socket once it exists.

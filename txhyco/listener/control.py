@@ -20,15 +20,15 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from txhyco.bridge import send_messages
-from txhyco.connector import connect
+from txhyco.listener.accept import send_messages
 from txhyco.errors import RelayError, RelayHandshakeError
-from txhyco.handshake import KEEPALIVE, KEEPALIVE_TIMEOUT, split_ws_url, wait_open
+from txhyco._twisted.handshake import KEEPALIVE, KEEPALIVE_TIMEOUT, split_ws_url
 from txhyco.protocol.addresses import listen_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import ROLE_LISTENER, BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.messages import Accept, RenewToken, Request, Response, serialize_command
 from txhyco.protocol.tokens import renewal_time
+from txhyco.sender.leg import open_leg
 
 log = Logger()
 
@@ -47,12 +47,16 @@ CONNECTING, ONLINE, OFFLINE = "connecting", "online", "offline"
 
 
 class ControlProtocol(WebSocketClientProtocol):
-    listener: HybridConnectionListener = None  # set per connection attempt
+    """One connection attempt's control channel; everything it hears goes to its listener."""
 
     #: Autobahn's debug messages dump the upgrade request, token included:
     #: this leg logs at info at most, whatever the global txaio level.
     log = txaio.make_logger()
     log.set_log_level("info", keep=True)
+
+    def __init__(self, listener: HybridConnectionListener) -> None:
+        super().__init__()
+        self.listener = listener
 
     def onOpen(self) -> None:
         self.listener._online(self)
@@ -163,14 +167,9 @@ class HybridConnectionListener:
             self._set_status(OFFLINE)
         return defer.succeed(None)
 
-    @defer.inlineCallbacks
-    def _attempt_connect(self):
-        token = yield self.hc.get_token(self.reactor)
-        self._token, self._token_time = token, self.reactor.seconds()
-        url = listen_url(self.hc.namespace, self.hc.path, tracking_id=self.tracking_id)
-        headers = {"ServiceBusAuthorization": token} if token else {}
-        factory = WebSocketClientFactory(url, headers=headers, reactor=self.reactor)
-        factory.protocol = type("BoundControlProtocol", (ControlProtocol,), {"listener": self})
+    def _attempt_connect(self) -> defer.Deferred:
+        factory = WebSocketClientFactory(reactor=self.reactor)
+        factory.protocol = lambda: ControlProtocol(self)
         factory.setProtocolOptions(
             openHandshakeTimeout=30,
             closeHandshakeTimeout=5,
@@ -179,11 +178,13 @@ class HybridConnectionListener:
             maxMessagePayloadSize=CONTROL_MESSAGE_LIMIT,
             maxFramePayloadSize=CONTROL_MESSAGE_LIMIT,
         )
-        ns = self.hc.namespace
-        proto = yield connect(self.reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=self.hc.ca_file)
-        self._proto = proto
-        yield wait_open(proto, url.split("?", 1)[0])
-        return proto
+
+        def connected(proto, token) -> None:
+            self._proto = proto
+            self._token, self._token_time = token, self.reactor.seconds()
+
+        url = listen_url(self.hc.namespace, self.hc.path, tracking_id=self.tracking_id)
+        return open_leg(self.reactor, self.hc, factory, lambda _: url, on_connected=connected)
 
     def _connect(self) -> None:
         self._retry_call = None
@@ -316,7 +317,7 @@ class HybridConnectionListener:
             return
         if self.on_request is None:
             # No HTTP application: answer 501, on a rendezvous for address-only requests.
-            from txhyco.httpbridge import serve_request, websocket_only_site
+            from txhyco.listener.http import serve_request, websocket_only_site
 
             serve_request(self.reactor, self.hc, websocket_only_site(), request, body, self)
             return

@@ -16,8 +16,8 @@ import h11
 from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 
-from txhyco.clienttls import tls_failure
-from txhyco.connector import connect
+from txhyco._twisted.clienttls import tls_failure
+from txhyco._twisted.connector import connect
 from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -6,8 +6,8 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import connectionDone
 
-from txhyco import eagerwrite
-from txhyco.clienttls import client_tls_options
+from txhyco._twisted import eagerwrite
+from txhyco._twisted.clienttls import client_tls_options
 from txhyco.errors import RelayUnreachable
 
 

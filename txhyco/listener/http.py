@@ -1,7 +1,7 @@
 """Serving relayed HTTP requests with an ordinary HTTP/1.1 server factory (§4.3, §4.4, §5).
 
 Each ``request`` gets a fresh protocol from the factory (a twisted.web
-``Site``, Klein...) over a :class:`~txhyco.bridge.RelayedTransport`, fed a real
+``Site``, Klein...) over a :class:`~txhyco.listener.accept.RelayedTransport`, fed a real
 HTTP/1.1 request built with h11; its answer is parsed back with h11 and sent
 as a ``response``. The request target is shown relative to the hybrid
 connection (``/myhc/index.html`` → ``/index.html``) with the prefix in
@@ -25,9 +25,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txhyco.address import HybridConnectionAddress, peer_address
-from txhyco.bridge import RelayedTransport, masked_frame, masked_frame_parts
-from txhyco.channel import CommandSink
-from txhyco.handshake import open_websocket
+from txhyco.listener.accept import RelayedTransport, masked_frame, masked_frame_parts
+from txhyco._twisted.commandsink import CommandSink
+from txhyco._twisted.handshake import open_websocket
 from txhyco.protocol.addresses import encode_entity_path
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (

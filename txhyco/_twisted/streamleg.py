@@ -1,10 +1,10 @@
-"""Stream mode: any Twisted protocol over a relayed WebSocket, one binary message per write.
+"""A stream leg: any Twisted protocol over a relayed WebSocket, one binary message per write.
 
-For factories that do not speak HTTP (LineReceiver, a TCP tunnel...): the
-listener accepts each connection on an Autobahn rendezvous leg and the
-sender connects with an Autobahn client; on both ends the application
-protocol gets a byte stream, ``write`` becoming one binary message and each
-received message one ``dataReceived``.
+Both sides of stream mode use it: the listener opens one per accepted
+connection (:mod:`txhyco.listener.stream`), a sender connects with one
+(:mod:`txhyco.sender.stream`). The application protocol gets a byte stream,
+``write`` becoming one binary message and each received message one
+``dataReceived``.
 """
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.python.failure import Failure
 
-from txhyco.address import HybridConnectionAddress, peer_address
-from txhyco.bridge import TransportBase
-from txhyco.handshake import CLOSE_HANDSHAKE_TIMEOUT, KEEPALIVE, open_raw_websocket, open_websocket
-from txhyco.protocol.addresses import reject_url
+from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT, KEEPALIVE
+from txhyco._twisted.transport import TransportBase
 
 
 class StreamTransport(TransportBase):
@@ -64,11 +62,14 @@ STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": CLOSE
 class StreamLeg(WebSocketClientProtocol):
     """A WebSocket leg that carries a byte stream for an application protocol."""
 
-    app_factory = None
-    #: the application's peer (not ``peer``: Autobahn keeps its own string there)
-    app_peer = None
-    local = None
-    opened_app: defer.Deferred | None = None
+    def __init__(self, app_factory, app_peer, local, opened_app: defer.Deferred | None = None) -> None:
+        super().__init__()
+        self.app_factory = app_factory
+        #: the application's peer (not ``peer``: Autobahn keeps its own string there)
+        self.app_peer = app_peer
+        self.local = local
+        self.opened_app = opened_app
+        self.app = None
 
     def onOpen(self) -> None:
         app = self.app_factory.buildProtocol(self.app_peer)
@@ -88,7 +89,7 @@ class StreamLeg(WebSocketClientProtocol):
     # a slow application pauses the socket through the usual backpressure.
 
     def onMessageFrameData(self, payload: bytes) -> None:
-        app = getattr(self, "app", None)
+        app = self.app
         if app is not None and payload and not self.failedByMe:
             app.dataReceived(payload)
 
@@ -99,27 +100,8 @@ class StreamLeg(WebSocketClientProtocol):
         pass
 
     def onClose(self, wasClean, code, reason) -> None:
-        app = getattr(self, "app", None)
+        app = self.app
         if app is not None:
             self.app = None
             why = ConnectionDone(f"closed ({code})") if wasClean else ConnectionLost(reason or "connection lost")
             app.connectionLost(Failure(why))
-
-
-def accept_stream(reactor, hc, factory, accept) -> None:
-    """Serve one ``accept`` in stream mode (the listener's ``on_accept``)."""
-    peer = peer_address(accept.remote_endpoint)
-    leg_class = type(
-        "BoundStreamLeg", (StreamLeg,), {"app_factory": factory, "app_peer": peer, "local": HybridConnectionAddress(hc.namespace, hc.path)}
-    )
-    d = open_websocket(reactor, accept.address, leg_class, ca_file=hc.ca_file, **STREAM_LEG_OPTIONS)
-
-    def failed(failure):
-        # Could not open the rendezvous: nothing to tell the application.
-        return None
-
-    d.addErrback(failed)
-
-
-def reject_stream(reactor, hc, accept, status: int, reason: str) -> None:
-    open_raw_websocket(reactor, reject_url(accept.address, status, reason), ca_file=hc.ca_file).addErrback(lambda f: None)

@@ -1,0 +1,104 @@
+"""The listening port of a hybrid connection, and where each ``accept`` goes.
+
+:func:`listen` starts a control channel for any protocol factory and fires
+with a :class:`RelayListeningPort` once the relay has registered it; every
+public way to listen (``RelayedServerFactory.listen``, the ``hyco:`` server
+endpoint, ``txhyco listen``) comes through here.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort
+from zope.interface import implementer
+
+from txhyco.address import HybridConnection, peer_address
+from txhyco.listener.accept import AcceptBridge
+from txhyco.listener.control import KEEPALIVE, HybridConnectionListener
+from txhyco.listener.stream import reject_accept
+
+
+@implementer(IListeningPort)
+class RelayListeningPort:
+    """A port listening through a relay: ``getHost()``, ``stopListening()``, status."""
+
+    def __init__(self, listener: HybridConnectionListener, factory) -> None:
+        self.listener = listener
+        self.factory = factory
+        self.connected = True
+
+    def getHost(self):
+        return self.listener.hc.address
+
+    def startListening(self):  # IListeningPort; listening starts in listen()
+        return None
+
+    def stopListening(self) -> defer.Deferred:
+        self.connected = False
+        d = self.listener.stop()
+        d.addBoth(lambda r: self.factory.doStop() if hasattr(self.factory, "doStop") else None)
+        return d
+
+    loseConnection = stopListening
+
+    @property
+    def status(self) -> str:
+        return self.listener.status
+
+    @property
+    def last_error(self):
+        return self.listener.last_error
+
+    @property
+    def next_retry_at(self) -> float | None:
+        return self.listener.next_retry_at
+
+    def add_status_observer(self, observer) -> None:
+        self.listener.add_status_observer(observer)
+
+
+def accept_with_factory(reactor, hc, factory, accept) -> None:
+    """Serve one ``accept`` with a fresh protocol from ``factory`` over a bridge."""
+    protocol = factory.buildProtocol(peer_address(accept.remote_endpoint))
+    if protocol is None:
+        # The factory declined (as a Twisted factory may): tell the sender.
+        reject_accept(reactor, hc, accept, 503, "The listener declined the connection.")
+        return
+    masked_by_us = True
+    if isinstance(protocol, WebSocketServerProtocol):
+        # The rendezvous is a client leg: the relay sends unmasked server
+        # frames and requires masked client frames. An Autobahn server
+        # protocol can do both itself through per-instance options Autobahn
+        # honours (set before the connection starts), so its bytes pass the
+        # bridge untouched in both directions.
+        protocol.requireMaskedClientFrames = False
+        protocol.maskServerFrames = True
+        masked_by_us = False
+    AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us).start()
+
+
+def listen(reactor, hc: HybridConnection, factory, *, on_accept=None, on_request=None,
+           keepalive: float = KEEPALIVE) -> defer.Deferred:
+    """Listen on ``hc`` for ``factory``; fires with a :class:`RelayListeningPort`, cancellable.
+
+    ``on_accept(accept)`` serves each relayed WebSocket (by default a
+    protocol from ``factory`` over the accept bridge); ``on_request`` serves
+    relayed HTTP requests (none: the listener answers 501). The factory is
+    started here and stopped when listening fails or stops.
+    """
+    if on_accept is None:
+        on_accept = partial(accept_with_factory, reactor, hc, factory)
+    listener = HybridConnectionListener(reactor, hc, on_accept=on_accept, on_request=on_request, keepalive=keepalive)
+    if hasattr(factory, "doStart"):
+        factory.doStart()
+    d = listener.start()
+
+    def failed(f):
+        if hasattr(factory, "doStop"):
+            factory.doStop()
+        return f
+
+    d.addCallbacks(lambda _: RelayListeningPort(listener, factory), failed)
+    return d
