@@ -1,115 +1,216 @@
-"""Workarounds for Autobahn's eager debug logging, applied when txhyco's relay or bridges load.
+"""Cheaper Autobahn protocols for txhyco's own legs, and only for them.
 
-Autobahn's ``WebSocketProtocol._connectionMade`` pretty-prints its whole
-configuration for a debug log line on *every* connection, whether or not
-debug logging is on (the argument is built before the call). That costs about
-a millisecond per WebSocket -- the largest single cost of opening a relayed
-connection (benchmarks/, "connection set-up"). Replacing the module's
-``pformat`` with a lazy one keeps the log text identical and only formats it
-when a debug observer actually reads the event.
+Autobahn builds the arguments of its debug log lines whether or not debug
+logging is on (they are evaluated before the call):
 
-The same goes for ``hltype``/``hlval``, which colour the arguments of debug
-lines on every ``sendData`` (each message sent): about a tenth of a listener's
-time per small message. In the WebSocket protocol modules they become lazy
-too; they are only ever passed as log-event fields there.
+- every connection pretty-prints its whole configuration (``pformat`` of
+  about thirty settings): about 180 us a connection, most of what opening a
+  WebSocket costs Autobahn. The relay pays it twice per relayed connection;
+- every read and every write colours a few names (``hltype``/``hlval``):
+  about 1.5 us each;
+- and every received masked frame (what the relay gets from senders and
+  listeners) and every frame a client sends gets a fresh NVX masker, whose C
+  buffers cost more than the XOR itself for small frames: about 3 us against
+  0.6 us for wsaccel's (same bytes, same interface).
 
-And Autobahn builds an NVX masker per received frame, whose C buffers cost
-more than the XOR itself for small frames: frames up to 4 KiB are unmasked
-with wsaccel's masker (same bytes, same interface) instead.
+Together, a 100-byte echo through an Autobahn server protocol costs about
+28 us plain and 18 us lean (``benchmarks/lean_protocols.py``).
+
+None of this changes Autobahn: txhyco's legs (the relay's, the control
+channel, request rendezvous and stream legs) derive from
+:class:`LeanServerProtocol` or :class:`LeanClientProtocol`, whose methods
+that do such work are Autobahn's own functions, made again with a namespace
+of their own in which those four names are lazy (formatted only when a debug
+observer reads the event: the same text) or wsaccel's masker for small frames.
+Autobahn's modules, its classes and everybody else's protocols (the
+application's included, even when it is served through a txhyco listener)
+keep Autobahn's behaviour. The configuration dump is skipped instead: our
+legs copy their settings from the factory as Autobahn does, and Autobahn
+then finds none left to copy or print (its debug line shows ``[]``).
+
+Each speed-up first checks that the internals it relies on are what they
+were written against (the module-level names are Autobahn's own functions,
+the methods use them, the masker gives the same bytes); where one is not,
+that speed-up is left out and Autobahn's own method runs (:data:`ACTIVE`
+says which are on).
 """
 from __future__ import annotations
 
+import inspect
 import pprint
+import types
 
 import autobahn.twisted.websocket as _twisted_websocket
 import autobahn.websocket.protocol as _protocol
+import autobahn.websocket.xormasker as _xormasker
 from autobahn import util as _util
 
+#: Frames up to this size are (un)masked with wsaccel's masker.
+SMALL_FRAME = 4096
 
-class LazyPformat:
-    """``pformat(obj)``, computed when the log event is formatted."""
-
-    __slots__ = ("_obj",)
-
-    def __init__(self, obj, *args, **kwargs) -> None:
-        self._obj = obj
-
-    def __str__(self) -> str:
-        return pprint.pformat(self._obj)
-
-    __repr__ = __str__
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
+#: Names of the speed-ups in force: "lazy pformat", "lazy hltype/hlval",
+#: "small-frame masker", "no configuration dump".
+ACTIVE: set[str] = set()
 
 
-class LazyCall:
-    """``func(*args)``, computed when the log event is formatted."""
+class _LazyText:
+    """``func(*args)`` as text, computed when a log event is formatted."""
 
     __slots__ = ("_func", "_args")
 
-    def __init__(self, func, *args) -> None:
+    def __init__(self, func, args) -> None:
         self._func = func
         self._args = args
 
     def __str__(self) -> str:
         return str(self._func(*self._args))
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        return repr(str(self))
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
 
 
+def _lazy_pformat(obj, *args, **kwargs) -> _LazyText:
+    return _LazyText(lambda: pprint.pformat(obj, *args, **kwargs), ())
+
+
 def _lazy(func):
-    def wrapper(*args):
-        return LazyCall(func, *args)
+    def later(*args) -> _LazyText:
+        return _LazyText(func, args)
 
-    wrapper.__wrapped__ = func
-    return wrapper
-
-
-#: Frames up to this size are unmasked with wsaccel's masker when available.
-_SMALL_FRAME = 4096
+    return later
 
 
-def _use_cheap_small_frame_masker() -> None:
-    """Unmask small frames with a masker that is cheap to create.
-
-    Autobahn builds a masker object per received frame; its NVX (cffi)
-    masker allocates C buffers in the constructor, which costs more than
-    the XOR itself for the few hundred bytes of a control-channel command
-    (~3 us vs ~0.6 us a frame). wsaccel's masker gives the same bytes and
-    the same ``pointer()``; large frames keep NVX's SIMD masker.
-    Process-wide (the name Autobahn's frame parser calls), idempotent.
-    """
+def _small_frame_masker(autobahn_masker):
+    """``create_xor_masker`` that uses wsaccel's masker for frames up to SMALL_FRAME, else None."""
     try:
         from wsaccel.xormask import createXorMasker
     except ImportError:
-        return
-    import autobahn.websocket.protocol as ab_protocol
-
-    original = ab_protocol.create_xor_masker
-    if getattr(original, "txhyco_small_frames", False):
-        return
+        return None
+    if autobahn_masker is createXorMasker:
+        return None  # Autobahn uses wsaccel's already
 
     def create_xor_masker(mask, length=None):
-        if length is not None and length <= _SMALL_FRAME:
+        if length is not None and length <= SMALL_FRAME:
             return createXorMasker(mask, length)
-        return original(mask, length)
+        return autobahn_masker(mask, length)
 
-    create_xor_masker.txhyco_small_frames = True  # type: ignore[attr-defined]
-    ab_protocol.create_xor_masker = create_xor_masker
+    # Same bytes, whatever the pieces, and the same position, as Autobahn's.
+    for size in (0, 1, 7, 125, SMALL_FRAME):
+        mask, data = bytes([1, 2, 3, 250]), bytes(range(256)) * (size // 256 + 1)
+        data = data[:size]
+        ours, theirs = create_xor_masker(mask, size), autobahn_masker(mask, size)
+        if ours.process(data[:5]) + ours.process(data[5:]) != theirs.process(data):
+            return None
+        if ours.pointer() != theirs.pointer():
+            return None
+    return create_xor_masker
 
 
-def apply() -> None:
-    if _protocol.pformat is not LazyPformat:
-        _protocol.pformat = LazyPformat
-    for module in (_protocol, _twisted_websocket):
-        for name in ("hltype", "hlval"):
+def _replacements() -> dict:
+    """{module: {name: replacement}} for the names found as expected in Autobahn's modules."""
+    lazy = {name: _lazy(getattr(_util, name)) for name in ("hltype", "hlval")}
+    found: dict = {_protocol: {}, _twisted_websocket: {}}
+    for module in found:
+        for name, replacement in lazy.items():
             if getattr(module, name, None) is getattr(_util, name):
-                setattr(module, name, _lazy(getattr(_util, name)))
-    _use_cheap_small_frame_masker()
+                found[module][name] = replacement
+                ACTIVE.add("lazy hltype/hlval")
+    if getattr(_protocol, "pformat", None) is pprint.pformat:
+        found[_protocol]["pformat"] = _lazy_pformat
+        ACTIVE.add("lazy pformat")
+    autobahn_masker = getattr(_xormasker, "create_xor_masker", None)
+    if autobahn_masker is not None and getattr(_protocol, "create_xor_masker", None) is autobahn_masker:
+        masker = _small_frame_masker(autobahn_masker)
+        if masker is not None:
+            found[_protocol]["create_xor_masker"] = masker
+            ACTIVE.add("small-frame masker")
+    return found
 
 
-apply()
+def _remade(func, namespace: dict):
+    """``func`` again: the same code, looking up its globals in ``namespace``."""
+    remade = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+    remade.__kwdefaults__ = func.__kwdefaults__
+    remade.__qualname__ = func.__qualname__
+    remade.__module__ = func.__module__  # debug lines name the function as Autobahn's
+    remade.__doc__ = func.__doc__
+    remade.__dict__.update(func.__dict__)
+    return remade
+
+
+def _lean_methods(base: type, replacements: dict) -> dict:
+    """The methods of ``base`` (as it resolves them) that use a replaced name, remade with it replaced.
+
+    A function's namespace is a copy of its module's with the replacements:
+    Autobahn's modules do not rebind their globals after import.
+    """
+    namespaces = {
+        id(vars(module)): (dict(vars(module), **names), names.keys())
+        for module, names in replacements.items() if names
+    }
+    methods: dict = {}
+    seen: set = set()
+    for klass in base.__mro__:
+        for name, value in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            if not inspect.isfunction(value):
+                continue
+            found = namespaces.get(id(value.__globals__))
+            if found is not None and found[1] & set(value.__code__.co_names):
+                methods[name] = _remade(value, found[0])
+    return methods
+
+
+def _config_dump_skippable() -> bool:
+    """Whether Autobahn's ``_connectionMade`` copies and prints ``CONFIG_ATTRS`` as we expect."""
+    made = getattr(_protocol.WebSocketProtocol, "_connectionMade", None)
+    if not inspect.isfunction(made):
+        return False
+    if not {"CONFIG_ATTRS", "factory", "pformat"} <= set(made.__code__.co_names):
+        return False
+    return all(
+        isinstance(getattr(cls, "CONFIG_ATTRS", None), (list, tuple))
+        and all(isinstance(name, str) for name in cls.CONFIG_ATTRS)
+        for cls in (_protocol.WebSocketServerProtocol, _protocol.WebSocketClientProtocol)
+    )
+
+
+class _SkipConfigDump:
+    """Copy the factory's settings ourselves; Autobahn then has none left to pretty-print."""
+
+    def _connectionMade(self) -> None:
+        factory = self.factory
+        for name in self.CONFIG_ATTRS:
+            if not hasattr(self, name):  # set on the protocol (class or instance) wins, as in Autobahn
+                setattr(self, name, getattr(factory, name))
+        self.CONFIG_ATTRS = ()
+        try:
+            super()._connectionMade()
+        finally:
+            del self.CONFIG_ATTRS
+
+
+def _lean(base: type, name: str, replacements: dict, skip_config_dump: bool) -> type:
+    remade = type(f"_{name}Methods", (base,), {"__module__": __name__, **_lean_methods(base, replacements)})
+    bases = (_SkipConfigDump, remade) if skip_config_dump else (remade,)
+    doc = f"Autobahn's ``{base.__name__}``, with its debug arguments lazy (see :mod:`{__name__}`)."
+    return type(name, bases, {"__module__": __name__, "__doc__": doc})
+
+
+def _build() -> tuple[type, type]:
+    replacements = _replacements()
+    skip = _config_dump_skippable()
+    if skip:
+        ACTIVE.add("no configuration dump")
+    return (
+        _lean(_twisted_websocket.WebSocketServerProtocol, "LeanServerProtocol", replacements, skip),
+        _lean(_twisted_websocket.WebSocketClientProtocol, "LeanClientProtocol", replacements, skip),
+    )
+
+
+LeanServerProtocol, LeanClientProtocol = _build()

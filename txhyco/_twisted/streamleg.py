@@ -8,11 +8,11 @@ connection (:mod:`txhyco.listener.stream`), a sender connects with one
 """
 from __future__ import annotations
 
-from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.python.failure import Failure
 
+from txhyco._twisted.autobahn_speedups import LeanClientProtocol
 from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT, KEEPALIVE
 from txhyco._twisted.transport import TransportBase
 
@@ -59,7 +59,7 @@ STREAM_LEG_OPTIONS = {"maxMessagePayloadSize": 0, "closeHandshakeTimeout": CLOSE
                       "autoPingInterval": KEEPALIVE, "autoPingTimeout": 0}
 
 
-class StreamLeg(WebSocketClientProtocol):
+class StreamLeg(LeanClientProtocol):
     """A WebSocket leg that carries a byte stream for an application protocol."""
 
     def __init__(self, app_factory, app_peer, local, opened_app: defer.Deferred | None = None) -> None:

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import h11
 from autobahn.websocket.xormasker import create_xor_masker
 
-import txhyco._twisted.autobahn_speedups  # noqa: F401  (lazy debug formatting, see the module)
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure

@@ -16,12 +16,13 @@ import random
 import uuid
 
 import txaio
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from txhyco.listener.accept import send_messages
 from txhyco.errors import RelayError, RelayHandshakeError
+from txhyco._twisted.autobahn_speedups import LeanClientProtocol
 from txhyco._twisted.handshake import KEEPALIVE, KEEPALIVE_TIMEOUT, split_ws_url
 from txhyco.protocol.addresses import listen_url
 from txhyco.protocol.errors import ProtocolError
@@ -46,7 +47,7 @@ CONTROL_MESSAGE_LIMIT = 256 * 1024
 CONNECTING, ONLINE, OFFLINE = "connecting", "online", "offline"
 
 
-class ControlProtocol(WebSocketClientProtocol):
+class ControlProtocol(LeanClientProtocol):
     """One connection attempt's control channel; everything it hears goes to its listener."""
 
     #: Autobahn's debug messages dump the upgrade request, token included:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 import h11
-from autobahn.twisted.websocket import WebSocketClientProtocol
+from txhyco._twisted.autobahn_speedups import LeanClientProtocol as WebSocketClientProtocol  # Autobahn's, lean (see there)
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure

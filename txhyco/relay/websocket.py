@@ -16,10 +16,10 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-import txhyco._twisted.autobahn_speedups  # noqa: F401  (lazy debug formatting, see the module)
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
+from txhyco._twisted.autobahn_speedups import LeanServerProtocol
 from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.protocol.messages import serialize_command
 
@@ -79,7 +79,7 @@ class _Discard:
 DISCARD = _Discard()
 
 
-class RelayWebSocketProtocol(WebSocketServerProtocol):
+class RelayWebSocketProtocol(LeanServerProtocol):
     """One WebSocket leg at the relay. See the module docstring."""
 
     #: Autobahn's debug and trace messages dump request heads (the
