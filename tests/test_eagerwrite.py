@@ -297,3 +297,49 @@ def test_a_write_made_while_held_writes_are_flushed_does_not_overtake_them():
         b.transport.loseConnection()
     finally:
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_twisted_internals_are_checked_before_use():
+    """install() checks once per connection class that Twisted's private state is what it reads."""
+    received = Collect()
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(lambda: received))
+    try:
+        sender = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), protocol.Protocol())
+        conn = sender.transport
+        assert eagerwrite._has_internals(conn)
+
+        class Renamed(type(conn)):
+            """A Twisted whose send buffer went by another name."""
+            dataBuffer = None
+
+        conn.__class__ = Renamed
+        try:
+            assert not eagerwrite._has_internals(conn)
+            assert not eagerwrite.internals_usable(conn)
+            eagerwrite.install(conn)
+            assert "write" not in conn.__dict__  # Twisted's own write
+            assert eagerwrite.unsent_bytes(conn) == 0
+        finally:
+            conn.__class__ = Renamed.__mro__[1]
+        conn.loseConnection()
+        yield received.lost
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_without_the_internals_writes_are_twisteds_own(monkeypatch):
+    """The fallback: install() does nothing, and every byte still arrives in order."""
+    monkeypatch.setattr(eagerwrite, "internals_usable", lambda conn: False)
+    big = os.urandom(4 * 1024 * 1024)
+    pieces = [b"a", big, [b"c", b"d"], b"end"]
+    received = Collect()
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(lambda: received))
+    try:
+        sender = Send(pieces)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), sender)
+        assert "write" not in sender.transport.__dict__
+        assert (yield received.lost) == b"a" + big + b"cdend"
+    finally:
+        yield port.stopListening()

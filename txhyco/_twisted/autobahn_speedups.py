@@ -48,9 +48,6 @@ from autobahn import util as _util
 #: Frames up to this size are (un)masked with wsaccel's masker.
 SMALL_FRAME = 4096
 
-#: Names of the speed-ups in force: "lazy pformat", "lazy hltype/hlval",
-#: "small-frame masker", "no configuration dump".
-ACTIVE: set[str] = set()
 
 
 class _LazyText:
@@ -109,7 +106,7 @@ def _small_frame_masker(autobahn_masker):
     return create_xor_masker
 
 
-def _replacements() -> dict:
+def _replacements(active: set) -> dict:
     """{module: {name: replacement}} for the names found as expected in Autobahn's modules."""
     lazy = {name: _lazy(getattr(_util, name)) for name in ("hltype", "hlval")}
     found: dict = {_protocol: {}, _twisted_websocket: {}}
@@ -117,16 +114,16 @@ def _replacements() -> dict:
         for name, replacement in lazy.items():
             if getattr(module, name, None) is getattr(_util, name):
                 found[module][name] = replacement
-                ACTIVE.add("lazy hltype/hlval")
+                active.add("lazy hltype/hlval")
     if getattr(_protocol, "pformat", None) is pprint.pformat:
         found[_protocol]["pformat"] = _lazy_pformat
-        ACTIVE.add("lazy pformat")
+        active.add("lazy pformat")
     autobahn_masker = getattr(_xormasker, "create_xor_masker", None)
     if autobahn_masker is not None and getattr(_protocol, "create_xor_masker", None) is autobahn_masker:
         masker = _small_frame_masker(autobahn_masker)
         if masker is not None:
             found[_protocol]["create_xor_masker"] = masker
-            ACTIVE.add("small-frame masker")
+            active.add("small-frame masker")
     return found
 
 
@@ -202,15 +199,20 @@ def _lean(base: type, name: str, replacements: dict, skip_config_dump: bool) -> 
     return type(name, bases, {"__module__": __name__, "__doc__": doc})
 
 
-def _build() -> tuple[type, type]:
-    replacements = _replacements()
+def _build() -> tuple[frozenset, type, type]:
+    """(the speed-ups in force, the lean server protocol, the lean client protocol)."""
+    active: set = set()
+    replacements = _replacements(active)
     skip = _config_dump_skippable()
     if skip:
-        ACTIVE.add("no configuration dump")
+        active.add("no configuration dump")
     return (
+        frozenset(active),
         _lean(_twisted_websocket.WebSocketServerProtocol, "LeanServerProtocol", replacements, skip),
         _lean(_twisted_websocket.WebSocketClientProtocol, "LeanClientProtocol", replacements, skip),
     )
 
 
-LeanServerProtocol, LeanClientProtocol = _build()
+#: The speed-ups in force: "lazy pformat", "lazy hltype/hlval", "small-frame
+#: masker", "no configuration dump" (each left out if its check failed).
+ACTIVE, LeanServerProtocol, LeanClientProtocol = _build()

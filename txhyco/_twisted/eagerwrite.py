@@ -24,13 +24,21 @@ queued too and reported by ``doWrite`` as usual. Where Twisted's own
 pull producer) it does.
 
 Only plain ``twisted.internet.tcp`` connections (or the TCP connection under
-Twisted's TLS) are changed; other transports keep their ``write``.
+Twisted's TLS) are changed, one connection at a time (txhyco's own: the
+relay's and its legs'); Twisted's classes and other connections keep their
+``write``. All this reads Twisted's private state of a connection (its send
+buffers and flags): the first time a connection class is met, it is checked
+to have them (:func:`internals_usable`); if not, :func:`install` leaves its
+connections to Twisted's own writes and :func:`unsent_bytes` sees nothing.
 """
 from __future__ import annotations
 
 import socket
 
 from twisted.internet import tcp
+from twisted.logger import Logger
+
+log = Logger()
 
 # While a read is handled: connections written once already, and what was
 # written to them since (their _Eager -> list of pieces, possibly empty).
@@ -39,6 +47,42 @@ _held: dict = {}
 #: Held writes are sent at once past this many pieces, or with a piece this large.
 _HOLD_PIECES = 64
 _HOLD_BYTES = 16384
+
+
+#: Twisted's private state of a tcp.Connection read here, and the type of its
+#: class-level default (FileDescriptor's and Connection's, Twisted 22.10 to 26.x).
+_CLASS_STATE = {
+    "dataBuffer": bytes, "offset": int, "connected": int, "disconnecting": int,
+    "_writeDisconnected": bool, "_writeDisconnecting": bool, "_aborting": bool,
+    "TLS": bool, "streamingProducer": bool, "producer": type(None),
+}
+#: Methods called or replaced (the first three on the instance only).
+_METHODS = ("write", "writeSequence", "doRead", "_maybePauseProducer", "startWriting")
+#: Connection classes checked so far: class -> usable.
+_checked: dict = {}
+
+
+def _has_internals(conn) -> bool:
+    cls = type(conn)
+    return (
+        all(isinstance(getattr(cls, name, None), kind) for name, kind in _CLASS_STATE.items())
+        and all(callable(getattr(cls, name, None)) for name in _METHODS)
+        and isinstance(getattr(conn, "_tempDataLen", None), int)  # set per instance
+        and isinstance(getattr(conn, "_tempDataBuffer", None), list)
+        and isinstance(getattr(conn, "socket", None), socket.socket)
+    )
+
+
+def internals_usable(conn) -> bool:
+    """Whether ``conn``'s class has the Twisted internals this module relies on (checked once per class)."""
+    usable = _checked.get(type(conn))
+    if usable is None:
+        usable = _checked[type(conn)] = _has_internals(conn)
+        if not usable:
+            log.warn("{cls} lacks the Twisted internals txhyco's eager writes rely on: "
+                     "its connections keep Twisted's own writes, and backlog limits do not see their buffers",
+                     cls=f"{type(conn).__module__}.{type(conn).__qualname__}")
+    return usable
 
 
 def tcp_wire(transport):
@@ -50,7 +94,9 @@ def tcp_wire(transport):
 
 
 def unsent_bytes(wire) -> int:
-    """Bytes written to a ``twisted.internet.tcp`` connection and not yet sent (Twisted's own buffers)."""
+    """Bytes written to a ``twisted.internet.tcp`` connection and not yet sent (Twisted's own buffers), 0 if unknown."""
+    if not internals_usable(wire):
+        return 0
     return len(wire.dataBuffer) - wire.offset + wire._tempDataLen
 
 
@@ -63,8 +109,8 @@ def transport_unsent(transport) -> int:
 def install(transport) -> None:
     """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc)."""
     conn = tcp_wire(transport)
-    if conn is None or "write" in conn.__dict__:
-        return  # not TCP, or installed already
+    if conn is None or "write" in conn.__dict__ or not internals_usable(conn):
+        return  # not TCP, installed already, or a Twisted this was not written for
     eager = _Eager(conn)
     conn.write = eager.write
     conn.writeSequence = eager.write_sequence
