@@ -1,36 +1,216 @@
-"""txhyco._twisted.autobahn_speedups keeps Autobahn's debug text and drops its cost."""
-def test_autobahn_debug_formatting_is_lazy_but_identical():
+"""txhyco._twisted.autobahn_speedups: cheaper Autobahn protocols for txhyco's own legs, and only for them."""
+import os
+import pkgutil
+import pprint
+import subprocess
+import sys
+import textwrap
+from importlib import import_module
+
+import autobahn.twisted.websocket as ab_twisted
+import autobahn.websocket.protocol as ab_protocol
+import autobahn.websocket.xormasker as ab_xormasker
+import pytest
+import txaio
+from autobahn import util as ab_util
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+
+import txhyco
+from txhyco._twisted import autobahn_speedups
+from txhyco._twisted.autobahn_speedups import LeanClientProtocol, LeanServerProtocol
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def import_every_txhyco_module():
+    for module in pkgutil.walk_packages(txhyco.__path__, "txhyco."):
+        import_module(module.name)
+
+
+def test_autobahn_itself_is_left_alone():
+    import_every_txhyco_module()
+    assert ab_protocol.pformat is pprint.pformat
+    for module in (ab_protocol, ab_twisted):
+        assert module.hltype is ab_util.hltype and module.hlval is ab_util.hlval
+    assert ab_protocol.create_xor_masker is ab_xormasker.create_xor_masker
+    str(ab_protocol.Timings())  # raised TypeError while pformat was patched process-wide
+    for cls in (ab_twisted.WebSocketServerProtocol, ab_twisted.WebSocketClientProtocol):
+        for klass in cls.__mro__:
+            for value in vars(klass).values():
+                if callable(value) and hasattr(value, "__globals__"):
+                    assert value.__globals__["__name__"] == value.__module__  # not one of ours
+
+
+def test_lean_methods_are_autobahns_own_code():
+    assert autobahn_speedups.ACTIVE == {"lazy pformat", "lazy hltype/hlval", "small-frame masker", "no configuration dump"} - (
+        set() if ab_xormasker.create_xor_masker.__module__ != "wsaccel.xormask" else {"small-frame masker"})
+    for lean, base in ((LeanServerProtocol, WebSocketServerProtocol), (LeanClientProtocol, ab_twisted.WebSocketClientProtocol)):
+        remade = vars(lean.__mro__[2])
+        assert {"dataReceived", "sendData", "processData"} <= remade.keys()
+        for name, function in remade.items():
+            if callable(function):
+                original = getattr(base, name)
+                assert function.__code__ is original.__code__  # not a copy of Autobahn's code
+                assert function.__globals__ is not original.__globals__
+                assert (function.__module__, function.__qualname__) == (original.__module__, original.__qualname__)
+
+
+def test_small_frames_are_unmasked_to_the_same_bytes():
+    masker = autobahn_speedups._small_frame_masker(ab_xormasker.create_xor_masker)
+    if masker is None:
+        pytest.skip("this Autobahn masks with wsaccel already")
+    for size in (0, 1, 125, 1000, 4096, 5000, 70000):
+        mask, data = os.urandom(4), os.urandom(size)
+        ours, reference = masker(mask, size), ab_xormasker.create_xor_masker(mask, size)
+        assert ours.process(data[:7]) + ours.process(data[7:]) == reference.process(data)
+        assert ours.pointer() == reference.pointer() == size
+
+
+def client_frame(payload: bytes, opcode: int = 2) -> bytes:
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        head = bytes([0x80 | opcode, 0x80 | length])
+    elif length < 65536:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def echo_session(base, inputs):
+    """Run an echo server of class ``base`` over a StringTransport; (bytes written, debug log lines)."""
+
+    class Echo(base):
+        def onMessage(self, payload, isBinary):
+            self.sendMessage(payload, isBinary)
+
+    factory = WebSocketServerFactory("ws://example/chat")
+    factory.protocol = Echo
+    lines = []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("autobahn") or "log_logger" in event:
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        for data in inputs:
+            proto.dataReceived(data)
+        proto.connectionLost(Failure(ConnectionDone()))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    return transport.value(), lines
+
+
+def test_a_lean_protocol_speaks_and_logs_like_autobahns():
+    payloads = [b"hi", os.urandom(200), os.urandom(5000), os.urandom(70000)]
+    inputs = [UPGRADE] + [client_frame(p) for p in payloads]
+    old_level = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    try:
+        plain_bytes, plain_log = echo_session(WebSocketServerProtocol, inputs)
+        lean_bytes, lean_log = echo_session(LeanServerProtocol, inputs)
+    finally:
+        txaio.set_global_log_level(old_level)
+    assert lean_bytes == plain_bytes and all(p in plain_bytes for p in payloads)
+    # The same debug text, formatted when read, except the configuration dump our legs skip.
+    assert len(plain_log) > 10 and any("sent" in line for line in plain_log)
+    config_dump = [i for i, line in enumerate(plain_log) if "'openHandshakeTimeout'" in line]
+    assert len(config_dump) == 1 and lean_log[config_dump[0]] == "\n[]"
+    del plain_log[config_dump[0]], lean_log[config_dump[0]]
+    assert lean_log == plain_log
+
+
+def test_each_speedup_is_left_out_when_autobahn_is_not_as_expected(monkeypatch):
+    # Some internals as expected, some not: only those speed-ups go.
+    monkeypatch.setattr(ab_protocol, "pformat", lambda *a, **k: pprint.pformat(*a, **k))
+    active, server, _client = autobahn_speedups._build()
+    assert "lazy pformat" not in active and "lazy hltype/hlval" in active
+    # None as expected: the lean classes are Autobahn's, unchanged.
+    for module in (ab_protocol, ab_twisted):
+        for name in ("hltype", "hlval"):
+            monkeypatch.setattr(module, name, lambda *a, _f=getattr(ab_util, name): _f(*a))
+    monkeypatch.setattr(ab_protocol, "create_xor_masker", lambda *a: ab_xormasker.create_xor_masker(*a))
+    made = ab_protocol.WebSocketProtocol._connectionMade
+    monkeypatch.setattr(ab_protocol.WebSocketProtocol, "_connectionMade", lambda self: made(self))
+    active, server, client = autobahn_speedups._build()
+    assert active == frozenset()
+    for lean in (server, client):
+        assert [name for klass in lean.__mro__[:-len(WebSocketServerProtocol.__mro__)] for name in vars(klass)
+                if not name.startswith("__")] == []
+
+
+FALLBACK_ECHO = textwrap.dedent("""
     import pprint
-
-    import autobahn.websocket.protocol as autobahn_protocol
-
-    import txhyco._twisted.autobahn_speedups  # noqa: F401
-
-    config = {"openHandshakeTimeout": 5, "utf8validateIncoming": True}
-    lazy = autobahn_protocol.pformat(config)
-    assert f"{lazy}" == pprint.pformat(config) == str(lazy)
-
-
-def test_autobahn_debug_colouring_is_lazy_but_identical():
-    import autobahn.websocket.protocol as autobahn_protocol
+    import autobahn.twisted.websocket as ab_twisted
+    import autobahn.websocket.protocol as ab_protocol
     from autobahn import util
 
-    import txhyco._twisted.autobahn_speedups  # noqa: F401
+    # An Autobahn and a Twisted whose internals are not what the speed-ups
+    # were written against (stand-ins doing the same work under other names).
+    ab_protocol.pformat = lambda *a, **k: pprint.pformat(*a, **k)
+    for module in (ab_protocol, ab_twisted):
+        module.hltype = lambda obj: util.hltype(obj)
+        module.hlval = lambda *a, **k: util.hlval(*a, **k)
+    masker = ab_protocol.create_xor_masker
+    ab_protocol.create_xor_masker = lambda *a: masker(*a)
+    made = ab_protocol.WebSocketProtocol._connectionMade
+    ab_protocol.WebSocketProtocol._connectionMade = lambda self: made(self)
 
-    for name in ("hltype", "hlval"):
-        lazy = getattr(autobahn_protocol, name)(len)
-        assert f"{lazy}" == str(getattr(util, name)(len))
+    from txhyco._twisted import autobahn_speedups, eagerwrite
+    assert autobahn_speedups.ACTIVE == frozenset(), autobahn_speedups.ACTIVE
+    eagerwrite.internals_usable = lambda conn: False
+
+    from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
+    from twisted.internet import defer, task
+    from txhyco import RelayedServerFactory, connect_relay
+    from txhyco.testing import start_relay
+
+    class Echo(WebSocketServerProtocol):
+        def onMessage(self, payload, isBinary):
+            self.sendMessage(payload, isBinary)
+
+    class Client(WebSocketClientProtocol):
+        def onOpen(self):
+            self.messages = defer.DeferredQueue()
+        def onMessage(self, payload, isBinary):
+            self.messages.put(payload)
+
+    @defer.inlineCallbacks
+    def main(reactor):
+        relay = yield start_relay()
+        factory = RelayedServerFactory(relay.connection_string.format(), path="echo")
+        factory.protocol = Echo
+        port = yield factory.listen()
+        client = yield connect_relay(Client, relay.connection_string.format(), path="echo")
+        for payload in (b"hello", bytes(range(256)) * 300):
+            client.sendMessage(payload, isBinary=True)
+            assert (yield client.messages.get()) == payload
+        assert "write" not in client.transport.__dict__  # Twisted's own writes
+        client.sendClose(1000)
+        yield port.stopListening()
+        yield relay.stop()
+        print("echoed on the plain path")
+
+    task.react(main)
+""")
 
 
-def test_small_frame_unmasking_gives_the_same_bytes():
-    import os
-
-    import autobahn.websocket.protocol as autobahn_protocol
-    from autobahn.nvx._xormasker import create_xor_masker as nvx_masker
-
-    import txhyco._twisted.autobahn_speedups  # noqa: F401
-
-    for size in (0, 1, 125, 1000, 4096, 5000):
-        mask, data = os.urandom(4), os.urandom(size)
-        ours, reference = autobahn_protocol.create_xor_masker(mask, size), nvx_masker(mask, size)
-        assert ours.process(data[:7]) + ours.process(data[7:]) == reference.process(data)
+def test_a_relayed_echo_works_on_the_plain_path():
+    """Every check failing (Autobahn's and Twisted's): the real local relay and a listener still echo."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-c", FALLBACK_ECHO], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "echoed on the plain path"

@@ -178,16 +178,20 @@ def _config_dump_skippable() -> bool:
 
 
 class _SkipConfigDump:
-    """Copy the factory's settings ourselves; Autobahn then has none left to pretty-print."""
+    """Copy the factory's settings ourselves; Autobahn then has none left to pretty-print.
 
-    def _connectionMade(self) -> None:
+    Around ``makeConnection`` (a method no debug line names), so that every
+    other debug line keeps its text.
+    """
+
+    def makeConnection(self, transport) -> None:
         factory = self.factory
         for name in self.CONFIG_ATTRS:
             if not hasattr(self, name):  # set on the protocol (class or instance) wins, as in Autobahn
                 setattr(self, name, getattr(factory, name))
         self.CONFIG_ATTRS = ()
         try:
-            super()._connectionMade()
+            super().makeConnection(transport)
         finally:
             del self.CONFIG_ATTRS
 
