@@ -26,7 +26,7 @@ UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnec
 
 
 def variants() -> dict[str, type]:
-    everything = speedups._replacements(set())
+    everything = speedups._replacements()
     only = {
         "lazy hltype/hlval": {"hltype", "hlval"},
         "small-frame masker": {"create_xor_masker"},
@@ -34,8 +34,8 @@ def variants() -> dict[str, type]:
     found = {"plain Autobahn": WebSocketServerProtocol}
     for label, names in only.items():
         subset = {module: {n: f for n, f in replaced.items() if n in names} for module, replaced in everything.items()}
-        found[label] = speedups._lean(WebSocketServerProtocol, "Variant", subset, False)
-    found["no configuration dump"] = speedups._lean(WebSocketServerProtocol, "Variant", {}, True)
+        found[label] = speedups._lean(WebSocketServerProtocol, "Variant", subset, False, set())
+    found["no configuration dump"] = speedups._lean(WebSocketServerProtocol, "Variant", {}, True, set())
     found["all (LeanServerProtocol)"] = speedups.LeanServerProtocol
     return found
 

@@ -106,24 +106,26 @@ def _small_frame_masker(autobahn_masker):
     return create_xor_masker
 
 
-def _replacements(active: set) -> dict:
+#: What replacing each name is called in ACTIVE.
+_LABELS = {"pformat": "lazy pformat", "hltype": "lazy hltype/hlval", "hlval": "lazy hltype/hlval",
+           "create_xor_masker": "small-frame masker"}
+
+
+def _replacements() -> dict:
     """{module: {name: replacement}} for the names found as expected in Autobahn's modules."""
-    lazy = {name: _lazy(getattr(_util, name)) for name in ("hltype", "hlval")}
+    colouring = {name: getattr(_util, name, None) for name in ("hltype", "hlval")}
     found: dict = {_protocol: {}, _twisted_websocket: {}}
     for module in found:
-        for name, replacement in lazy.items():
-            if getattr(module, name, None) is getattr(_util, name):
-                found[module][name] = replacement
-                active.add("lazy hltype/hlval")
+        for name, function in colouring.items():
+            if function is not None and getattr(module, name, None) is function:
+                found[module][name] = _lazy(function)
     if getattr(_protocol, "pformat", None) is pprint.pformat:
         found[_protocol]["pformat"] = _lazy_pformat
-        active.add("lazy pformat")
     autobahn_masker = getattr(_xormasker, "create_xor_masker", None)
     if autobahn_masker is not None and getattr(_protocol, "create_xor_masker", None) is autobahn_masker:
         masker = _small_frame_masker(autobahn_masker)
         if masker is not None:
             found[_protocol]["create_xor_masker"] = masker
-            active.add("small-frame masker")
     return found
 
 
@@ -138,8 +140,10 @@ def _remade(func, namespace: dict):
     return remade
 
 
-def _lean_methods(base: type, replacements: dict) -> dict:
+def _lean_methods(base: type, replacements: dict, used: set) -> dict:
     """The methods of ``base`` (as it resolves them) that use a replaced name, remade with it replaced.
+
+    Adds the replaced names they use to ``used``.
 
     A function's namespace is a copy of its module's with the replacements:
     Autobahn's modules do not rebind their globals after import.
@@ -158,8 +162,10 @@ def _lean_methods(base: type, replacements: dict) -> dict:
             if not inspect.isfunction(value):
                 continue
             found = namespaces.get(id(value.__globals__))
-            if found is not None and found[1] & set(value.__code__.co_names):
+            uses = found[1] & set(value.__code__.co_names) if found is not None else ()
+            if uses:
                 methods[name] = _remade(value, found[0])
+                used.update(uses)
     return methods
 
 
@@ -196,8 +202,8 @@ class _SkipConfigDump:
             del self.CONFIG_ATTRS
 
 
-def _lean(base: type, name: str, replacements: dict, skip_config_dump: bool) -> type:
-    remade = type(f"_{name}Methods", (base,), {"__module__": __name__, **_lean_methods(base, replacements)})
+def _lean(base: type, name: str, replacements: dict, skip_config_dump: bool, used: set) -> type:
+    remade = type(f"_{name}Methods", (base,), {"__module__": __name__, **_lean_methods(base, replacements, used)})
     bases = (_SkipConfigDump, remade) if skip_config_dump else (remade,)
     doc = f"Autobahn's ``{base.__name__}``, with its debug arguments lazy (see :mod:`{__name__}`)."
     return type(name, bases, {"__module__": __name__, "__doc__": doc})
@@ -205,16 +211,13 @@ def _lean(base: type, name: str, replacements: dict, skip_config_dump: bool) -> 
 
 def _build() -> tuple[frozenset, type, type]:
     """(the speed-ups in force, the lean server protocol, the lean client protocol)."""
-    active: set = set()
-    replacements = _replacements(active)
+    replacements = _replacements()
     skip = _config_dump_skippable()
-    if skip:
-        active.add("no configuration dump")
-    return (
-        frozenset(active),
-        _lean(_twisted_websocket.WebSocketServerProtocol, "LeanServerProtocol", replacements, skip),
-        _lean(_twisted_websocket.WebSocketClientProtocol, "LeanClientProtocol", replacements, skip),
-    )
+    used: set = set()
+    server = _lean(_twisted_websocket.WebSocketServerProtocol, "LeanServerProtocol", replacements, skip, used)
+    client = _lean(_twisted_websocket.WebSocketClientProtocol, "LeanClientProtocol", replacements, skip, used)
+    active = {_LABELS[name] for name in used} | ({"no configuration dump"} if skip else set())
+    return frozenset(active), server, client
 
 
 #: The speed-ups in force: "lazy pformat", "lazy hltype/hlval", "small-frame
