@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NODEDIR := tests/interop/node
 
-.PHONY: test test-crossbar demo bench clean setup
+.PHONY: test test-oldest test-crossbar demo bench clean setup
 
 setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
 
@@ -32,6 +32,21 @@ browser:
 test: setup
 	$(PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
 
+# The oldest Twisted, Autobahn, h11, pyOpenSSL and service-identity that
+# setup.py allows, exactly (tests/oldest-constraints.txt), in a venv of their
+# own: the whole suite, as `make test` runs it.
+OLD_VENV := .venv-oldest
+OLD_PY   := $(OLD_VENV)/bin/python
+
+$(OLD_VENV)/.stamp-install: setup.py tests/oldest-constraints.txt
+	$(PYTHON) -m venv $(OLD_VENV)
+	$(OLD_PY) -m pip install --quiet --upgrade pip
+	$(OLD_PY) -m pip install --quiet -c tests/oldest-constraints.txt -e '.[test,bench]'
+	touch $@
+
+test-oldest: $(OLD_VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
+	$(OLD_PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
+
 # Crossbar pulls in ~100 packages (web3 among them), so it gets a venv of its
 # own and only tests/crossbar runs there; `make test` ignores that directory.
 CB_VENV := .venv-crossbar
@@ -55,4 +70,4 @@ bench: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(CB_VENV) $(NODEDIR)/node_modules *.egg-info
+	rm -rf $(VENV) $(OLD_VENV) $(CB_VENV) $(NODEDIR)/node_modules *.egg-info

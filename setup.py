@@ -20,12 +20,16 @@ setup(
     # drop-ins only by scanning sys.path for twisted/plugins directories.
     package_dir={"": "."},
     package_data={"twisted.plugins": ["txhyco_*.py"]},
+    # The floors of Twisted, Autobahn, h11, pyOpenSSL and service-identity are
+    # the oldest versions the whole suite passes with on Python 3.11: `make
+    # test-oldest` (run by .ci/run) installs exactly those, from
+    # tests/oldest-constraints.txt, which says what set each. Keep both in step.
     install_requires=[
-        "twisted>=24.3",
-        "autobahn>=24.4",
-        "h11>=0.14",
-        "pyopenssl>=24",
-        "service-identity>=24",
+        "twisted>=21.2",
+        "autobahn>=22.4.1",
+        "h11>=0.11",
+        "pyopenssl>=22.1",
+        "service-identity>=18.1",
         "idna",
         "prometheus-client>=0.20",
         "wsaccel>=0.6",

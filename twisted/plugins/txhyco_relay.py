@@ -53,7 +53,10 @@ class Options(usage.Options):
                 metrics=self["metrics"],
             )
         except CliError as e:
-            raise usage.UsageError(e.message) from None
+            # Not a usage mistake (a bad config or key file): one line, and
+            # exit status 1 also under twistd before Twisted 24.3, which
+            # printed usage errors and exited with 0.
+            raise SystemExit(f"twistd hyco-relay: {e.message}") from None
 
 
 @implementer(IServiceMaker, IPlugin)
