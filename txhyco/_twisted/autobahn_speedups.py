@@ -20,13 +20,15 @@ None of this changes Autobahn: txhyco's legs (the relay's, the control
 channel, request rendezvous and stream legs) derive from
 :class:`LeanServerProtocol` or :class:`LeanClientProtocol`, whose methods
 that do such work are Autobahn's own functions, made again with a namespace
-of their own in which those four names are lazy (formatted only when a debug
-observer reads the event: the same text) or wsaccel's masker for small frames.
+of their own in which those names are lazy (formatted only when a debug
+observer reads the event: the same text; a structured observer of our legs'
+events sees objects that format to it) or wsaccel's masker for small frames.
 Autobahn's modules, its classes and everybody else's protocols (the
 application's included, even when it is served through a txhyco listener)
-keep Autobahn's behaviour. The configuration dump is skipped instead: our
-legs copy their settings from the factory as Autobahn does, and Autobahn
-then finds none left to copy or print (its debug line shows ``[]``).
+keep Autobahn's behaviour. The configuration dump cannot be reached that way
+(Autobahn calls that method through its class by name), so it is skipped
+instead: our legs copy their settings from the factory as Autobahn does, and
+Autobahn then finds none left to copy or print (its debug line shows ``[]``).
 
 Each speed-up first checks that the internals it relies on are what they
 were written against (the module-level names are Autobahn's own functions,
@@ -47,7 +49,6 @@ from autobahn import util as _util
 
 #: Frames up to this size are (un)masked with wsaccel's masker.
 SMALL_FRAME = 4096
-
 
 
 class _LazyText:

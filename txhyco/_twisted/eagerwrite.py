@@ -50,7 +50,7 @@ _HOLD_BYTES = 16384
 
 
 #: Twisted's private state of a tcp.Connection read here, and the type of its
-#: class-level default (FileDescriptor's and Connection's, Twisted 22.10 to 26.x).
+#: class-level default (FileDescriptor's and Connection's, Twisted 21.2 to 26.10).
 _CLASS_STATE = {
     "dataBuffer": bytes, "offset": int, "connected": int, "disconnecting": int,
     "_writeDisconnected": bool, "_writeDisconnecting": bool, "_aborting": bool,
