@@ -26,7 +26,7 @@ setup(
     # tests/oldest-constraints.txt, which says what set each. Keep both in step.
     install_requires=[
         "twisted>=21.2",
-        "autobahn>=22.4.1",
+        "autobahn>=22.5.1",
         "h11>=0.11",
         "pyopenssl>=22.1",
         "service-identity>=18.1",

@@ -1,4 +1,5 @@
 """txhyco._twisted.autobahn_speedups: cheaper Autobahn protocols for txhyco's own legs, and only for them."""
+import inspect
 import os
 import pkgutil
 import pprint
@@ -57,7 +58,7 @@ def test_lean_methods_are_autobahns_own_code():
         remade = vars(lean.__mro__[2])
         assert ({"dataReceived", "sendData"} if colours else set()) | (set() if masks_with_wsaccel else {"processData"}) <= remade.keys()
         for name, function in remade.items():
-            if callable(function):
+            if inspect.isfunction(function):
                 original = getattr(base, name)
                 assert function.__code__ is original.__code__  # not a copy of Autobahn's code
                 assert function.__globals__ is not original.__globals__
