@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Union
 
-from .errors import ProtocolError
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .messages import (
     MAX_COMMAND_SIZE,
     Accept,
@@ -127,7 +127,7 @@ def _text(item: str | bytes, what: str) -> str:
             return bytes(item).decode("utf-8")
         except UnicodeDecodeError:
             return bytes(item).decode("latin-1")
-    raise ProtocolError(f"A header {what} must be str or bytes, not {type(item).__name__}.")
+    raise LocalProtocolError(f"A header {what} must be str or bytes, not {type(item).__name__}.")
 
 
 def _text_pairs(headers: HeaderPairs) -> list[tuple[str, str]]:
@@ -144,13 +144,16 @@ def _text_pairs(headers: HeaderPairs) -> list[tuple[str, str]]:
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ProtocolError):
             raise
-        raise ProtocolError("Headers must be (name, value) pairs.") from None
+        raise LocalProtocolError("Headers must be (name, value) pairs.") from None
     return pairs
 
 
 def _merged(headers: HeaderPairs) -> Headers:
-    """The pairs validated and merged in one pass (smuggling → 400)."""
-    return Headers(_text_pairs(headers))
+    """A peer's pairs validated and merged in one pass (smuggling → 400)."""
+    try:
+        return Headers(_text_pairs(headers))
+    except LocalProtocolError as exc:  # Headers' own checks; the headers came from a peer
+        raise RemoteProtocolError(exc.message, exc.status) from None
 
 
 def _connection_tokens(pairs: Iterable[tuple[str, str]]) -> set[str]:
@@ -169,7 +172,7 @@ def _with_via(pairs: list[tuple[str, str]], via: str, *, strip: bool = False) ->
     ``strip`` trims spaces/tabs around the resulting value, as :class:`Headers` would.
     """
     if not via or _CONTROL_CHARS_RE.search(via):
-        raise ProtocolError("The Via value must be non-empty and free of control characters.")
+        raise LocalProtocolError("The Via value must be non-empty and free of control characters.")
     for position, (name, value) in enumerate(pairs):
         if name.lower() == "via":
             value = f"{value}, {via}" if value else via
@@ -255,7 +258,7 @@ def check_header_metadata(headers: Iterable[tuple[str, str]]) -> None:
     """Raise :class:`ProtocolError` (431) when headers exceed 32 kB (§5.3)."""
     size = header_metadata_size(headers)
     if size > HEADER_METADATA_LIMIT:
-        raise ProtocolError(
+        raise RemoteProtocolError(
             f"The request headers take {size} bytes; the relay allows {HEADER_METADATA_LIMIT}.",
             status=431,
         )
@@ -475,16 +478,16 @@ class ChannelReader:
 
     # -- events in
 
-    def _fail(self, message: str) -> ProtocolError:
+    def _fail(self, message: str) -> RemoteProtocolError:
         self._state = _FAILED
         self._pending = None
-        return ProtocolError(message)
+        return RemoteProtocolError(message)
 
     def _check_open(self) -> None:
         if self._state == _FAILED:
-            raise ProtocolError("The channel already broke the framing rules.")
+            raise RemoteProtocolError("The channel already broke the framing rules.")
         if self._state == _CLOSED:
-            raise ProtocolError("A message arrived after the channel closed.")
+            raise RemoteProtocolError("A message arrived after the channel closed.")
 
     def text(self, message: str | bytes) -> list[ChannelEvent]:
         """A complete text message: one command."""
@@ -581,7 +584,7 @@ class ChannelReader:
                     return [BodyStarted(pending), BodyEnded(by_close=True)]
                 return [BodyEnded(by_close=True)]
             self._state = _FAILED
-            raise ProtocolError("The channel closed before the request body was complete.")
+            raise RemoteProtocolError("The channel closed before the request body was complete.")
         if state != _FAILED:
             self._state = _CLOSED
         return []

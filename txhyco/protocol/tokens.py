@@ -12,7 +12,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from .errors import ProtocolError
+from .errors import LocalProtocolError
 from .sas import dotnet_audience, sign_token, token_expiry
 
 __all__ = [
@@ -49,7 +49,7 @@ class StaticTokenProvider:
 
     def __init__(self, token: str) -> None:
         if not isinstance(token, str) or not token.strip():
-            raise ProtocolError("A static token must be a non-empty string.")
+            raise LocalProtocolError("A static token must be a non-empty string.")
         self._token = token.strip()
 
     def get_token(self, audience: str, now: float) -> str:
@@ -67,9 +67,9 @@ class StaticTokenProvider:
 
 def _check_key_part(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ProtocolError(f"The SAS {what} must be a non-empty string.")
+        raise LocalProtocolError(f"The SAS {what} must be a non-empty string.")
     if len(value) > MAX_KEY_LENGTH:
-        raise ProtocolError(f"The SAS {what} is longer than {MAX_KEY_LENGTH} characters.")
+        raise LocalProtocolError(f"The SAS {what} is longer than {MAX_KEY_LENGTH} characters.")
     return value
 
 
@@ -86,7 +86,7 @@ class SasKeyTokenProvider:
         self.key_name = _check_key_part(key_name, "key name")
         self._key = _check_key_part(key, "key")
         if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or not math.isfinite(lifetime) or lifetime <= 0:
-            raise ProtocolError(f"A token lifetime must be a positive number of seconds, not {lifetime!r}.")
+            raise LocalProtocolError(f"A token lifetime must be a positive number of seconds, not {lifetime!r}.")
         self.lifetime = float(lifetime)
 
     def get_token(self, audience: str, now: float) -> str:
@@ -112,14 +112,14 @@ class CallableTokenProvider:
 
     def __init__(self, func: Callable[[str], str | Awaitable[str]]) -> None:
         if not callable(func):
-            raise ProtocolError("CallableTokenProvider needs a callable taking the audience URI.")
+            raise LocalProtocolError("CallableTokenProvider needs a callable taking the audience URI.")
         self._func = func
 
     def get_token(self, audience: str, now: float) -> str | Awaitable[str]:
         result = self._func(audience)
         if isinstance(result, str) or inspect.isawaitable(result):
             return result
-        raise ProtocolError(
+        raise LocalProtocolError(
             f"The token function returned {type(result).__name__}; it must return a string or an awaitable."
         )
 
