@@ -198,12 +198,12 @@ def describe_relay_error(error: BaseException, what: str = "the relay refused") 
     """One sentence for a failure to reach or use the relay (no tokens: none are in these messages)."""
     from twisted.internet import error as twisted_error
 
-    from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
+    from txhyco.errors import RelayError, RelayRefused, RelayUnreachable
     from txhyco.protocol.errors import ProtocolError
 
     if isinstance(error, twisted_error.CannotListenError) and isinstance(error.socketError, BaseException):
         error = error.socketError
-    if isinstance(error, RelayHandshakeError):
+    if isinstance(error, RelayRefused):
         # The relay's reason verbatim, less the service's TrackingId/SystemTracker/Timestamp tail.
         reason = error.reason.split(" TrackingId:", 1)[0].strip().rstrip(".")
         advice = str(error).rsplit("; ", 1)[1].rstrip(".") if "; " in str(error) else ""
