@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from txhyco.protocol.messages import Accept, Request
 
 __all__ = [
-    "AcceptHandler", "IBridge", "IChannelHandler", "IFrameSink", "IRendezvousHandler", "IResponder",
+    "AcceptHandler", "IBridge", "IChannelHandler", "IChannelSink", "IFrameSink", "IRendezvousHandler", "IResponder",
     "RequestHandler", "StatusObserver",
 ]
 
@@ -36,6 +36,18 @@ class IFrameSink(Interface):
 
     def message_end():
         """The current message is complete."""
+
+
+class IChannelSink(IFrameSink):
+    """A frame sink that reads a channel of commands and bodies, and must hear when the leg closed.
+
+    A peer's Close may end a body it never terminated (§5.5), so a leg that
+    closed cleanly tells its channel sink; other sinks (a splice's forwarder)
+    do not need to hear it.
+    """
+
+    def closed():
+        """The leg closed cleanly: whatever a Close ends, ends."""
 
 
 class IChannelHandler(Interface):

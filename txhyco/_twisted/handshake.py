@@ -176,6 +176,7 @@ class RawUpgrade(Protocol):
         self.key = base64.b64encode(os.urandom(16))
         self.conn = h11.Connection(h11.CLIENT)
         self.done: defer.Deferred = defer.Deferred()
+        #: the :class:`~txhyco.interfaces.IRendezvousHandler` that owns the socket after the 101
         self.handler = None
         self._timeout = timeout
         self._reactor = reactor

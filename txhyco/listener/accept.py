@@ -17,6 +17,7 @@ application's and the sender's business, end to end.
 from __future__ import annotations
 
 import random
+from enum import Enum
 from urllib.parse import urlsplit
 
 import h11
@@ -27,10 +28,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from zope.interface import implementer
 
 from txhyco._twisted.transport import TransportBase
 from txhyco.address import HybridConnectionAddress, peer_address
-from txhyco.errors import RelayError
+from txhyco.errors import RelayError, RelayRefused
+from txhyco.interfaces import IBridge, IRendezvousHandler
 from txhyco._twisted.handshake import open_raw_websocket
 from txhyco.protocol.addresses import encode_entity_path, reject_url, strip_reserved_query
 from txhyco.protocol.http import reason_phrase
@@ -259,7 +262,7 @@ class RelayedTransport(TransportBase):
     rendezvous socket once it exists.
     """
 
-    def __init__(self, bridge, peer, host) -> None:
+    def __init__(self, bridge: IBridge, peer, host) -> None:
         super().__init__(peer, host)
         self.bridge = bridge
         self.producer = None
@@ -297,10 +300,24 @@ class RelayedTransport(TransportBase):
         self.bridge.resume_inbound()
 
 
+class BridgeState(Enum):
+    """Where an accepted connection is, from ``accept`` to the end of its rendezvous."""
+
+    #: The application reads the synthetic upgrade; its answer is awaited.
+    HANDSHAKE = "handshake"
+    #: The application answered 101; the rendezvous is opening (its output waits).
+    CONNECTING = "connecting"
+    #: Bytes flow between the application and the rendezvous.
+    OPEN = "open"
+    #: Rejected, failed or closed.
+    CLOSED = "closed"
+
+
+@implementer(IBridge, IRendezvousHandler)
 class AcceptBridge:
     """One accepted connection, from ``accept`` to the end of the rendezvous (see module doc)."""
 
-    HANDSHAKE, CONNECTING, OPEN, CLOSED = range(4)
+    HANDSHAKE, CONNECTING, OPEN, CLOSED = BridgeState
 
     def __init__(self, reactor, accept: Accept, hc, protocol, *, mask_inbound: bool = True, mask_outbound: bool = True) -> None:
         self.reactor = reactor
@@ -475,7 +492,7 @@ class AcceptBridge:
     def _reject_answered(self, failure) -> None:
         # 410 Gone is the success answer to a reject (§3.4); anything else is worth a line.
         error = failure.value
-        if getattr(error, "status", None) != 410:
+        if not (isinstance(error, RelayRefused) and error.status == 410):
             log.warn("rejecting {id} failed: {why}", id=self.accept.id, why=failure.getErrorMessage())
 
     def _end(self, reason) -> None:

@@ -23,8 +23,10 @@ from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txhyco.address import HybridConnectionAddress, peer_address
+from txhyco.interfaces import IBridge, IChannelHandler
 from txhyco.listener.accept import RelayedTransport, masked_frame, masked_frame_parts
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.handshake import open_websocket
@@ -128,7 +130,10 @@ REQUEST_WAIT = 60.0
 class RendezvousLeg(WebSocketClientProtocol):
     """A request rendezvous at the listener: reads a request, carries one response."""
 
-    exchange: HttpExchange | None = None
+    def __init__(self, exchange: HttpExchange) -> None:
+        super().__init__()
+        #: the exchange this leg serves; None once its response is sent
+        self.exchange: HttpExchange | None = exchange
 
     def onOpen(self) -> None:
         self.sink = CommandSink(ChannelReader(accept=[Request]), self.exchange)
@@ -155,6 +160,7 @@ class RendezvousLeg(WebSocketClientProtocol):
             self.exchange.rendezvous_closed(self)
 
 
+@implementer(IBridge, IChannelHandler)
 class HttpExchange:
     """One relayed request served by one fresh application protocol."""
 
@@ -188,13 +194,13 @@ class HttpExchange:
     def start(self, body: bytes | None) -> None:
         """Serve a request that arrived in full (``body`` complete) or address-only (None)."""
         if self.request.address_only:
-            d = open_websocket(self.reactor, self.request.address, self._leg_class(), ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+            d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
             d.addErrback(self._rendezvous_failed)
             return
         self._serve(self.request, body)
 
-    def _leg_class(self):
-        return type("BoundRendezvousLeg", (RendezvousLeg,), {"exchange": self})
+    def _new_leg(self) -> RendezvousLeg:
+        return RendezvousLeg(self)
 
     def _serve(self, request: Request, body: bytes | None) -> None:
         """Hand ``request`` to a fresh application protocol; ``body`` None means it streams in."""
@@ -457,7 +463,7 @@ class HttpExchange:
         self._via_rendezvous = True
         # Hold the application back until the rendezvous is there to pace it.
         self.transport_pause_app()
-        d = open_websocket(self.reactor, self.request.address, self._leg_class(), ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+        d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
         d.addErrback(self._rendezvous_failed)
 
     def transport_pause_app(self) -> None:
