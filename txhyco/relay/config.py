@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from txhyco.protocol.addresses import check_entity_name
-from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.errors import LocalProtocolError, ProtocolError
 from txhyco.protocol.sas import Rights, SasRule
 
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
@@ -93,27 +93,27 @@ class RelayConfig:
 
 def _rules(raw: Any, where: str) -> dict[str, SasRule]:
     if not isinstance(raw, list):
-        raise ProtocolError(f"{where}: 'rules' must be a list of tables ([[rules]] in TOML).")
+        raise LocalProtocolError(f"{where}: 'rules' must be a list of tables ([[rules]] in TOML).")
     rules = {}
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
-            raise ProtocolError(f"{where}: rule {i + 1} must be a table.")
+            raise LocalProtocolError(f"{where}: rule {i + 1} must be a table.")
         name = item.get("name")
         key = item.get("key") or item.get("primaryKey")
         if not isinstance(name, str) or not name:
-            raise ProtocolError(f"{where}: rule {i + 1} needs a 'name'.")
+            raise LocalProtocolError(f"{where}: rule {i + 1} needs a 'name'.")
         if not isinstance(key, str) or not key:
-            raise ProtocolError(f"{where}: rule '{name}' needs a 'key'.")
+            raise LocalProtocolError(f"{where}: rule '{name}' needs a 'key'.")
         secondary = item.get("secondaryKey")
         if secondary is not None and not isinstance(secondary, str):
-            raise ProtocolError(f"{where}: rule '{name}': 'secondaryKey' must be a string.")
+            raise LocalProtocolError(f"{where}: rule '{name}': 'secondaryKey' must be a string.")
         rights_raw = item.get("rights", ["Listen", "Send", "Manage"])
         if isinstance(rights_raw, str):
             rights_raw = [rights_raw]
         try:
             rights = Rights.parse(rights_raw)
         except ProtocolError as e:
-            raise ProtocolError(f"{where}: rule '{name}': 'rights': {e.message}") from None
+            raise LocalProtocolError(f"{where}: rule '{name}': 'rights': {e.message}") from None
         rules[name] = SasRule(name=name, primary_key=key, secondary_key=secondary, rights=rights)
     return rules
 
@@ -137,16 +137,16 @@ _LIMIT_MAX = 2**53  # exact as int and float; NaN and inf fail the range check
 
 def _limits(raw: Any) -> Limits:
     if not isinstance(raw, dict):
-        raise ProtocolError("'limits' must be a table.")
+        raise LocalProtocolError("'limits' must be a table.")
     changes = {}
     for key, value in raw.items():
         if key not in _LIMIT_KEYS:
-            raise ProtocolError(f"limits: unknown setting '{key}' (known: {', '.join(sorted(_LIMIT_KEYS))}).")
+            raise LocalProtocolError(f"limits: unknown setting '{key}' (known: {', '.join(sorted(_LIMIT_KEYS))}).")
         attr, kind = _LIMIT_KEYS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _LIMIT_MAX:
-            raise ProtocolError(f"limits: '{key}' must be a number from 0 to {_LIMIT_MAX}.")
+            raise LocalProtocolError(f"limits: '{key}' must be a number from 0 to {_LIMIT_MAX}.")
         if kind is int and value != int(value):
-            raise ProtocolError(f"limits: '{key}' must be a whole number.")
+            raise LocalProtocolError(f"limits: '{key}' must be a whole number.")
         changes[attr] = kind(value)
     return replace(Limits(), **changes)
 
@@ -160,7 +160,7 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
     known = {"rules", "hybridConnections", "restrict", "limits", "hosts"}
     unknown = set(doc) - known
     if unknown:
-        raise ProtocolError(f"config: unknown top-level setting(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))}).")
+        raise LocalProtocolError(f"config: unknown top-level setting(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))}).")
     rules = _rules(doc.get("rules", []), "config")
     if key_name or key or not rules:
         # First, so it is the root rule whose key the relay prints.
@@ -169,17 +169,17 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
     hcs = {}
     raw_hcs = doc.get("hybridConnections", [])
     if not isinstance(raw_hcs, list):
-        raise ProtocolError("config: 'hybridConnections' must be a list of tables ([[hybridConnections]]).")
+        raise LocalProtocolError("config: 'hybridConnections' must be a list of tables ([[hybridConnections]]).")
     for i, item in enumerate(raw_hcs):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip("/"):
-            raise ProtocolError(f"config: hybrid connection {i + 1} needs a 'name'.")
+            raise LocalProtocolError(f"config: hybrid connection {i + 1} needs a 'name'.")
         try:
             name = check_entity_name(item["name"])
         except ProtocolError as e:
-            raise ProtocolError(f"config: hybrid connection {i + 1}: {e.message}") from None
+            raise LocalProtocolError(f"config: hybrid connection {i + 1}: {e.message}") from None
         rca = item.get("requiresClientAuthorization", True)
         if not isinstance(rca, bool):
-            raise ProtocolError(f"config: hybrid connection '{name}': requiresClientAuthorization must be true or false.")
+            raise LocalProtocolError(f"config: hybrid connection '{name}': requiresClientAuthorization must be true or false.")
         meta = item.get("userMetadata", "")
         hcs[name] = HybridConnectionConfig(
             name=name,
@@ -189,10 +189,10 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
         )
     restrict = doc.get("restrict", bool(hcs))
     if not isinstance(restrict, bool):
-        raise ProtocolError("config: 'restrict' must be true or false.")
+        raise LocalProtocolError("config: 'restrict' must be true or false.")
     hosts = doc.get("hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-        raise ProtocolError("config: 'hosts' must be a list of host names.")
+        raise LocalProtocolError("config: 'hosts' must be a list of host names.")
     return RelayConfig(
         rules=rules,
         hybrid_connections=hcs,
@@ -208,10 +208,10 @@ def load_config(path: str, *, key_name: str | None = None, key: str | None = Non
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except OSError as e:
-        raise ProtocolError(f"cannot read config file {path}: {e.strerror}.") from None
+        raise LocalProtocolError(f"cannot read config file {path}: {e.strerror}.") from None
     except tomllib.TOMLDecodeError as e:
-        raise ProtocolError(f"config file {path} is not valid TOML: {e}.") from None
+        raise LocalProtocolError(f"config file {path} is not valid TOML: {e}.") from None
     try:
         return parse_config(doc, key_name=key_name, key=key)
     except ProtocolError as e:
-        raise ProtocolError(f"{path}: {e.message}") from None
+        raise LocalProtocolError(f"{path}: {e.message}") from None
