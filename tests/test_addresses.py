@@ -410,3 +410,11 @@ def test_parsers_raise_only_protocol_error(text):
 def test_strip_reserved_query_keeps_everything_else(pairs):
     expected = "&".join(p for p in pairs if not (p.lower().startswith("sb-hc-") and "=" in p))
     assert strip_reserved_query("&".join(pairs)) == expected
+
+
+def test_a_bare_reserved_name_in_the_application_query_is_not_a_reserved_parameter():
+    # Found by hypothesis: http_url kept "SB-HC-ACTION" (no '=') as application
+    # query, and parsing it back read an empty, unknown action out of it.
+    url = http_url(NS, "a", query="SB-HC-ACTION")
+    target = parse_relay_target(url)
+    assert target.action is None and target.app_query == "SB-HC-ACTION"

@@ -417,16 +417,19 @@ def query_value(query: str, name: str, *, form: bool = False) -> str | None:
     """Return the first value of ``name`` in a raw query, percent-decoded once, or None.
 
     Keys compare exactly, except ``sb-hc-*`` keys which compare case-insensitively.
-    A bare key (no ``=``) yields ``""``. ``form=False`` (the default, used for
+    A bare key (no ``=``) yields ``""``, except for ``sb-hc-*`` names: a bare
+    ``sb-hc-action`` is application query (:func:`strip_reserved_query` keeps
+    it), not a reserved parameter. ``form=False`` (the default, used for
     ``sb-hc-token`` and ``sb-hc-id``) keeps ``+`` literal: a correctly encoded
     token never contains a raw ``+``, and one from a client that forgot to encode
     its ``sig`` is only right if ``+`` stays ``+``. ``form=True`` maps ``+`` to
     space, for ``sb-hc-statusDescription`` which .NET and Java form-encode.
     Malformed escapes raise :class:`ProtocolError` (400).
     """
+    reserved = name[: len(_RESERVED_PREFIX)].lower() == _RESERVED_PREFIX
     for pair in query.split("&"):
-        key, _, value = pair.partition("=")
-        if _key_matches(key, name):
+        key, equals, value = pair.partition("=")
+        if _key_matches(key, name) and (equals or not reserved):
             return percent_decode(value, plus=form, what=f"query parameter {name!r}")
     return None
 
