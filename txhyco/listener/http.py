@@ -25,11 +25,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txhyco.address import HybridConnectionAddress, peer_address
-from txhyco.listener.accept import RelayedTransport, masked_frame, masked_frame_parts
+from txhyco.listener.accept import RelayedTransport
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.handshake import open_websocket
+from txhyco._twisted.masking import fast_masker
 from txhyco.protocol.addresses import encode_entity_path
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.frames import OP_BINARY, OP_CONTINUATION, masked_frame, masked_frame_parts
 from txhyco.protocol.http import (
     CONNECTION_HEADERS,
     CONTROL_CHANNEL_BODY_LIMIT,
@@ -491,15 +493,15 @@ class HttpExchange:
         leg = self.rendezvous
         if leg.state != leg.STATE_OPEN:
             return  # closing: no data frames after a Close (the relay gave up on the request)
-        opcode = 0 if self._message_started else 2
+        opcode = OP_CONTINUATION if self._message_started else OP_BINARY
         self._message_started = True
-        leg.transport.writeSequence(masked_frame_parts(opcode, data, fin=False))
+        leg.transport.writeSequence(masked_frame_parts(opcode, data, False, fast_masker))
 
     def _end_fragments(self) -> None:
         leg = self.rendezvous
         if leg.state == leg.STATE_OPEN:
             # the empty FIN frame ends the body (§5.5)
-            leg.transport.write(masked_frame(0 if self._message_started else 2, b""))
+            leg.transport.write(masked_frame(OP_CONTINUATION if self._message_started else OP_BINARY, b"", True, fast_masker))
         leg.exchange = None
         leg.sendClose(1000)  # one response per rendezvous, like .NET
 

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.frames import frame_header
 from txhyco.protocol.http import (
     BodyData,
     BodyEnded,
@@ -34,7 +35,6 @@ from txhyco.protocol.sas import Rights
 
 from .auth import azure_reason, find_token, host_only
 from .core import NOT_READING, listener_filter
-from .splice import frame_header
 
 log = Logger()
 
