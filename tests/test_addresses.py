@@ -21,6 +21,7 @@ from txhyco.protocol.addresses import (
     query_value,
     reject_parameters,
     reject_url,
+    relative_target,
     rendezvous_url,
     strip_reserved_query,
 )
@@ -146,6 +147,28 @@ def test_entity_path_candidates():
 )
 def test_strip_reserved_query(query, expected):
     assert strip_reserved_query(query) == expected
+
+
+@pytest.mark.parametrize(
+    "target, entity, expected",
+    [
+        ("/myhc/index.html", "myhc", "/index.html"),
+        ("/myhc", "myhc", "/"),
+        ("/myhc?x=1", "myhc", "/?x=1"),
+        ("/MyHC/a/b?x=1&y", "myhc", "/a/b?x=1&y"),
+        ("/$hc/myhc/room?x=1", "myhc", "/room?x=1"),
+        ("/$hc/myhc", "myhc", "/"),
+        ("/$hc/a/b/c", "a/b", "/c"),
+        ("/myhcroom", "myhc", "/myhcroom"),
+        ("/$hc/myhcroom", "myhc", "/myhcroom"),
+        ("/other/x", "myhc", "/other/x"),
+        ("*", "myhc", "*"),
+        ("", "myhc", "/"),
+        ("/caf%C3%A9/x", "café", "/x"),
+    ],
+)
+def test_relative_target(target, entity, expected):
+    assert relative_target(target, entity) == (expected, "/" + encode_entity_path(entity))
 
 
 def test_query_value():

@@ -30,7 +30,7 @@ from txhyco._twisted.transport import TransportBase
 from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco._twisted.handshake import open_raw_websocket
 from txhyco._twisted.masking import fast_masker
-from txhyco.protocol.addresses import encode_entity_path, reject_url, strip_reserved_query
+from txhyco.protocol.addresses import relative_target, reject_url, strip_reserved_query
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import OP_BINARY, OP_TEXT, FrameMasker, masked_frame
 from txhyco.protocol.http import reason_phrase
@@ -71,24 +71,14 @@ def send_messages(proto, messages) -> None:
 def synthetic_target(accept: Accept, entity_path: str) -> tuple[str, str]:
     """(request target, prefix) the application sees for an accepted connection.
 
-    The sender's path is shown relative to the hybrid connection
-    (``/$hc/myhc/room?x=1`` → ``/room?x=1``), like a site served at the
-    hybrid connection's root; the prefix (``/myhc``) goes to the application
-    as ``X-Forwarded-Prefix``. ``sb-hc-*`` parameters are removed (§2.4).
+    The sender's address relative to the hybrid connection, without the
+    ``sb-hc-*`` parameters (§2.4); see :func:`~txhyco.protocol.addresses.relative_target`.
     """
     parts = urlsplit(accept.address)
-    path = parts.path
-    prefix = "/$hc/" + encode_entity_path(entity_path)
-    if path.startswith(prefix):
-        path = path[len(prefix):]
-    elif path.startswith("/$hc/"):
-        path = path[4:]
-    if not path.startswith("/"):
-        path = "/" + path
     query = strip_reserved_query(parts.query)
     # Node listeners' un-prefixed reject parameters are the relay's business;
     # nothing else of ours is in the query.
-    return (path + ("?" + query if query else "")), "/" + encode_entity_path(entity_path)
+    return relative_target(parts.path + ("?" + query if query else ""), entity_path)
 
 
 def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.Connection, bytes]:

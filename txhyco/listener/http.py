@@ -29,7 +29,7 @@ from txhyco.listener.accept import RelayedTransport
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.handshake import open_websocket
 from txhyco._twisted.masking import fast_masker
-from txhyco.protocol.addresses import encode_entity_path
+from txhyco.protocol.addresses import relative_target
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import OP_BINARY, OP_CONTINUATION, masked_frame, masked_frame_parts
 from txhyco.protocol.http import (
@@ -110,17 +110,6 @@ def _response_head_fast(head: bytes):
     if length is None:
         return None
     return status, match[2] or b"", headers, length
-
-
-def local_target(request_target: str, entity_path: str) -> tuple[str, str]:
-    """(target the application sees, prefix): the hybrid connection's path removed."""
-    prefix = "/" + encode_entity_path(entity_path)
-    path, sep, query = request_target.partition("?")
-    if path == prefix or path.lower() == prefix.lower():
-        path = "/"
-    elif path.lower().startswith(prefix.lower() + "/"):
-        path = path[len(prefix):]
-    return path + (sep + query if sep else ""), prefix
 
 
 #: Seconds an address-only request's rendezvous waits for the request itself.
@@ -222,7 +211,7 @@ class HttpExchange:
             self._feed(head)
 
     def _synthetic_head(self, request: Request, body: bytes | None) -> bytes:
-        target, prefix = local_target(request.request_target or "/", self.hc.path)
+        target, prefix = relative_target(request.request_target or "/", self.hc.path)
         headers = []
         host = None
         for name, value in request.request_headers.items():
