@@ -32,6 +32,7 @@ from txhyco._twisted.masking import fast_masker
 from txhyco.protocol.addresses import relative_target
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import OP_BINARY, OP_CONTINUATION, masked_frame, masked_frame_parts
+from txhyco.protocol.grammar import PLAIN_FIELD_VALUE, PLAIN_FIELD_VALUE_B, PLAIN_TARGET, TOKEN, TOKEN_B
 from txhyco.protocol.http import (
     CONNECTION_HEADERS,
     CONTROL_CHANNEL_BODY_LIMIT,
@@ -50,31 +51,25 @@ log = Logger()
 # Response headers that describe the synthetic connection, not the response.
 _HOP = CONNECTION_HEADERS - {"content-length"}
 
-# What h11 would accept when writing the synthetic request (ASCII only: h11
-# encodes str as ASCII); anything else goes through h11 itself, which then
-# raises exactly as it always did.
-_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_TARGET = re.compile(r"[\x21-\x7e]+")
-_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
-
 # The common shape of an application's response head, read without h11: an
 # HTTP/1.1 final status line, ASCII header fields, one Content-Length and no
 # Transfer-Encoding. Anything else -- chunked, close-delimited, 1xx, obs-fold,
 # bare LF, obs-text -- is handed to h11 with every byte seen so far.
 _STATUS_B = re.compile(rb"HTTP/1\.1 ([2-9][0-9][0-9])(?: ([\t\x20-\x7e]*))?")
-_TOKEN_B = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_VALUE_B = re.compile(rb"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 #: h11's limit on an incomplete head (its ``max_incomplete_event_size``).
 _MAX_HEAD = 16 * 1024
 
 
 def _request_head(method: str, target: str, headers: list) -> bytes | None:
     """The request head h11 would write, or None where h11 must judge (§5.2)."""
-    if not (_TOKEN.fullmatch(method) and _TARGET.fullmatch(target)):
+    # What h11 would accept as is (ASCII only: h11 encodes str as ASCII);
+    # anything else goes through h11 itself, which then raises exactly as it
+    # always did.
+    if not (TOKEN.fullmatch(method) and PLAIN_TARGET.fullmatch(target)):
         return None
     parts = [f"{method} {target} HTTP/1.1\r\n"]
     for name, value in headers:
-        if not _TOKEN.fullmatch(name) or (value and not _VALUE.fullmatch(value)):
+        if not TOKEN.fullmatch(name) or (value and not PLAIN_FIELD_VALUE.fullmatch(value)):
             return None
         parts.append(f"{name}: {value}\r\n")
     parts.append("\r\n")
@@ -94,10 +89,10 @@ def _response_head_fast(head: bytes):
     length = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or _TOKEN_B.fullmatch(name) is None:
+        if not sep or TOKEN_B.fullmatch(name) is None:
             return None
         value = value.strip(b" \t")
-        if value and _VALUE_B.fullmatch(value) is None:
+        if value and PLAIN_FIELD_VALUE_B.fullmatch(value) is None:
             return None
         lower = name.lower()
         if lower == b"content-length":

@@ -10,13 +10,13 @@ Nothing here does I/O or reads a clock; the caller passes elapsed times in.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Union
 
 from .errors import ProtocolError
+from .grammar import FORBIDDEN_IN_VALUE, field_text
 from .messages import (
     MAX_COMMAND_SIZE,
     Accept,
@@ -109,8 +109,6 @@ _CANONICAL_UPGRADE_NAMES = {
     )
 }
 
-_CONTROL_CHARS_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
-
 HeaderPairs = Iterable[tuple[Union[str, bytes], Union[str, bytes]]]
 
 
@@ -123,10 +121,7 @@ def _text(item: str | bytes, what: str) -> str:
     if isinstance(item, str):
         return item
     if isinstance(item, (bytes, bytearray)):
-        try:
-            return bytes(item).decode("utf-8")
-        except UnicodeDecodeError:
-            return bytes(item).decode("latin-1")
+        return field_text(item)
     raise ProtocolError(f"A header {what} must be str or bytes, not {type(item).__name__}.")
 
 
@@ -168,7 +163,7 @@ def _with_via(pairs: list[tuple[str, str]], via: str, *, strip: bool = False) ->
 
     ``strip`` trims spaces/tabs around the resulting value, as :class:`Headers` would.
     """
-    if not via or _CONTROL_CHARS_RE.search(via):
+    if not via or FORBIDDEN_IN_VALUE.search(via):
         raise ProtocolError("The Via value must be non-empty and free of control characters.")
     for position, (name, value) in enumerate(pairs):
         if name.lower() == "via":
@@ -287,7 +282,7 @@ def sanitize_reason(text: str | None, code: int) -> str:
     becomes the standard phrase for ``code``.
     """
     if text:
-        text = _CONTROL_CHARS_RE.sub("", text[:4 * REASON_LIMIT])[:REASON_LIMIT]
+        text = FORBIDDEN_IN_VALUE.sub("", text[:4 * REASON_LIMIT])[:REASON_LIMIT]
         if text.strip(" \t"):
             return text
     return reason_phrase(code)

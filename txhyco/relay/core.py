@@ -20,6 +20,7 @@ from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.grammar import field_text
 from txhyco.protocol.http import (
     BodyData,
     BodyEnded,
@@ -59,10 +60,7 @@ def header_pairs(h11_request) -> list[tuple[str, str]]:
     """A request's headers with their original names, values as text."""
     pairs = []
     for name, value in h11_request.headers.raw_items():
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = value.decode("latin-1")
+        text = field_text(value)
         pairs.append((name.decode("ascii"), text))
     return pairs
 

@@ -20,6 +20,7 @@ from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import frame_header
+from txhyco.protocol.grammar import field_text
 from txhyco.protocol.http import (
     BodyData,
     BodyEnded,
@@ -135,10 +136,7 @@ class HttpSender:
         watched = {}  # the first value of each name in _WATCHED
         for raw_name, value in request.headers.raw_items():
             lname = raw_name.lower()
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                text = value.decode("latin-1")
+            text = field_text(value)
             name = raw_name.decode("ascii")
             lower[name.lower()] = text
             if lname in _WATCHED:
