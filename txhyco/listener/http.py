@@ -36,6 +36,7 @@ from txhyco.protocol.grammar import PLAIN_FIELD_VALUE, PLAIN_FIELD_VALUE_B, PLAI
 from txhyco.protocol.http import (
     CONNECTION_HEADERS,
     CONTROL_CHANNEL_BODY_LIMIT,
+    RESPONSE_DEADLINE,
     RESPONSE_FLUSH_DELAY,
     BodyData,
     BodyEnded,
@@ -107,8 +108,9 @@ def _response_head_fast(head: bytes):
     return status, match[2] or b"", headers, length
 
 
-#: Seconds an address-only request's rendezvous waits for the request itself.
-REQUEST_WAIT = 60.0
+#: Seconds an address-only request's rendezvous waits for the request itself:
+#: as long as the relay waits for the response (it gives up on the request then).
+REQUEST_WAIT = RESPONSE_DEADLINE
 
 
 class RendezvousLeg(WebSocketClientProtocol):
