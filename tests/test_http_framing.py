@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from txhyco.protocol import http as relay_http
+from txhyco.protocol.channel import BodyData, BodyEnded, BodyStarted, ChannelReader, CommandReceived
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.http import (
     CONNECTION_HEADERS,
@@ -11,11 +12,6 @@ from txhyco.protocol.http import (
     HEADER_METADATA_LIMIT,
     MAX_COMMAND_SIZE,
     RESPONSE_FLUSH_DELAY,
-    BodyData,
-    BodyEnded,
-    BodyStarted,
-    ChannelReader,
-    CommandReceived,
     ResponseBuffer,
     check_header_metadata,
     connect_headers_for_listener,

@@ -21,17 +21,10 @@ from .addresses import (
     rendezvous_url,
     strip_reserved_query,
 )
+from .channel import BodyData, BodyEnded, BodyStarted, ChannelReader, CommandReceived
 from .connection_string import ConnectionString
 from .errors import ProtocolError
-from .http import (
-    CONTROL_CHANNEL_BODY_LIMIT,
-    BodyData,
-    BodyEnded,
-    BodyStarted,
-    ChannelReader,
-    CommandReceived,
-    ResponseBuffer,
-)
+from .http import CONTROL_CHANNEL_BODY_LIMIT, ResponseBuffer
 from .messages import (
     MAX_COMMAND_SIZE,
     Accept,

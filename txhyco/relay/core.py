@@ -19,17 +19,10 @@ from twisted.logger import Logger
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
+from txhyco.protocol.channel import ROLE_RELAY, BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.grammar import field_text
-from txhyco.protocol.http import (
-    BodyData,
-    BodyEnded,
-    ChannelReader,
-    CommandReceived,
-    ROLE_RELAY,
-    connect_headers_for_listener,
-    sanitize_reason,
-)
+from txhyco.protocol.http import connect_headers_for_listener, sanitize_reason
 from txhyco.protocol.messages import Accept, RemoteEndpoint, RenewToken, Response
 from txhyco.protocol.sas import Rights
 

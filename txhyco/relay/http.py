@@ -19,13 +19,11 @@ from zope.interface import implementer
 from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.channel import BodyData, BodyEnded, CommandReceived
 from txhyco.protocol.frames import frame_header
 from txhyco.protocol.grammar import field_text
 from txhyco.protocol.http import (
-    BodyData,
-    BodyEnded,
     CONTROL_CHANNEL_BODY_LIMIT,
-    CommandReceived,
     request_headers_for_listener,
     response_has_body,
     response_headers_for_sender,
