@@ -12,12 +12,12 @@ from txhyco.protocol.addresses import (
     create_relay_http_uri,
     create_relay_listen_uri,
     create_relay_send_uri,
-    decode_entity_path,
     encode_entity_path,
     entity_path_candidates,
     http_url,
     listen_url,
     parse_relay_target,
+    percent_decode,
     query_value,
     reject_parameters,
     reject_url,
@@ -114,12 +114,12 @@ def test_encode_entity_path():
             encode_entity_path(bad)
 
 
-def test_decode_entity_path():
-    assert decode_entity_path("my%20hc/%C3%A9$") == "my hc/é$"
-    assert decode_entity_path("a+b") == "a+b"
+def test_percent_decode_undoes_encode_entity_path():
+    assert percent_decode("my%20hc/%C3%A9$") == "my hc/é$"
+    assert percent_decode("a+b") == "a+b"
     for bad in ["%", "%2", "%zz", "%FF", "%C3"]:
         with pytest.raises(ProtocolError):
-            decode_entity_path(bad)
+            percent_decode(bad)
 
 
 def test_entity_path_candidates():
@@ -347,7 +347,7 @@ _entity = st.lists(_segment, min_size=1, max_size=4).map("/".join) | st.sampled_
 def test_entity_path_round_trip(path):
     encoded = encode_entity_path(path)
     assert encoded.isascii() and "?" not in encoded and "#" not in encoded and " " not in encoded
-    assert decode_entity_path(encoded) == path
+    assert percent_decode(encoded) == path
 
 
 @settings(deadline=None)
@@ -408,7 +408,7 @@ def test_namespace_round_trip(host, port, secure):
 def test_parsers_raise_only_protocol_error(text):
     for func in (
         Namespace.parse,
-        decode_entity_path,
+        percent_decode,
         encode_entity_path,
         parse_relay_target,
         lambda t: query_value(t, "sb-hc-token"),

@@ -31,16 +31,17 @@ from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import (
     OP_BINARY,
     OP_CONTINUATION,
-    OP_PING,
-    OP_PONG,
     OP_TEXT,
     FrameMasker,
     XorMasker,
     frame_header,
     masked_frame,
     masked_frame_parts,
-    new_mask,
 )
+
+
+#: Control frame opcodes (RFC 6455 section 5.5), sent between data frames.
+PING, PONG = 0x9, 0xA
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def frame_sequences(draw):
         fragments = draw(st.lists(payloads, min_size=1, max_size=3))
         for position, payload in enumerate(fragments):
             if draw(st.booleans()):
-                frames.append((draw(st.sampled_from([OP_PING, OP_PONG])), True, draw(control_payloads)))
+                frames.append((draw(st.sampled_from([PING, PONG])), True, draw(control_payloads)))
             last = position == len(fragments) - 1
             frames.append((opcode if position == 0 else OP_CONTINUATION, last, payload))
     return frames
@@ -254,7 +255,3 @@ def test_xor_masker_in_pieces_equals_autobahns_masker_at_once(mask, payload, cut
 def test_xor_masker_refuses_a_key_that_is_not_four_bytes():
     with pytest.raises(ProtocolError, match="4 bytes"):
         XorMasker(b"abc")
-
-
-def test_new_mask_is_four_bytes():
-    assert len(new_mask()) == 4

@@ -22,7 +22,6 @@ __all__ = [
     "percent_decode",
     "encode_component",
     "encode_entity_path",
-    "decode_entity_path",
     "strip_reserved_query",
     "relative_target",
     "query_value",
@@ -360,13 +359,6 @@ def check_entity_name(name: str) -> str:
     except ProtocolError as e:
         raise ProtocolError(f"{name!r} is not a hybrid connection name: {e.message}") from None
     return stripped
-
-
-def decode_entity_path(raw: str) -> str:
-    """Inverse of :func:`encode_entity_path`: strict percent-decoding (UTF-8)."""
-    if not isinstance(raw, str):
-        raise ProtocolError(f"The entity path must be a string, got {type(raw).__name__}.")
-    return percent_decode(raw, what="entity path")
 
 
 def entity_path_candidates(path: str) -> list[str]:

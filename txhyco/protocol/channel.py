@@ -108,17 +108,6 @@ class ChannelReader:
         self._state = _IDLE
         self._pending: Request | Response | None = None
 
-    # -- introspection
-
-    @property
-    def expecting_body(self) -> bool:
-        """True between a ``body: true`` header and the end of its body."""
-        return self._state in (_AWAIT_BODY, _IN_BODY)
-
-    @property
-    def is_closed(self) -> bool:
-        return self._state == _CLOSED
-
     # -- events in
 
     def _fail(self, message: str) -> ProtocolError:

@@ -23,24 +23,17 @@ __all__ = [
     "OP_CONTINUATION",
     "OP_TEXT",
     "OP_BINARY",
-    "OP_CLOSE",
-    "OP_PING",
-    "OP_PONG",
     "frame_header",
-    "new_mask",
     "XorMasker",
     "masked_frame_parts",
     "masked_frame",
     "FrameMasker",
 ]
 
-#: Opcodes (RFC 6455 section 5.2, section 11.8).
+#: Data frame opcodes (RFC 6455 section 5.2, section 11.8); control frames are Autobahn's.
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
 OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
 
 # Second header byte: the MASK bit, and the 7-bit length codes that announce
 # a 16-bit (126) or 64-bit (127) extended payload length (section 5.2).
@@ -75,16 +68,6 @@ def frame_header(opcode: int, fin: bool, length: int, mask: bytes | None = None)
     if length < 0x10000:
         return _SHORT.pack(b0, _MASK_BIT | _LENGTH_16, length) + mask
     return _LONG.pack(b0, _MASK_BIT | _LENGTH_64, length) + mask
-
-
-def new_mask() -> bytes:
-    """A fresh 4-byte masking key (RFC 6455 section 5.3).
-
-    Section 5.3 asks for keys an intermediary cannot predict (the threat is
-    a hostile page steering proxies, section 10.3); Python's generator is
-    what Autobahn uses for its own client frames too.
-    """
-    return _getrandbits(32).to_bytes(4, "big")
 
 
 class XorMasker:
@@ -125,7 +108,10 @@ def masked_frame_parts(opcode: int, payload: bytes, fin: bool = True,
     joining them.
     """
     length = len(payload)
-    mask = _getrandbits(32).to_bytes(4, "big")  # new_mask(), inline: this runs per frame
+    # Section 5.3 asks for masks an intermediary cannot predict (the threat is
+    # a hostile page steering proxies, section 10.3); Python's generator is
+    # what Autobahn uses for its own client frames too.
+    mask = _getrandbits(32).to_bytes(4, "big")
     head = frame_header(opcode, fin, length, mask)
     if not length:
         return head, b""

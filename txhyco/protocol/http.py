@@ -32,8 +32,6 @@ __all__ = [
     "request_headers_for_listener",
     "connect_headers_for_listener",
     "response_headers_for_sender",
-    "header_metadata_size",
-    "check_header_metadata",
     "reason_phrase",
     "REASON_LIMIT",
     "sanitize_reason",
@@ -224,21 +222,6 @@ def response_headers_for_sender(headers: Headers, *, via: str) -> list[tuple[str
     return _with_via(kept, via)
 
 
-def header_metadata_size(headers: Iterable[tuple[str, str]]) -> int:
-    """Bytes the headers take on the wire (``name: value\\r\\n`` each)."""
-    return sum(len(name) + len(value.encode("utf-8", "replace")) + 4 for name, value in headers)
-
-
-def check_header_metadata(headers: Iterable[tuple[str, str]]) -> None:
-    """Raise :class:`ProtocolError` (431) when headers exceed 32 kB (§5.3)."""
-    size = header_metadata_size(headers)
-    if size > HEADER_METADATA_LIMIT:
-        raise ProtocolError(
-            f"The request headers take {size} bytes; the relay allows {HEADER_METADATA_LIMIT}.",
-            status=431,
-        )
-
-
 # --------------------------------------------------------------------------
 # status line and body rules
 
@@ -283,19 +266,16 @@ def response_has_body(method: str, status: int) -> bool:
     return not (100 <= status < 200 or status == 204 or status == 304)
 
 
-def inline_request_possible(
-    content_length: int | None, chunked: bool, request_json_size: int
-) -> bool:
+def inline_request_possible(content_length: int | None) -> bool:
     """Whether the relay may send a request inline on the control channel (§5.3 [REC]).
 
-    Only when the length is known up front (``Content-Length``; 0 for no
-    body), the body is not chunked, it is at most
-    :data:`CONTROL_CHANNEL_BODY_LIMIT` bytes and the full ``request`` JSON fits
-    :data:`MAX_COMMAND_SIZE`.  Otherwise: address-only request + rendezvous.
+    Only when the body's length is known up front (``Content-Length``; 0 for
+    no body; a chunked body has none) and is at most
+    :data:`CONTROL_CHANNEL_BODY_LIMIT` bytes. Otherwise: address-only request
+    + rendezvous. (That the ``request`` JSON fits :data:`MAX_COMMAND_SIZE` is
+    :func:`~txhyco.protocol.messages.serialize_command`'s check.)
     """
-    if chunked or content_length is None or content_length < 0:
-        return False
-    return content_length <= CONTROL_CHANNEL_BODY_LIMIT and request_json_size <= MAX_COMMAND_SIZE
+    return content_length is not None and 0 <= content_length <= CONTROL_CHANNEL_BODY_LIMIT
 
 
 class ResponseBuffer:
@@ -304,18 +284,14 @@ class ResponseBuffer:
     Writes are kept (by reference, no copying) up to ``limit`` bytes.  When a
     write would overflow, :meth:`write` returns True from then on: the
     response must move to a rendezvous; the buffer keeps collecting until the
-    caller :meth:`take`\\ s the bytes to stream them.  The 2-second flush timer
-    is the caller's: it asks :meth:`must_flush_after` with the time elapsed
-    since the first write.
+    caller :meth:`take`\\ s the bytes to stream them.  The flush timer
+    (:data:`RESPONSE_FLUSH_DELAY` after the first write) is the caller's.
     """
 
-    __slots__ = ("limit", "flush_delay", "_chunks", "_size", "_overflowed")
+    __slots__ = ("limit", "_chunks", "_size", "_overflowed")
 
-    def __init__(
-        self, limit: int = CONTROL_CHANNEL_BODY_LIMIT, flush_delay: float = RESPONSE_FLUSH_DELAY
-    ) -> None:
+    def __init__(self, limit: int = CONTROL_CHANNEL_BODY_LIMIT) -> None:
         self.limit = limit
-        self.flush_delay = flush_delay
         self._chunks: list[bytes] = []
         self._size = 0
         self._overflowed = False
@@ -330,20 +306,6 @@ class ResponseBuffer:
             if self._size > self.limit:
                 self._overflowed = True
         return self._overflowed
-
-    @property
-    def buffered(self) -> int:
-        """Bytes currently held."""
-        return self._size
-
-    @property
-    def overflowed(self) -> bool:
-        """True once writes exceeded ``limit`` (sticky, also after :meth:`take`)."""
-        return self._overflowed
-
-    def must_flush_after(self, elapsed: float) -> bool:
-        """Whether to move to a rendezvous, ``elapsed`` seconds after the first write."""
-        return self._overflowed or (self._size > 0 and elapsed >= self.flush_delay)
 
     def take(self) -> bytes:
         """All buffered bytes, emptying the buffer."""

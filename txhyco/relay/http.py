@@ -23,7 +23,7 @@ from txhyco.protocol.channel import BodyData, BodyEnded, CommandReceived
 from txhyco.protocol.frames import frame_header
 from txhyco.protocol.grammar import field_text
 from txhyco.protocol.http import (
-    CONTROL_CHANNEL_BODY_LIMIT,
+    inline_request_possible,
     request_headers_for_listener,
     response_has_body,
     response_headers_for_sender,
@@ -441,7 +441,7 @@ class HttpExchange:
         self.id = str(uuid.uuid4())
         self.key = relay.registry.park(self)
         self.address = listener.rendezvous_address("request", self.id, "", "", self.key)
-        self.inline = content_length is not None and content_length <= CONTROL_CHANNEL_BODY_LIMIT
+        self.inline = inline_request_possible(content_length)
         self.finished = False
         self.responded = False
         self.rendezvous = None
