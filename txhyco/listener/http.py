@@ -30,8 +30,8 @@ from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.handshake import open_websocket
 from txhyco._twisted.masking import fast_masker
 from txhyco.protocol.addresses import relative_target
-from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.channel import BodyData, BodyEnded, ChannelReader, CommandReceived
+from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import OP_BINARY, OP_CONTINUATION, masked_frame, masked_frame_parts
 from txhyco.protocol.grammar import PLAIN_FIELD_VALUE, PLAIN_FIELD_VALUE_B, PLAIN_TARGET, TOKEN, TOKEN_B
 from txhyco.protocol.http import (
