@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from txhyco.protocol.errors import ProtocolError
-from txhyco.protocol.http import ChannelReader
+from txhyco.protocol.channel import ChannelReader
 from txhyco.protocol.messages import MAX_COMMAND_SIZE
 
 

@@ -22,8 +22,8 @@ __all__ = [
     "percent_decode",
     "encode_component",
     "encode_entity_path",
-    "decode_entity_path",
     "strip_reserved_query",
+    "relative_target",
     "query_value",
     "listen_url",
     "connect_url",
@@ -361,13 +361,6 @@ def check_entity_name(name: str) -> str:
     return stripped
 
 
-def decode_entity_path(raw: str) -> str:
-    """Inverse of :func:`encode_entity_path`: strict percent-decoding (UTF-8)."""
-    if not isinstance(raw, str):
-        raise ProtocolError(f"The entity path must be a string, got {type(raw).__name__}.")
-    return percent_decode(raw, what="entity path")
-
-
 def entity_path_candidates(path: str) -> list[str]:
     """``a/b/c`` → ``['a/b/c', 'a/b', 'a']``: longest prefix first, for entity lookup.
 
@@ -405,6 +398,32 @@ def strip_reserved_query(query: str) -> str:
     duplicates and order. ``query`` is given without the leading ``?``.
     """
     return "&".join(pair for pair in query.split("&") if not _is_reserved_pair(pair))
+
+
+def relative_target(target: str, entity_path: str) -> tuple[str, str]:
+    """(request target a listener's application sees, its ``X-Forwarded-Prefix``).
+
+    A listener serves its hybrid connection like a site at its root: the
+    sender's target is shown relative to the hybrid connection's path
+    (``/myhc/index.html`` → ``/index.html``, ``/$hc/myhc/room?x=1`` →
+    ``/room?x=1``, ``/myhc`` → ``/``), and the path taken off (``/myhc``) is
+    the prefix an application puts back in front of links it makes. Entity
+    paths compare case-insensitively, as Azure's do, and only whole segments;
+    any other target (``*``, an absolute URL) keeps its path. The query is kept
+    as given (an accept's ``sb-hc-*`` pairs are the caller's to strip first).
+    """
+    prefix = "/" + encode_entity_path(entity_path)
+    path, sep, query = target.partition("?")
+    if path.startswith("/$hc/"):  # a WebSocket address: the relay's /$hc/ root first
+        path = path[4:]
+    folded, folded_prefix = path.lower(), prefix.lower()
+    if folded == folded_prefix:
+        path = "/"
+    elif folded.startswith(folded_prefix + "/"):
+        path = path[len(prefix):]
+    elif not path:
+        path = "/"
+    return path + (sep + query if sep else ""), prefix
 
 
 def _key_matches(key: str, name: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from txhyco.protocol.addresses import check_entity_name
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.http import ACCEPT_TIMEOUT, HEADER_METADATA_LIMIT, RESPONSE_DEADLINE, STREAM_IDLE_LIMIT
 from txhyco.protocol.sas import Rights, SasRule
 
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
@@ -34,10 +35,11 @@ class Limits:
     max_message_size: int = 64 * 1024 * 1024
     #: Messages a listener may send on its control channel (commands and bodies).
     max_control_message_size: int = 1024 * 1024
-    max_header_size: int = 32 * 1024
-    accept_timeout: float = 30.0
-    response_timeout: float = 60.0
-    stream_idle_timeout: float = 60.0
+    # The defaults the relay shares with listeners come from the core.
+    max_header_size: int = HEADER_METADATA_LIMIT
+    accept_timeout: float = ACCEPT_TIMEOUT
+    response_timeout: float = RESPONSE_DEADLINE
+    stream_idle_timeout: float = STREAM_IDLE_LIMIT
     handshake_timeout: float = 10.0
     #: Seconds a token may be past its expiry before the relay refuses it.
     token_grace: float = 300.0
