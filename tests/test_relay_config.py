@@ -162,6 +162,7 @@ def rule(**changes):
         ({"limits": {"tokenGrace": -1}}, ["'tokenGrace'", "from 0"]),
         ({"limits": {"responseTimeout": True}}, ["'responseTimeout'", "not a boolean"]),
         ({"limits": {"maxMessageSize": 10**400}}, ["'maxMessageSize'", "or 0 for no limit"]),
+        ({"limits": {"maxMessageSize": -10**5000}}, ["'maxMessageSize'", "not a number that large"]),
         ({"limits": {"maxControlMessageSize": 100}}, ["'maxControlMessageSize'", "from 4096"]),
         ({"limits": {"maxHeaderSize": 0}}, ["'maxHeaderSize'", "from 1024"]),
         ({"limits": {"noListenerStatus": 200}}, ["'noListenerStatus'", "from 400 to 599"]),
@@ -252,6 +253,10 @@ def test_load_config_errors_name_the_file(tmp_path):
     wrong.write_text("[limits]\nmaxListeners = 'many'\n")
     with pytest.raises(ProtocolError, match="wrong.toml.*maxListeners"):
         load_config(str(wrong))
+    huge = tmp_path / "huge.toml"
+    huge.write_text("[limits]\nmaxListeners = " + "9" * 5000 + "\n")
+    with pytest.raises(ProtocolError, match="huge.toml is not valid TOML.*digits"):
+        load_config(str(huge))
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"restrict = \xff\xfe\n")
     with pytest.raises(ProtocolError, match="binary.toml.*UTF-8"):
@@ -269,6 +274,18 @@ def test_every_declared_table_refuses_unknown_keys():
     for table in declared:
         with pytest.raises(ProtocolError, match=f"unknown setting 'surplus'; known settings: {', '.join(sorted(table.settings))}"):
             table.read({"surplus": 1})
+
+
+def test_every_limit_can_be_set_and_is_range_checked():
+    """A Limits field added later needs its [limits] key (with its range) to be tunable at all."""
+    import dataclasses
+
+    from txhyco.relay.config import LIMITS
+
+    assert {s.field for s in LIMITS.settings.values()} == {f.name for f in dataclasses.fields(Limits)}
+    defaults = Limits()
+    for key, setting in LIMITS.settings.items():  # the defaults are within the ranges
+        assert LIMITS.read({key: getattr(defaults, setting.field)}) == defaults
 
 
 toml_values = st.recursive(
@@ -341,7 +358,8 @@ LIMIT_KEYS = ["maxListeners", "maxMessageSize", "maxControlMessageSize", "maxHea
 
 
 @settings(deadline=None, max_examples=300)
-@given(st.one_of(toml_files(), st.text(max_size=200), st.binary(max_size=100).map(lambda b: b.decode("latin-1"))))
+@given(st.one_of(toml_files(), st.text(max_size=200), st.binary(max_size=100).map(lambda b: b.decode("latin-1")),
+                 st.integers(1, 6000).map(lambda digits: "[limits]\nmaxListeners = " + "7" * digits + "\n")))
 def test_any_file_yields_a_config_or_one_protocol_error(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("toml") / "relay.toml"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))

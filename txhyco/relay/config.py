@@ -244,6 +244,9 @@ def load_config(path: str, *, key_name: str | None = None, key: str | None = Non
         raise ProtocolError(f"config file {path} is not valid TOML: {e}.") from None
     except UnicodeDecodeError:
         raise ProtocolError(f"config file {path} is not valid TOML: it is not UTF-8 text.") from None
+    except ValueError as e:  # an integer too long for Python to convert, say
+        reason = str(e).split(";")[0].rstrip(".")
+        raise ProtocolError(f"config file {path} is not valid TOML: {reason}.") from None
     try:
         return parse_config(doc, key_name=key_name, key=key)
     except ProtocolError as e:

@@ -97,6 +97,11 @@ class Table:
 # -- value checks ------------------------------------------------------------------
 
 
+def _number(value: int | float) -> str:
+    # Python refuses to print an integer of thousands of digits.
+    return f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else "a number that large"
+
+
 def boolean() -> Check:
     def check(value: Any, where: str) -> bool:
         if not isinstance(value, bool):
@@ -111,7 +116,7 @@ def whole(low: int, high: int, *, zero: str | None = None) -> Check:
 
     def check(value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high or (zero and value == 0)):
-            got = f"not {value}" if isinstance(value, int) and not isinstance(value, bool) else f"not {kind(value)}"
+            got = f"not {_number(value)}" if isinstance(value, int) and not isinstance(value, bool) else f"not {kind(value)}"
             also = f" (or 0 for {zero})" if zero else ""
             raise Invalid(f"must be a whole number from {low} to {high}{also}, {got}")
         return value
@@ -126,7 +131,7 @@ def seconds(low: float, high: float, *, low_included: bool = False) -> Check:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or not math.isfinite(value) or not (value >= low if low_included else value > low) or value > high:
             lower = f"from {low:g}" if low_included else f"greater than {low:g}"
-            got = f"not {value}" if number else f"not {kind(value)}"
+            got = f"not {_number(value)}" if number else f"not {kind(value)}"
             raise Invalid(f"must be a number of seconds {lower} and at most {high:g}, {got}")
         return float(value)
 
