@@ -313,15 +313,18 @@ def test_misspelt_setting_stops_the_relay(spawn, tmp_path, where):
     ('[[rules]]\nname = "x"\nkey = "abc"\nrights = []\n', ["[[rules]] 'x'", "'rights'", "grants nothing"]),
     ('[[rules]]\nname = "x"\nkey = "abc"\n', ["[[rules]] 'x' needs 'rights'"]),
 ])
-def test_bad_config_types_and_ranges_in_process(capsys, tmp_path, text, words):
+def test_bad_config_types_and_ranges_stop_the_settings(tmp_path, text, words):
+    """What `txhyco relay` and `twistd hyco-relay` check before the reactor runs (exit status 1)."""
+    from txhyco.cli.common import CliError
+    from txhyco.cli.relay import relay_settings
+
     config = tmp_path / "c.toml"
     config.write_text(text)
-    assert main(["relay", "--listen", LOOPBACK, "--config", str(config)]) == 1
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err
-    for word in words:
-        assert word in lines[0]
+    with pytest.raises(CliError) as info:
+        relay_settings(listen=LOOPBACK, config_file=str(config))
+    assert info.value.exit_code == 1 and "\n" not in info.value.message
+    for word in [str(config), *words]:
+        assert word in info.value.message
 
 
 def test_twistd_plugin_refuses_a_misspelt_setting(spawn, tmp_path):
