@@ -257,6 +257,12 @@ def test_load_config_errors_name_the_file(tmp_path):
     huge.write_text("[limits]\nmaxListeners = " + "9" * 5000 + "\n")
     with pytest.raises(ProtocolError, match="huge.toml is not valid TOML.*digits"):
         load_config(str(huge))
+    deep = tmp_path / "deep.toml"
+    deep.write_text("hosts = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ProtocolError, match="deep.toml is not valid TOML: it nests arrays or tables too deeply"):
+        load_config(str(deep))
+    with pytest.raises(ProtocolError, match="is not a file name"):
+        load_config("relay\0.toml")
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"restrict = \xff\xfe\n")
     with pytest.raises(ProtocolError, match="binary.toml.*UTF-8"):
@@ -359,7 +365,8 @@ LIMIT_KEYS = ["maxListeners", "maxMessageSize", "maxControlMessageSize", "maxHea
 
 @settings(deadline=None, max_examples=300)
 @given(st.one_of(toml_files(), st.text(max_size=200), st.binary(max_size=100).map(lambda b: b.decode("latin-1")),
-                 st.integers(1, 6000).map(lambda digits: "[limits]\nmaxListeners = " + "7" * digits + "\n")))
+                 st.integers(1, 6000).map(lambda digits: "[limits]\nmaxListeners = " + "7" * digits + "\n"),
+                 st.integers(1, 3000).map(lambda depth: "hosts = " + "[" * depth + "]" * depth + "\n")))
 def test_any_file_yields_a_config_or_one_protocol_error(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("toml") / "relay.toml"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))

@@ -68,7 +68,7 @@ def read_secret_file(path: str, what: str = "key") -> str:
         raise CliError(f"the {what} on stdin is not UTF-8 text.") from None
     secret = text.strip()
     if not secret:
-        raise CliError(f"the {what} file {path} is empty; it must hold the {what} on one line.")
+        raise CliError(f"no {what} on stdin: its first line must hold the {what}.")
     return secret
 
 

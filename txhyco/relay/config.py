@@ -14,7 +14,7 @@ import base64
 import os
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from txhyco._suggest import unknown_name
 from txhyco.protocol.addresses import check_entity_name
@@ -122,15 +122,9 @@ def _right_names(value: Any, where: str) -> Rights:
     return result
 
 
-def _rule_name_problem(name: str) -> str | None:
-    if name != name.strip() or ";" in name or not name.isprintable():
-        return "must not hold ';', control characters or leading/trailing spaces (it goes into connection strings)"
-    return None
-
-
-def _key_problem(key: str) -> str | None:
-    # The message never shows the key.
-    if key != key.strip() or ";" in key or not key.isprintable():
+def _connection_string_part_problem(value: str) -> str | None:
+    """What keeps a rule's name or key out of a connection string (the message never shows a key)."""
+    if value != value.strip() or ";" in value or not value.isprintable():
         return "must not hold ';', control characters or leading/trailing spaces (it goes into connection strings)"
     return None
 
@@ -150,11 +144,12 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
+_rule_key = text(max_length=1024, secret=True, valid=_connection_string_part_problem)
 _RULE = {
-    "name": Setting(text(max_length=256, valid=_rule_name_problem), "name", required=True),
-    "key": Setting(text(max_length=1024, secret=True, valid=_key_problem), "primary_key", required=True),
-    "primaryKey": Setting(text(max_length=1024, secret=True, valid=_key_problem), "primary_key", required=True),
-    "secondaryKey": Setting(text(max_length=1024, secret=True, valid=_key_problem), "secondary_key"),
+    "name": Setting(text(max_length=256, valid=_connection_string_part_problem), "name", required=True),
+    "key": Setting(_rule_key, "primary_key", required=True),
+    "primaryKey": Setting(_rule_key, "primary_key", required=True),  # Azure's name for it
+    "secondaryKey": Setting(_rule_key, "secondary_key"),
     # Required: a rule that named no rights (or misspelt the key) once got them all.
     "rights": Setting(_right_names, "rights", required=True),
 }
@@ -162,7 +157,7 @@ NAMESPACE_RULE = Table("[[rules]]", _RULE, build=SasRule)
 ENTITY_RULE = Table("[[hybridConnections.rules]]", _RULE, build=SasRule)
 
 
-def _hybrid_connection(name: str, rules: list[SasRule] = (), **fields: Any) -> HybridConnectionConfig:
+def _hybrid_connection(name: str, rules: Iterable[SasRule] = (), **fields: Any) -> HybridConnectionConfig:
     return HybridConnectionConfig(name=name, rules={rule.name: rule for rule in rules}, **fields)
 
 
@@ -244,7 +239,11 @@ def load_config(path: str, *, key_name: str | None = None, key: str | None = Non
         raise ProtocolError(f"config file {path} is not valid TOML: {e}.") from None
     except UnicodeDecodeError:
         raise ProtocolError(f"config file {path} is not valid TOML: it is not UTF-8 text.") from None
-    except ValueError as e:  # an integer too long for Python to convert, say
+    except RecursionError:
+        raise ProtocolError(f"config file {path} is not valid TOML: it nests arrays or tables too deeply.") from None
+    except ValueError as e:  # a NUL in the name, or an integer too long for Python to convert
+        if "\0" in path:
+            raise ProtocolError(f"{path!r} is not a file name.") from None
         reason = str(e).split(";")[0].rstrip(".")
         raise ProtocolError(f"config file {path} is not valid TOML: {reason}.") from None
     try:
