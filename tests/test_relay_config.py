@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 import pytest_twisted
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from twisted.internet import threads
 
@@ -15,6 +15,7 @@ from tests.support.wsclient import HandshakeFailed, ws_connect
 from txhyco.protocol.addresses import Namespace, connect_url
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.sas import Rights
+from txhyco._suggest import shown
 from txhyco.relay.config import DEFAULT_KEY_NAME, Limits, RelayConfig, load_config, parse_config
 from txhyco.testing import start_relay
 
@@ -320,6 +321,36 @@ def test_arbitrary_documents_only_raise_protocol_error(doc):
         assert e.message
     else:
         assert isinstance(config, RelayConfig) and config.rules
+
+
+VALID = {
+    "rules": [{"name": "admin", "key": "a2V5", "rights": ["Manage"]}],
+    "hybridConnections": [{"name": "hc", "rules": [{"name": "send", "key": "c2VuZA==", "rights": ["Send"]}]}],
+    "limits": {"maxListeners": 3},
+}
+# Where a stray key can go in VALID: a path of keys and indexes to a table, and that table's name in the schema.
+TABLES = [((), "DOCUMENT"), (("rules", 0), "NAMESPACE_RULE"), (("hybridConnections", 0), "HYBRID_CONNECTION"),
+          (("hybridConnections", 0, "rules", 0), "ENTITY_RULE"), (("limits",), "LIMITS")]
+
+
+@settings(deadline=None)
+@given(st.sampled_from(TABLES), st.text(min_size=1, max_size=30), toml_values)
+def test_a_stray_key_in_any_table_is_named(where, stray, value):
+    import copy
+
+    from txhyco.relay import config as module
+
+    path, schema = where
+    assume(stray not in getattr(module, schema).settings)
+    doc = copy.deepcopy(VALID)
+    target = doc
+    for step in path:
+        target = target[step]
+    target[stray] = value
+    with pytest.raises(ProtocolError) as info:
+        parse_config(doc)
+    assert f"unknown setting {shown(stray)}" in info.value.message and "known settings: " in info.value.message
+    assert "a2V5" not in info.value.message  # never a key
 
 
 def _toml_key(name):
