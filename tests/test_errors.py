@@ -22,7 +22,7 @@ from txhyco.errors import (
 )
 from txhyco.protocol import ConnectionString, Namespace, Response, parse_command, serialize_command, verify_token
 from txhyco.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from txhyco.protocol.http import ROLE_LISTENER, ROLE_RELAY, ChannelReader
+from txhyco.protocol.channel import ROLE_LISTENER, ROLE_RELAY, ChannelReader
 from txhyco.protocol.sas import Rights
 from txhyco.relay.config import HybridConnectionConfig, RelayConfig
 from txhyco.testing import start_relay

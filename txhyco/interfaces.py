@@ -51,7 +51,7 @@ class IChannelSink(IFrameSink):
 
 
 class IChannelHandler(Interface):
-    """Hears what a :class:`~txhyco.protocol.http.ChannelReader` read from a leg (through a CommandSink)."""
+    """Hears what a :class:`~txhyco.protocol.channel.ChannelReader` read from a leg (through a CommandSink)."""
 
     def channel_event(event):
         """One event: a command received, a piece of a body, a body's end."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from txhyco.interfaces import IChannelHandler, IChannelSink
+from txhyco.protocol.channel import ChannelReader
 from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
-from txhyco.protocol.http import ChannelReader
 from txhyco.protocol.messages import MAX_COMMAND_SIZE
 
 

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from txhyco.errors import RelayError
 from txhyco._twisted.handshake import split_ws_url
 from txhyco.protocol.errors import ProtocolError
-from txhyco.protocol.http import ROLE_LISTENER, BodyData, BodyEnded, ChannelReader, CommandReceived
+from txhyco.protocol.channel import ROLE_LISTENER, BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.messages import Accept, Request, Response
 
 log = Logger()

@@ -10,7 +10,6 @@ from .addresses import (
     Namespace,
     RelayTarget,
     connect_url,
-    decode_entity_path,
     encode_entity_path,
     entity_path_candidates,
     http_url,
@@ -22,17 +21,10 @@ from .addresses import (
     rendezvous_url,
     strip_reserved_query,
 )
+from .channel import BodyData, BodyEnded, BodyStarted, ChannelReader, CommandReceived
 from .connection_string import ConnectionString
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from .http import (
-    CONTROL_CHANNEL_BODY_LIMIT,
-    BodyData,
-    BodyEnded,
-    BodyStarted,
-    ChannelReader,
-    CommandReceived,
-    ResponseBuffer,
-)
+from .http import CONTROL_CHANNEL_BODY_LIMIT, ResponseBuffer
 from .messages import (
     MAX_COMMAND_SIZE,
     Accept,
@@ -64,7 +56,7 @@ __all__ = [
     "ChannelReader", "Command", "CommandReceived", "ConnectionString", "DEFAULT_DOMAIN", "Headers",
     "LocalProtocolError", "MAX_COMMAND_SIZE", "Namespace", "ProtocolError", "RemoteProtocolError", "RelayTarget", "RemoteEndpoint", "RenewToken", "Request",
     "Response", "ResponseBuffer", "Rights", "SasKeyTokenProvider", "SasRule", "SasToken", "StaticTokenProvider",
-    "TokenProvider", "connect_url", "create_relay_token", "decode_entity_path", "dotnet_audience",
+    "TokenProvider", "connect_url", "create_relay_token", "dotnet_audience",
     "encode_entity_path", "entity_path_candidates", "http_url", "is_expired", "listen_url", "node_audience",
     "parse_command", "parse_relay_target", "query_value", "reject_parameters", "reject_url", "renewal_time",
     "rendezvous_url", "serialize_command", "sign_token", "strip_reserved_query", "token_expiry", "verify_token",

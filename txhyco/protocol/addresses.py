@@ -22,8 +22,8 @@ __all__ = [
     "percent_decode",
     "encode_component",
     "encode_entity_path",
-    "decode_entity_path",
     "strip_reserved_query",
+    "relative_target",
     "query_value",
     "listen_url",
     "connect_url",
@@ -361,13 +361,6 @@ def check_entity_name(name: str) -> str:
     return stripped
 
 
-def decode_entity_path(raw: str) -> str:
-    """Inverse of :func:`encode_entity_path`: strict percent-decoding (UTF-8)."""
-    if not isinstance(raw, str):
-        raise LocalProtocolError(f"The entity path must be a string, got {type(raw).__name__}.")
-    return percent_decode(raw, what="entity path")
-
-
 def entity_path_candidates(path: str) -> list[str]:
     """``a/b/c`` → ``['a/b/c', 'a/b', 'a']``: longest prefix first, for entity lookup.
 
@@ -407,6 +400,32 @@ def strip_reserved_query(query: str) -> str:
     return "&".join(pair for pair in query.split("&") if not _is_reserved_pair(pair))
 
 
+def relative_target(target: str, entity_path: str) -> tuple[str, str]:
+    """(request target a listener's application sees, its ``X-Forwarded-Prefix``).
+
+    A listener serves its hybrid connection like a site at its root: the
+    sender's target is shown relative to the hybrid connection's path
+    (``/myhc/index.html`` → ``/index.html``, ``/$hc/myhc/room?x=1`` →
+    ``/room?x=1``, ``/myhc`` → ``/``), and the path taken off (``/myhc``) is
+    the prefix an application puts back in front of links it makes. Entity
+    paths compare case-insensitively, as Azure's do, and only whole segments;
+    any other target (``*``, an absolute URL) keeps its path. The query is kept
+    as given (an accept's ``sb-hc-*`` pairs are the caller's to strip first).
+    """
+    prefix = "/" + encode_entity_path(entity_path)
+    path, sep, query = target.partition("?")
+    if path.startswith("/$hc/"):  # a WebSocket address: the relay's /$hc/ root first
+        path = path[4:]
+    folded, folded_prefix = path.lower(), prefix.lower()
+    if folded == folded_prefix:
+        path = "/"
+    elif folded.startswith(folded_prefix + "/"):
+        path = path[len(prefix):]
+    elif not path:
+        path = "/"
+    return path + (sep + query if sep else ""), prefix
+
+
 def _key_matches(key: str, name: str) -> bool:
     if name[: len(_RESERVED_PREFIX)].lower() == _RESERVED_PREFIX:
         return key.lower() == name.lower()
@@ -417,16 +436,19 @@ def query_value(query: str, name: str, *, form: bool = False) -> str | None:
     """Return the first value of ``name`` in a raw query, percent-decoded once, or None.
 
     Keys compare exactly, except ``sb-hc-*`` keys which compare case-insensitively.
-    A bare key (no ``=``) yields ``""``. ``form=False`` (the default, used for
+    A bare key (no ``=``) yields ``""``, except for ``sb-hc-*`` names: a bare
+    ``sb-hc-action`` is application query (:func:`strip_reserved_query` keeps
+    it), not a reserved parameter. ``form=False`` (the default, used for
     ``sb-hc-token`` and ``sb-hc-id``) keeps ``+`` literal: a correctly encoded
     token never contains a raw ``+``, and one from a client that forgot to encode
     its ``sig`` is only right if ``+`` stays ``+``. ``form=True`` maps ``+`` to
     space, for ``sb-hc-statusDescription`` which .NET and Java form-encode.
     Malformed escapes raise :class:`ProtocolError` (400).
     """
+    reserved = name[: len(_RESERVED_PREFIX)].lower() == _RESERVED_PREFIX
     for pair in query.split("&"):
-        key, _, value = pair.partition("=")
-        if _key_matches(key, name):
+        key, equals, value = pair.partition("=")
+        if _key_matches(key, name) and (equals or not reserved):
             return percent_decode(value, plus=form, what=f"query parameter {name!r}")
     return None
 

@@ -10,7 +10,6 @@ scheme decides TLS, for ``sb://`` ``UseDevelopmentEmulator`` does.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from .addresses import Namespace
@@ -198,9 +197,6 @@ class ConnectionString:
     def namespace(self) -> Namespace:
         """The relay to talk to; TLS unless ``UseDevelopmentEmulator=true`` (or a ws/http endpoint)."""
         return Namespace.parse(self.endpoint, secure=not self.use_development_emulator)
-
-    def with_entity_path(self, path: str | None) -> ConnectionString:
-        return dataclasses.replace(self, entity_path=path)
 
     def token_provider(self, lifetime: float = 3600) -> TokenProvider:
         """A provider for this string's credentials: key → SAS minting, signature → static."""

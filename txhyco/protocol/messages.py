@@ -16,12 +16,12 @@ nothing parsed here can smuggle a header or a request line downstream.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .grammar import FORBIDDEN_IN_TARGET, FORBIDDEN_IN_VALUE, TOKEN
 
 __all__ = [
     "MAX_COMMAND_SIZE",
@@ -41,15 +41,6 @@ __all__ = [
 #: (§4.1).
 MAX_COMMAND_SIZE = 65536
 
-# RFC 7230 §3.2.6 token: header names and methods.
-_TOKEN_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-# Characters no header value, id, address or target may hold: control
-# characters other than HTAB (CR/LF are header smuggling, NUL truncates in C
-# parsers, h11 refuses the rest) and lone surrogates (not encodable as UTF-8).
-_BAD_VALUE_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
-# A request-target additionally may not hold spaces or tabs: it becomes part
-# of a request line ("GET {target} HTTP/1.1").
-_BAD_TARGET_RE = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
 _OWS = " \t"
 
 
@@ -97,7 +88,7 @@ def _json_value_to_str(value: Any, what: str) -> str:
 def _check_name(name: Any) -> str:
     if not isinstance(name, str):
         raise LocalProtocolError(f"Header name {_short(name)} is not a string.")
-    if not _TOKEN_RE.fullmatch(name):
+    if not TOKEN.fullmatch(name):
         raise LocalProtocolError(
             f"Header name {_short(name)} is not a valid RFC 7230 token "
             "(empty, or holds whitespace, ':', CR/LF or other separators)."
@@ -106,7 +97,7 @@ def _check_name(name: Any) -> str:
 
 
 def _check_value(name: str, value: str) -> str:
-    if _BAD_VALUE_RE.search(value):
+    if FORBIDDEN_IN_VALUE.search(value):
         raise LocalProtocolError(
             f"Header {name!r} has a value holding CR, LF, NUL or another control "
             "character; refusing it (header smuggling)."
@@ -154,8 +145,8 @@ class Headers(Mapping[str, str]):
             iterator = iter(pairs)
         except TypeError:
             raise LocalProtocolError("Headers must be a mapping or (name, value) pairs.") from None
-        token = _TOKEN_RE.fullmatch
-        bad = _BAD_VALUE_RE.search
+        token = TOKEN.fullmatch
+        bad = FORBIDDEN_IN_VALUE.search
         for pair in iterator:
             if (pair.__class__ is not tuple and not isinstance(pair, (tuple, list))) or len(pair) != 2:
                 raise LocalProtocolError(f"Header entry {_short(pair)} is not a (name, value) pair.")
@@ -265,7 +256,7 @@ _EMPTY_HEADERS = Headers()
 
 
 def _check_text(value: str, what: str) -> str:
-    if _BAD_VALUE_RE.search(value):
+    if FORBIDDEN_IN_VALUE.search(value):
         raise LocalProtocolError(f"{what} holds CR, LF or another control character.")
     return value
 
@@ -329,13 +320,13 @@ class Request:
                 raise LocalProtocolError(
                     f"The requestTarget must start with '/', got {_short(target)}."
                 )
-            if _BAD_TARGET_RE.search(target):
+            if FORBIDDEN_IN_TARGET.search(target):
                 raise LocalProtocolError(
                     "The requestTarget holds whitespace or control characters; refusing it."
                 )
         if self.method is None and self.body is None:
             return
-        if not isinstance(self.method, str) or not _TOKEN_RE.fullmatch(self.method):
+        if not isinstance(self.method, str) or not TOKEN.fullmatch(self.method):
             raise LocalProtocolError(
                 f"A full request needs a method that is an HTTP token, got {_short(self.method)}."
             )
@@ -371,8 +362,8 @@ class Response:
         if type(code) is not int or not 100 <= code <= 999:
             raise LocalProtocolError(f"statusCode must be an integer from 100 to 999, got {_short(code)}.")
         text = self.status_description
-        if text is not None and _BAD_VALUE_RE.search(text):
-            object.__setattr__(self, "status_description", _BAD_VALUE_RE.sub("", text))
+        if text is not None and FORBIDDEN_IN_VALUE.search(text):
+            object.__setattr__(self, "status_description", FORBIDDEN_IN_VALUE.sub("", text))
 
 
 @dataclass(frozen=True)

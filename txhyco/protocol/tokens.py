@@ -23,6 +23,7 @@ __all__ = [
     "renewal_time",
     "MAX_KEY_LENGTH",
     "RENEW_FRACTION",
+    "RENEW_EARLIEST_FRACTION",
     "RENEW_MARGIN",
 ]
 
@@ -30,8 +31,12 @@ __all__ = [
 MAX_KEY_LENGTH = 256
 #: Renew after this fraction of a token's lifetime (§11: 80–90 %).
 RENEW_FRACTION = 0.85
-#: ... and never later than this many seconds before ``se`` (§11).
+#: ... and never later than this many seconds before ``se`` (§11) ...
 RENEW_MARGIN = 60.0
+#: ... but, for a token too short-lived for that margin, not before this
+#: fraction of its lifetime: one renewal per lifetime, whatever the lifetime
+#: (a 20 s token renewed "60 s before expiry" was renewed every second).
+RENEW_EARLIEST_FRACTION = 0.5
 
 
 @runtime_checkable
@@ -132,11 +137,14 @@ def renewal_time(token: str, issued_at: float) -> float | None:
     """When to renew ``token`` issued at ``issued_at``; None if its expiry is unknown.
 
     At 85 % of the lifetime, never later than ``se - 60 s`` (§11: better than the
-    official clients, which renew exactly at expiry), never before ``issued_at``.
+    official clients, which renew exactly at expiry), but never before half the
+    lifetime (so a token living under two minutes is renewed once, halfway), and
+    never before ``issued_at`` (a token already expired is renewed now).
     """
     expiry = token_expiry(token)
     if expiry is None:
         return None
     lifetime = expiry - issued_at
     when = min(issued_at + RENEW_FRACTION * lifetime, expiry - RENEW_MARGIN)
+    when = max(when, issued_at + RENEW_EARLIEST_FRACTION * lifetime)
     return float(max(when, issued_at))

@@ -19,16 +19,10 @@ from twisted.logger import Logger
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
+from txhyco.protocol.channel import ROLE_RELAY, BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.errors import ProtocolError
-from txhyco.protocol.http import (
-    BodyData,
-    BodyEnded,
-    ChannelReader,
-    CommandReceived,
-    ROLE_RELAY,
-    connect_headers_for_listener,
-    sanitize_reason,
-)
+from txhyco.protocol.grammar import field_text
+from txhyco.protocol.http import connect_headers_for_listener, sanitize_reason
 from txhyco.protocol.messages import Accept, RemoteEndpoint, RenewToken, Response
 from txhyco.protocol.sas import Rights
 
@@ -59,10 +53,7 @@ def header_pairs(h11_request) -> list[tuple[str, str]]:
     """A request's headers with their original names, values as text."""
     pairs = []
     for name, value in h11_request.headers.raw_items():
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = value.decode("latin-1")
+        text = field_text(value)
         pairs.append((name.decode("ascii"), text))
     return pairs
 

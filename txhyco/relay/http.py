@@ -19,11 +19,11 @@ from zope.interface import implementer
 from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.channel import BodyData, BodyEnded, CommandReceived
+from txhyco.protocol.frames import frame_header
+from txhyco.protocol.grammar import field_text
 from txhyco.protocol.http import (
-    BodyData,
-    BodyEnded,
-    CONTROL_CHANNEL_BODY_LIMIT,
-    CommandReceived,
+    inline_request_possible,
     request_headers_for_listener,
     response_has_body,
     response_headers_for_sender,
@@ -34,7 +34,6 @@ from txhyco.protocol.sas import Rights
 
 from .auth import azure_reason, find_token, host_only
 from .core import NOT_READING, listener_filter
-from .splice import frame_header
 
 log = Logger()
 
@@ -135,10 +134,7 @@ class HttpSender:
         watched = {}  # the first value of each name in _WATCHED
         for raw_name, value in request.headers.raw_items():
             lname = raw_name.lower()
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                text = value.decode("latin-1")
+            text = field_text(value)
             name = raw_name.decode("ascii")
             lower[name.lower()] = text
             if lname in _WATCHED:
@@ -445,7 +441,7 @@ class HttpExchange:
         self.id = str(uuid.uuid4())
         self.key = relay.registry.park(self)
         self.address = listener.rendezvous_address("request", self.id, "", "", self.key)
-        self.inline = content_length is not None and content_length <= CONTROL_CHANNEL_BODY_LIMIT
+        self.inline = inline_request_possible(content_length)
         self.finished = False
         self.responded = False
         self.rendezvous = None

@@ -21,9 +21,9 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
 from txhyco._twisted.eagerwrite import transport_unsent
+from txhyco.protocol.frames import frame_header
 from txhyco.protocol.messages import serialize_command
 
-from .splice import frame_header
 
 log = Logger()
 
