@@ -34,8 +34,10 @@ from txhyco.protocol.sas import Rights
 
 from .auth import TokenCache, azure_reason, find_token, host_only
 from .config import RelayConfig
+from .http import RelayedHttpExchange
 from .metrics import RelayMetrics
 from .registry import Entity, Registry
+from .routing import choose_listener
 from .splice import Forwarder
 from .websocket import RelayWebSocketFactory
 
@@ -52,9 +54,6 @@ RENDEZVOUS_PARAM = "sb-hc-rendezvous"
 #: comes before it.
 CONTROL_BACKLOG_LIMIT = 8 * 1024 * 1024
 
-NOT_READING = "The listener is not keeping up with its control channel; try again later."
-
-
 def header_pairs(h11_request) -> list[tuple[str, str]]:
     """A request's headers with their original names, values as text."""
     pairs = []
@@ -65,15 +64,6 @@ def header_pairs(h11_request) -> list[tuple[str, str]]:
             text = value.decode("latin-1")
         pairs.append((name.decode("ascii"), text))
     return pairs
-
-
-def listener_filter(lower_headers: dict[str, str]) -> tuple[list[str] | None, list[str]]:
-    """The Microsoft-Relay-Allowed/DisallowedListeners lists of a request (§2.7)."""
-    def split(value: str | None) -> list[str]:
-        return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-    allowed = lower_headers.get("microsoft-relay-allowedlisteners")
-    return (split(allowed) if allowed is not None else None), split(lower_headers.get("microsoft-relay-disallowedlisteners"))
 
 
 class Relay:
@@ -175,15 +165,7 @@ class Relay:
         if entity.config.requires_client_authorization:
             token = find_token(lower, target.token, http=False, consume_authorization=False)
             self.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.now())
-        allowed, disallowed = listener_filter(lower)
-        listener = entity.choose_listener(allowed, disallowed)
-        if listener is None:
-            self.registry.forget_if_idle(entity)
-            if entity.listeners:
-                raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
-            raise ProtocolError("There are no listeners connected for the endpoint.", 404)
-        if listener.backlogged:
-            raise ProtocolError(NOT_READING, 503)
+        listener = choose_listener(self.registry, entity, lower, no_listener_status=404)
         pending = PendingConnect(self, proto, entity, request.protocols or [], listener)
         tracking_id = target.tracking_id or str(uuid.uuid4())
         address = listener.rendezvous_address("accept", tracking_id, raw_suffix(target.raw_path, entity.name), target.app_query, pending.key)
@@ -230,9 +212,7 @@ class Relay:
         return chosen
 
     def _request(self, proto, request, target, host):
-        from .http import HttpExchange
-
-        exchange = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM), HttpExchange)
+        exchange = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM), RelayedHttpExchange)
         if exchange is None or exchange.finished:
             raise ProtocolError("The rendezvous address is invalid, expired or already used.", 403)
         exchange.rendezvous_claimed(proto)
@@ -276,7 +256,7 @@ class ControlChannel:
         self.expiry = expiry
         self.key: str | None = None
         self.host_header = host_header or "localhost"
-        #: request id -> HttpExchange waiting for (or receiving) its response here
+        #: request id -> RelayedHttpExchange waiting for (or receiving) its response here
         self.exchanges: dict[str, Any] = {}
         #: senders whose ``accept`` went out here and that still wait
         self.pending_connects: set[PendingConnect] = set()

@@ -1,7 +1,7 @@
 """Plain HTTP senders at the relay (§5): a request in, a listener's response out.
 
 :class:`HttpSender` drives h11 for one sender connection (keep-alive and
-pipelining included); :class:`HttpExchange` carries one request to a listener
+pipelining included); :class:`RelayedHttpExchange` carries one request to a listener
 and its response back, over the control channel (small bodies, §5.3) or a
 request rendezvous (large or chunked bodies), streaming both ways with
 backpressure.
@@ -33,7 +33,7 @@ from txhyco.protocol.messages import MAX_COMMAND_SIZE, RemoteEndpoint, Request, 
 from txhyco.protocol.sas import Rights
 
 from .auth import azure_reason, find_token, host_only
-from .core import NOT_READING, listener_filter
+from .routing import NOT_READING, choose_listener
 from .splice import frame_header
 
 log = Logger()
@@ -52,7 +52,7 @@ class HttpSender:
         self.relay = relay
         self.front = front
         self.conn = conn
-        self.exchange: HttpExchange | None = None
+        self.exchange: RelayedHttpExchange | None = None
         self._paused = False
         self._driving = False
         self._remote: RemoteEndpoint | None = None
@@ -173,18 +173,7 @@ class HttpSender:
             if auth_required:
                 token = find_token(lower, target.token, http=True, consume_authorization=True)
                 self.relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.relay.now())
-            if "microsoft-relay-allowedlisteners" in lower or "microsoft-relay-disallowedlisteners" in lower:
-                allowed, disallowed = listener_filter(lower)
-                listener = entity.choose_listener(allowed, disallowed)
-            else:
-                listener = entity.choose_listener()
-            if listener is None:
-                relay.registry.forget_if_idle(entity)
-                if entity.listeners:
-                    raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
-                raise ProtocolError("There are no listeners connected for the endpoint.", relay.config.limits.no_listener_status)
-            if listener.backlogged:
-                raise ProtocolError(NOT_READING, 503)
+            listener = choose_listener(relay.registry, entity, lower, no_listener_status=relay.config.limits.no_listener_status)
             via_host = host or "relay"
             headers = request_headers_for_listener(forward, via="1.1 " + via_host, consume_authorization=consume)
         except ProtocolError as e:
@@ -199,7 +188,7 @@ class HttpSender:
         if remote is None:
             peer = self.transport.getPeer()
             remote = self._remote = RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0))
-        self.exchange = HttpExchange(
+        self.exchange = RelayedHttpExchange(
             self.relay,
             self,
             entity,
@@ -428,7 +417,7 @@ def _relay_target(raw: bytes) -> RelayTarget:
     return parse_relay_target(raw.decode("ascii"))
 
 
-class HttpExchange:
+class RelayedHttpExchange:
     """One relayed HTTP request: sender -> listener -> sender (§4.3, §4.4, §5)."""
 
     def __init__(self, relay, sender: HttpSender, entity, listener, *, method, request_target, headers, remote, content_length, via_host) -> None:
