@@ -1,4 +1,4 @@
-"""A sender's HTTP request head at the relay: read, checked, and routed to a listener (§5).
+"""A sender's HTTP request head at the relay: read, checked, and routed to a listener.
 
 :func:`open_exchange` turns an h11 request head into a
 :class:`~txhyco.relay.http.RelayedHttpExchange` bound for a listener, or

@@ -1,4 +1,4 @@
-"""One plain HTTP sender's connection to the relay (§5), parsed with h11.
+"""One plain HTTP sender's connection to the relay, parsed with h11.
 
 :class:`HttpSender` reads the sender's requests one after another
 (keep-alive and pipelining included) and hands each to a
