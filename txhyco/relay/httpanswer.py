@@ -113,9 +113,6 @@ class SenderAnswers:
             return
         self._maybe_next_cycle()
 
-    def _maybe_next_cycle(self) -> None:
-        raise NotImplementedError  # the connection's: see the class docstring
-
 
 def _h11_response(status: int, headers: list[tuple[bytes, bytes]], reason: bytes) -> h11.Response:
     return h11.Response(status_code=status, headers=headers, reason=reason)

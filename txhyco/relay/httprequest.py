@@ -134,7 +134,7 @@ def open_exchange(sender, request: h11.Request) -> RelayedHttpExchange:
         method=request.method.decode("ascii"),
         request_target=request_target,
         headers=headers,
-        remote=sender.remote_endpoint(),
+        remote=sender.remote,
         content_length=length,
         via_host=via_host,
     )

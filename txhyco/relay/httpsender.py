@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import h11
 
+from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.messages import RemoteEndpoint
 
 from .http import RelayedHttpExchange
 from .httpanswer import SenderAnswers
 from .httprequest import RequestRefused, open_exchange
-from .pacing import NextHeadDeadline, WhenDrained, unread_answers_wire
+from .pacing import UNREAD_LIMIT, NextHeadDeadline, WhenDrained
 
 
 class HttpSender(SenderAnswers):
@@ -32,20 +33,14 @@ class HttpSender(SenderAnswers):
         self.close_after_error = False
         self._paused = False
         self._driving = False
-        self._remote: RemoteEndpoint | None = None
         self._next_head = NextHeadDeadline(self)
+        peer = front.transport.getPeer()
+        #: the sender's address, as a listener is told it
+        self.remote = RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0))
 
     @property
     def transport(self):
         return self.front.transport
-
-    def remote_endpoint(self) -> RemoteEndpoint:
-        """The sender's address, as a listener is told it (looked up once per connection)."""
-        remote = self._remote
-        if remote is None:
-            peer = self.transport.getPeer()
-            remote = self._remote = RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0))
-        return remote
 
     # -- input ---------------------------------------------------------------
 
@@ -92,7 +87,14 @@ class HttpSender(SenderAnswers):
     def _handle(self, event) -> None:
         if isinstance(event, h11.Request):
             self._next_head.arrived()
-            self._start(event)
+            try:
+                exchange = self.exchange = open_exchange(self, event)
+            except RequestRefused as refused:
+                if refused.close_connection:
+                    self.close_after_error = True
+                self.error(refused.status, refused.message, host=refused.host, path=refused.path)
+            else:
+                exchange.start()
         elif isinstance(event, h11.Data):
             if self.exchange is not None and event.data:
                 # h11 hands out bytearray slices; transports take bytes only.
@@ -105,16 +107,6 @@ class HttpSender(SenderAnswers):
             if self.exchange is not None and not self.exchange.responded:
                 self.exchange.sender_lost()
                 self.exchange = None
-
-    def _start(self, request: h11.Request) -> None:
-        try:
-            self.exchange = open_exchange(self, request)
-        except RequestRefused as refused:
-            if refused.close_connection:
-                self.close_after_error = True
-            self.error(refused.status, refused.message, host=refused.host, path=refused.path)
-            return
-        self.exchange.start()
 
     # -- flow control --------------------------------------------------------
 
@@ -145,8 +137,8 @@ class HttpSender(SenderAnswers):
         elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._next_head.waiting()
-            wire = unread_answers_wire(self.transport)
-            if wire is not None:
+            wire = tcp_wire(self.transport)
+            if wire is not None and wire.producer is None and unsent_bytes(wire) > UNREAD_LIMIT:
                 # The sender is not reading its answers: take no further
                 # request (and buffer no further answer) until they have left.
                 # (On the TCP connection itself, under TLS too.) Reading stops

@@ -2,7 +2,7 @@
 
 Between requests, a sender must send its next head in time
 (:class:`NextHeadDeadline`) and must read the answers it was given before it
-gets more (:func:`unread_answers_wire`, :class:`WhenDrained`): otherwise an
+gets more (:data:`UNREAD_LIMIT`, :class:`WhenDrained`): otherwise an
 idle, trickling or non-reading sender would hold the relay's memory and
 sockets for ever.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from twisted.internet.interfaces import IPullProducer
 from zope.interface import implementer
 
-from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
+from txhyco._twisted.eagerwrite import unsent_bytes
 
 #: Unsent answer bytes past which a sender's next request waits for them to leave.
 UNREAD_LIMIT = 256 * 1024
@@ -63,16 +63,6 @@ class NextHeadDeadline:
             transport.abortConnection()
         else:
             self._call = relay.reactor.callLater(timeout - waited, self._check)
-
-
-def unread_answers_wire(transport):
-    """The TCP connection under ``transport`` (TLS or not) if more than
-    :data:`UNREAD_LIMIT` of answers wait there unsent, and no producer is
-    registered on it; else None."""
-    wire = tcp_wire(transport)
-    if wire is not None and wire.producer is None and unsent_bytes(wire) > UNREAD_LIMIT:
-        return wire
-    return None
 
 
 @implementer(IPullProducer)

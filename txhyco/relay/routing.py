@@ -9,6 +9,8 @@ and Java senders expect.
 """
 from __future__ import annotations
 
+import random
+
 from txhyco.protocol.errors import ProtocolError
 
 from .registry import Entity, Registry
@@ -31,20 +33,39 @@ def listener_filter(lower_headers: dict[str, str]) -> tuple[list[str] | None, li
 def choose_listener(registry: Registry, entity: Entity, lower_headers: dict[str, str], *, no_listener_status: int):
     """The control channel that gets this sender, or a :class:`ProtocolError` saying why none does.
 
-    ``lower_headers`` are the sender's request headers by lower-case name;
+    A random listener, honouring the Allowed/DisallowedListeners headers in
+    ``lower_headers`` (the sender's request headers by lower-case name);
     ``no_listener_status`` is the status when the hybrid connection has no
     listener at all (WebSocket and HTTP senders are told differently).
     """
+    listeners = entity.listeners
     if _ALLOWED in lower_headers or _DISALLOWED in lower_headers:
         allowed, disallowed = listener_filter(lower_headers)
-        listener = entity.choose_listener(allowed, disallowed)
+        allow = None if allowed is None else {a.lower() for a in allowed}
+        deny = {d.lower() for d in disallowed}
+        candidates = [
+            ch for lid, ch in listeners.items()
+            if (allow is None or _base_id(lid) in allow) and _base_id(lid) not in deny
+        ]
     else:
-        listener = entity.choose_listener()
-    if listener is None:
+        candidates = list(listeners.values())
+    if not candidates:
         registry.forget_if_idle(entity)
-        if entity.listeners:
+        if listeners:
             raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
         raise ProtocolError("There are no listeners connected for the endpoint.", no_listener_status)
-    if listener.backlogged:
-        raise ProtocolError(NOT_READING, 503)
-    return listener
+    # Listeners that keep up come first; a backlogged one is refused only if
+    # none does. Usually the first pick keeps up, and the others are not
+    # looked at.
+    choice = random.choice(candidates)
+    if choice.backlogged:
+        ready = [ch for ch in candidates if not ch.backlogged]
+        if not ready:
+            raise ProtocolError(NOT_READING, 503)
+        choice = random.choice(ready)
+    return choice
+
+
+def _base_id(tracking_id: str) -> str:
+    """A listener's tracking id without the service's ``_G<n>`` suffix."""
+    return tracking_id.split("_", 1)[0].lower()
