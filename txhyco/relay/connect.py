@@ -2,7 +2,7 @@
 
 The relay (:mod:`txhyco.relay.core`) sends the listener an ``accept`` and
 parks the sender's upgrade as a :class:`PendingConnect`; when the listener
-opens its rendezvous, both legs become a :class:`Splice` that forwards
+opens its rendezvous, both legs become a :class:`RelaySplice` that forwards
 frames (:mod:`txhyco.relay.splice`), flow control and closes between them.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ class PendingConnect:
 
     def accept(self, listener_leg, protocol: str | None) -> None:
         self._settled()
-        Splice(self.relay, self.entity, self.sender, listener_leg)
+        RelaySplice(self.relay, self.entity, self.sender, listener_leg)
         self.deferred.callback(protocol)
 
     # role interface (the sender leg while waiting)
@@ -69,7 +69,7 @@ class PendingConnect:
         self.relay.registry.drop(self.key)
 
 
-class Splice:
+class RelaySplice:
     """Two legs relayed to each other: frames, flow control and closes (§6)."""
 
     def __init__(self, relay, entity: Entity, sender, listener) -> None:
