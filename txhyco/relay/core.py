@@ -55,6 +55,7 @@ RENDEZVOUS_PARAM = "sb-hc-rendezvous"
 #: comes before it.
 CONTROL_BACKLOG_LIMIT = 8 * 1024 * 1024
 
+
 def header_pairs(h11_request) -> list[tuple[str, str]]:
     """A request's headers with their original names, values as text."""
     pairs = []
