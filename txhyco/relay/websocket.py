@@ -91,7 +91,7 @@ class RelayWebSocketProtocol(WebSocketServerProtocol):
 
     relay: Any = None  # set by the factory
     sink: Any = DISCARD
-    #: the role object: ControlChannel, PendingConnect side, Splice, HttpExchange
+    #: the role object: ControlChannel, PendingConnect side, RelaySplice, RelayedHttpExchange
     role: Any = None
     #: the other leg once spliced (not ``peer``: Autobahn uses that name for
     #: the remote address string, which made every unspliced leg look spliced)
