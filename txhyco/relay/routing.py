@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
+from txhyco.protocol.errors import RemoteProtocolError
 
 from .registry import Entity, Registry
 
