@@ -12,15 +12,16 @@ from txhyco.protocol.addresses import (
     create_relay_http_uri,
     create_relay_listen_uri,
     create_relay_send_uri,
-    decode_entity_path,
     encode_entity_path,
     entity_path_candidates,
     http_url,
     listen_url,
     parse_relay_target,
+    percent_decode,
     query_value,
     reject_parameters,
     reject_url,
+    relative_target,
     rendezvous_url,
     strip_reserved_query,
 )
@@ -113,12 +114,12 @@ def test_encode_entity_path():
             encode_entity_path(bad)
 
 
-def test_decode_entity_path():
-    assert decode_entity_path("my%20hc/%C3%A9$") == "my hc/é$"
-    assert decode_entity_path("a+b") == "a+b"
+def test_percent_decode_undoes_encode_entity_path():
+    assert percent_decode("my%20hc/%C3%A9$") == "my hc/é$"
+    assert percent_decode("a+b") == "a+b"
     for bad in ["%", "%2", "%zz", "%FF", "%C3"]:
         with pytest.raises(ProtocolError):
-            decode_entity_path(bad)
+            percent_decode(bad)
 
 
 def test_entity_path_candidates():
@@ -146,6 +147,28 @@ def test_entity_path_candidates():
 )
 def test_strip_reserved_query(query, expected):
     assert strip_reserved_query(query) == expected
+
+
+@pytest.mark.parametrize(
+    "target, entity, expected",
+    [
+        ("/myhc/index.html", "myhc", "/index.html"),
+        ("/myhc", "myhc", "/"),
+        ("/myhc?x=1", "myhc", "/?x=1"),
+        ("/MyHC/a/b?x=1&y", "myhc", "/a/b?x=1&y"),
+        ("/$hc/myhc/room?x=1", "myhc", "/room?x=1"),
+        ("/$hc/myhc", "myhc", "/"),
+        ("/$hc/a/b/c", "a/b", "/c"),
+        ("/myhcroom", "myhc", "/myhcroom"),
+        ("/$hc/myhcroom", "myhc", "/myhcroom"),
+        ("/other/x", "myhc", "/other/x"),
+        ("*", "myhc", "*"),
+        ("", "myhc", "/"),
+        ("/caf%C3%A9/x", "café", "/x"),
+    ],
+)
+def test_relative_target(target, entity, expected):
+    assert relative_target(target, entity) == (expected, "/" + encode_entity_path(entity))
 
 
 def test_query_value():
@@ -324,7 +347,7 @@ _entity = st.lists(_segment, min_size=1, max_size=4).map("/".join) | st.sampled_
 def test_entity_path_round_trip(path):
     encoded = encode_entity_path(path)
     assert encoded.isascii() and "?" not in encoded and "#" not in encoded and " " not in encoded
-    assert decode_entity_path(encoded) == path
+    assert percent_decode(encoded) == path
 
 
 @settings(deadline=None)
@@ -385,7 +408,7 @@ def test_namespace_round_trip(host, port, secure):
 def test_parsers_raise_only_protocol_error(text):
     for func in (
         Namespace.parse,
-        decode_entity_path,
+        percent_decode,
         encode_entity_path,
         parse_relay_target,
         lambda t: query_value(t, "sb-hc-token"),
@@ -410,3 +433,11 @@ def test_parsers_raise_only_protocol_error(text):
 def test_strip_reserved_query_keeps_everything_else(pairs):
     expected = "&".join(p for p in pairs if not (p.lower().startswith("sb-hc-") and "=" in p))
     assert strip_reserved_query("&".join(pairs)) == expected
+
+
+def test_a_bare_reserved_name_in_the_application_query_is_not_a_reserved_parameter():
+    # Found by hypothesis: http_url kept "SB-HC-ACTION" (no '=') as application
+    # query, and parsing it back read an empty, unknown action out of it.
+    url = http_url(NS, "a", query="SB-HC-ACTION")
+    target = parse_relay_target(url)
+    assert target.action is None and target.app_query == "SB-HC-ACTION"

@@ -282,6 +282,61 @@ def test_bad_config_value(spawn, tmp_path):
     assert_one_line_error(status, stderr, "maxListeners", code=1)
 
 
+# The security bug of issue 14: a misspelt key was ignored and the rule got every right.
+MISSPELT_CONFIGS = {
+    "rule": ('[[rules]]\nname = "x"\nkey = "abc"\nrigths = ["Listen"]\n',
+             ["[[rules]] 'x'", "unknown setting 'rigths'", "did you mean 'rights'?", "known settings: key, name"]),
+    "hybrid connection": ('[[hybridConnections]]\nname = "open"\nrequiresClientAuthorisation = false\n',
+                          ["[[hybridConnections]] 'open'", "'requiresClientAuthorisation'",
+                           "did you mean 'requiresClientAuthorization'?"]),
+    "nested rule": ('[[hybridConnections]]\nname = "hc"\n[[hybridConnections.rules]]\nname = "r"\nkey = "abc"\n'
+                    'rigths = ["Send"]\n',
+                    ["[[hybridConnections.rules]] 'r' of [[hybridConnections]] 'hc'", "'rigths'", "did you mean 'rights'?"]),
+}
+
+
+@pytest.mark.parametrize("where", list(MISSPELT_CONFIGS))
+def test_misspelt_setting_stops_the_relay(spawn, tmp_path, where):
+    text, words = MISSPELT_CONFIGS[where]
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    status, stdout, stderr = run_cli(spawn, "relay", "--listen", LOOPBACK, "--config", str(config))
+    assert_one_line_error(status, stderr, str(config), *words, code=1)
+    assert stdout == ""  # no connection string: the relay never started
+    assert "abc" not in stderr  # the rule's key is not repeated
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[limits]\nacceptTimeout = \"30\"\n", ["[limits]", "'acceptTimeout'", "not a string"]),
+    ("[limits]\nacceptTimeout = 0\n", ["[limits]", "'acceptTimeout'", "greater than 0"]),
+    ("restrict = \"false\"\n", ["the top level", "'restrict'", "true or false"]),
+    ('[[rules]]\nname = "x"\nkey = "abc"\nrights = []\n', ["[[rules]] 'x'", "'rights'", "grants nothing"]),
+    ('[[rules]]\nname = "x"\nkey = "abc"\n', ["[[rules]] 'x' needs 'rights'"]),
+])
+def test_bad_config_types_and_ranges_stop_the_settings(tmp_path, text, words):
+    """What `txhyco relay` and `twistd hyco-relay` check before the reactor runs (exit status 1)."""
+    from txhyco.cli.common import CliError
+    from txhyco.cli.relay import relay_settings
+
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(CliError) as info:
+        relay_settings(listen=LOOPBACK, config_file=str(config))
+    assert info.value.exit_code == 1 and "\n" not in info.value.message
+    for word in [str(config), *words]:
+        assert word in info.value.message
+
+
+def test_twistd_plugin_refuses_a_misspelt_setting(spawn, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(MISSPELT_CONFIGS["rule"][0])
+    status, stdout, stderr = spawn("-n", "--pidfile=", "hyco-relay", "--listen", LOOPBACK, "--config", str(config),
+                                   command=twistd_command()).finish()
+    assert status != 0
+    assert "did you mean 'rights'?" in stdout + stderr and "Traceback" not in stdout + stderr
+    assert "Endpoint=" not in stdout
+
+
 def test_port_in_use(spawn):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

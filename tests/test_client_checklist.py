@@ -12,6 +12,7 @@ from tests.support.wsclient import Leg
 from txhyco.address import HybridConnection
 from txhyco.errors import RelayError, RelayHandshakeError
 from txhyco.listener.control import BACKOFF, KEEPALIVE, STABLE_AFTER, HybridConnectionListener
+from txhyco.listener.reconnect import ReconnectSchedule
 from txhyco.protocol.addresses import Namespace
 from txhyco.websocket import RelayedServerFactory, connect_relay
 
@@ -52,26 +53,41 @@ def test_keepalive_default_is_below_azure_idle_cut():
 
 def test_backoff_schedule_with_jitter_and_reset():
     clock = task.Clock()
-    hc = HybridConnection(Namespace.parse("127.0.0.1:1", secure=False), "x")
-    listener = HybridConnectionListener(clock, hc, on_accept=lambda a: None, jitter=0.25)
-    listener._connect = lambda: None  # observe the schedule only
+    schedule = ReconnectSchedule(clock, jitter=0.25)
     delays = []
     for _ in range(8):
-        listener._retry_later(RelayError("down"))
-        call = listener._retry_call
-        delays.append(call.getTime() - clock.seconds())
-        call.cancel()
+        delay = schedule.schedule(lambda: None)
+        assert schedule.next_at - clock.seconds() == delay
+        delays.append(delay)
+        schedule.cancel()
+        assert schedule.next_at is None
     expected = list(BACKOFF) + [BACKOFF[-1]] * 2
     for got, want in zip(delays, expected):
         assert want * 0.75 <= got <= want * 1.25
-    listener._online(None)  # online, but dropped at once (a relay accepting and closing): still backing off
-    listener._retry_later(RelayError("dropped at once"))
-    assert listener._retry_call.getTime() - clock.seconds() >= BACKOFF[-1] * 0.75
-    listener._retry_call.cancel()
-    listener._online(None)  # online long enough to count as stable: the schedule starts over
+    schedule.online()  # online, but dropped at once (a relay accepting and closing): still backing off
+    assert schedule.schedule(lambda: None) >= BACKOFF[-1] * 0.75
+    schedule.cancel()
+    schedule.online()  # online long enough to count as stable: the schedule starts over
     clock.advance(STABLE_AFTER)
-    listener._retry_later(RelayError("down again"))
-    assert listener._retry_call.getTime() - clock.seconds() == 0
+    assert schedule.schedule(lambda: None) == 0
+
+
+def test_a_listener_retries_on_its_schedule():
+    clock = task.Clock()
+    hc = HybridConnection(Namespace.parse("127.0.0.1:1", secure=False), "x")
+    listener = HybridConnectionListener(clock, hc, on_accept=lambda a: None, jitter=0.25)
+    attempts = []
+    listener._connect = lambda: attempts.append(clock.seconds())  # observe the schedule only
+    listener.start()
+    listener._online(None)
+    listener._retry_later(RelayError("down"))
+    clock.advance(0)  # the first retry is at once (BACKOFF[0] == 0)
+    listener._retry_later(RelayError("down"))
+    assert listener.status == "connecting" and listener.last_error.args == ("down",)
+    retry_at = listener.next_retry_at
+    assert retry_at is not None and BACKOFF[1] * 0.75 <= retry_at - clock.seconds() <= BACKOFF[1] * 1.25
+    clock.advance(retry_at - clock.seconds())
+    assert len(attempts) == 3 and listener.next_retry_at is None
 
 
 def test_404_is_terminal_401_is_not():
@@ -79,9 +95,9 @@ def test_404_is_terminal_401_is_not():
     hc = HybridConnection(Namespace.parse("127.0.0.1:1", secure=False), "x")
     listener = HybridConnectionListener(clock, hc, on_accept=lambda a: None)
     listener._connect = lambda: None
+    listener.start()
     listener._retry_later(RelayHandshakeError(401, "bad token"))
-    assert listener._retry_call is not None and listener.status == "connecting"
-    listener._retry_call.cancel()
+    assert listener.next_retry_at is not None and listener.status == "connecting"
     listener._retry_later(RelayHandshakeError(404, "Endpoint does not exist."))
     assert listener.status == "offline"
     assert listener.last_error.status == 404

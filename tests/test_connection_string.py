@@ -94,18 +94,13 @@ def test_repr_and_str_redact_secrets():
     assert "abc" not in repr(sig) and "abc" not in str(sig)
 
 
-def test_with_entity_path_and_token_provider():
+def test_token_provider():
     cs = ConnectionString.parse(AZURE)
-    other = cs.with_entity_path("other/hc")
-    assert other.entity_path == "other/hc" and cs.entity_path == "myhc"
-    assert other.with_entity_path(None).entity_path is None
     provider = cs.token_provider()
     assert isinstance(provider, SasKeyTokenProvider)
     assert provider == SasKeyTokenProvider("RootManageSharedAccessKey", KEY)
     with pytest.raises(ProtocolError):
         ConnectionString.parse("Endpoint=sb://h/;Authentication=Managed Identity").token_provider()
-    with pytest.raises(ProtocolError):
-        cs.with_entity_path("a;b")
 
 
 def test_build():

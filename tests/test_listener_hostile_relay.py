@@ -31,22 +31,22 @@ def test_unusable_rendezvous_addresses_are_refused_in_words(address):
 def test_accepts_and_requests_with_unusable_addresses_are_ignored():
     seen = []
     listener = a_listener(on_accept=seen.append, on_request=lambda *a: seen.append(a))
-    listener._dispatch_accept(Accept(address="ws://h:99999/x", id="1", connect_headers=Headers()))
-    listener._dispatch_request(Request(address="http://x/?a", id="2"), None)
+    listener.commands.dispatch_accept(Accept(address="ws://h:99999/x", id="1", connect_headers=Headers()))
+    listener.commands.dispatch_request(Request(address="http://x/?a", id="2"), None)
     assert seen == []
-    listener._dispatch_accept(Accept(address="ws://h/x", id="3", connect_headers=Headers()))
+    listener.commands.dispatch_accept(Accept(address="ws://h/x", id="3", connect_headers=Headers()))
     assert [a.id for a in seen] == ["3"]
     # A good address is remembered by its scheme and authority only.
     for n, address in enumerate(["ws://h/y", "ws://h:99999/x", "ws://hx:1/", "wss://h/x", "ws://h?/x", "ws://h:abc/"], 4):
-        listener._dispatch_accept(Accept(address=address, id=str(n), connect_headers=Headers()))
+        listener.commands.dispatch_accept(Accept(address=address, id=str(n), connect_headers=Headers()))
     assert [a.id for a in seen] == ["3", "4", "6", "7", "8"]
 
 
 def test_json_nested_too_deep_for_python_is_skipped():
     listener = a_listener(on_accept=lambda a: None)
     nested = b"[" * 100000 + b"]" * 100000
-    listener._refuse_malformed_request(nested, ProtocolError("malformed"))  # no RecursionError
-    listener._refuse_malformed_request(b'{"request": ' * 3000 + b"1" + b"}" * 3000, ProtocolError("malformed"))
+    listener.commands.refuse_malformed_request(nested, ProtocolError("malformed"))  # no RecursionError
+    listener.commands.refuse_malformed_request(b'{"request": ' * 3000 + b"1" + b"}" * 3000, ProtocolError("malformed"))
 
 
 class RawRendezvous:

@@ -154,21 +154,27 @@ def test_stops_for_good_on_404_after_relay_restart():
 
 @pytest_twisted.inlineCallbacks
 def test_token_renewed_before_expiry(relay):
+    # 4 s tokens: each is renewed once, halfway through its life, and the
+    # listener stays registered across several lifetimes. (Renewal used to
+    # aim at 60 s before expiry, floored at 1 s: a token this short was
+    # renewed every second.)
+    lifetime = 4
     issued = []
 
     def short_tokens(audience):
-        token = sign_token(dotnet_audience(audience), relay.rule.name, relay.rule.primary_key, int(reactor.seconds()) + 62)
-        issued.append(token)
-        return token
+        issued.append(reactor.seconds())
+        return sign_token(dotnet_audience(audience), relay.rule.name, relay.rule.primary_key, int(reactor.seconds()) + lifetime)
 
     factory = RelayedServerFactory(relay.connection_string.format(), path="renew", token_provider=short_tokens)
     factory.protocol = Echo
     port = yield factory.listen()
     (channel,) = relay.relay.registry.entities["renew"].listeners.values()
-    first_expiry = channel.expiry
-    yield wait_for(lambda: channel.expiry > first_expiry, timeout=10)
-    assert len(issued) >= 2
+    yield wait_for(lambda: len(issued) >= 4, timeout=30)
+    gaps = [later - earlier for earlier, later in zip(issued, issued[1:])]
+    # (int() above may cut up to a second off a lifetime)
+    assert all(gap >= (lifetime - 1) / 2 for gap in gaps), gaps
     assert port.status == "online"
+    assert list(relay.relay.registry.entities["renew"].listeners.values()) == [channel]  # never reconnected
     yield port.stopListening()
 
 

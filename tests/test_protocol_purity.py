@@ -29,6 +29,7 @@ def test_importing_the_core_loads_no_twisted_or_autobahn():
     code = (
         "import sys, txhyco.protocol\n"
         "import txhyco.protocol.addresses, txhyco.protocol.sas, txhyco.protocol.messages, txhyco.protocol.http\n"
+        "import txhyco.protocol.frames, txhyco.protocol.grammar, txhyco.protocol.channel\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'twisted', 'autobahn', 'txaio'}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

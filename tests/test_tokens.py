@@ -100,6 +100,9 @@ def test_renewal_time():
     # Short lifetimes: never later than se - 60.
     short = SasKeyTokenProvider("n", "k", lifetime=300).get_token("sb://ns/hc", 1000)
     assert renewal_time(short, 1000) == 1240
+    # Shorter than two margins: halfway, once per lifetime (not every second).
+    brief = SasKeyTokenProvider("n", "k", lifetime=20).get_token("sb://ns/hc", 1000)
+    assert renewal_time(brief, 1000) == 1010
     # Already (nearly) expired: renew now, not in the past.
     assert renewal_time(short, 5000) == 5000 and isinstance(renewal_time(short, 5000), float)
     assert renewal_time(_jwt(4600), 1000) == pytest.approx(1000 + 0.85 * 3600)
@@ -114,7 +117,11 @@ def test_renewal_time_bounds(issued, lifetime, now):
     expiry = SasToken.parse(token).expiry
     when = renewal_time(token, now)
     assert when >= now
-    assert when <= max(now, expiry - 60)
+    assert when < expiry or when == now  # before expiry, or now for a token already expired
+    if expiry - now >= 120:
+        assert when <= expiry - 60
+    else:  # short-lived: once per lifetime, halfway
+        assert when >= now + (expiry - now) / 2 - 1e-6
 
 
 @settings(deadline=None)

@@ -11,7 +11,7 @@ from zope.interface import implementer
 
 from txhyco.protocol.addresses import Namespace, encode_entity_path
 from txhyco.protocol.connection_string import ConnectionString
-from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.errors import LocalProtocolError
 from txhyco.protocol.tokens import CallableTokenProvider, SasKeyTokenProvider, StaticTokenProvider, TokenProvider
 
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
@@ -107,7 +107,7 @@ class HybridConnection:
         if connection_string is None and namespace is None:
             connection_string = environ.get(CONNECTION_STRING_ENV)
             if not connection_string:
-                raise ProtocolError(
+                raise LocalProtocolError(
                     "No relay given: pass connection_string=... or namespace=..., "
                     f"or set {CONNECTION_STRING_ENV}."
                 )
@@ -124,14 +124,14 @@ class HybridConnection:
         if secure is not None and ns.secure != secure:
             ns = Namespace(ns.host, ns.port, secure)
         if not path or not path.strip("/"):
-            raise ProtocolError("No hybrid connection path given: pass path=... or put EntityPath in the connection string.")
+            raise LocalProtocolError("No hybrid connection path given: pass path=... or put EntityPath in the connection string.")
         if token_provider is not None:
             provider = token_provider if hasattr(token_provider, "get_token") else CallableTokenProvider(token_provider)
         elif token is not None:
             provider = StaticTokenProvider(token)
         elif key is not None or key_name is not None:
             if not (key and key_name):
-                raise ProtocolError("Give both key_name and key (a SAS rule name and its key).")
+                raise LocalProtocolError("Give both key_name and key (a SAS rule name and its key).")
             provider = SasKeyTokenProvider(key_name, key)
         return cls(ns, path.strip("/"), provider, ca_file)
 

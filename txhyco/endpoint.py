@@ -66,7 +66,7 @@ class HybridConnectionServerEndpoint:
         """Fires with a listening port once the control channel is registered.
 
         Fails with ``CannotListenError`` whose ``socketError`` is the cause
-        (a :class:`txhyco.errors.RelayHandshakeError` with the relay's status,
+        (a :class:`txhyco.errors.RelayRefused` with the relay's status,
         or :class:`txhyco.errors.RelayUnreachable`). Cancellable.
         """
         mode = detect_mode(factory) if self.mode == "auto" else self.mode

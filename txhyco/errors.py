@@ -1,9 +1,27 @@
-"""The exceptions txhyco's Twisted side raises, each with a sentence for the user."""
+"""The exceptions txhyco's Twisted side raises, each with a sentence for the user.
+
+Who caused the failure decides its type, as in the sans-IO core
+(:mod:`txhyco.protocol.errors`):
+
+- :class:`RelayRefused`: the relay (or, through it, a listener) answered an
+  upgrade with an HTTP status: ``status`` and ``reason`` say which.
+  ``RelayHandshakeError`` is its older name.
+- :class:`RelayUnreachable`: no connection to the relay could be made.
+- :class:`RelayProtocolError`: the relay answered, but broke the protocol
+  (a peer's fault: also a :class:`~txhyco.protocol.errors.RemoteProtocolError`).
+- :class:`RelaySettingError`: the caller's settings for reaching the relay
+  cannot be used (also a :class:`~txhyco.protocol.errors.LocalProtocolError`).
+
+All of them are :class:`RelayError`; core errors are :class:`ProtocolError`.
+"""
 from __future__ import annotations
 
-from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
-__all__ = ["ProtocolError", "RelayError", "RelayHandshakeError", "RelayUnreachable"]
+__all__ = [
+    "LocalProtocolError", "ProtocolError", "RelayError", "RelayHandshakeError", "RelayProtocolError",
+    "RelayRefused", "RelaySettingError", "RelayUnreachable", "RemoteProtocolError",
+]
 
 _ADVICE = {
     401: "check the SAS key name and key (or the token) and the clock",
@@ -17,7 +35,7 @@ class RelayError(Exception):
     """Something went wrong talking to a relay."""
 
 
-class RelayHandshakeError(RelayError):
+class RelayRefused(RelayError):
     """The relay refused a WebSocket upgrade with an HTTP status.
 
     :ivar status: the HTTP status code
@@ -38,5 +56,23 @@ class RelayHandshakeError(RelayError):
         super().__init__(message + ".")
 
 
+#: The name :class:`RelayRefused` had first; ``except RelayHandshakeError`` still catches refusals.
+RelayHandshakeError = RelayRefused
+
+
 class RelayUnreachable(RelayError):
     """No connection to the relay could be made (DNS, refused, TLS, timeout)."""
+
+
+class RelayProtocolError(RelayError, RemoteProtocolError):
+    """The relay answered in a way the protocol does not allow (a malformed handshake answer, say).
+
+    ``status`` is 502: what a gateway answers for a broken upstream.
+    """
+
+    def __init__(self, message: str, status: int = 502) -> None:
+        RemoteProtocolError.__init__(self, message, status)
+
+
+class RelaySettingError(RelayError, LocalProtocolError):
+    """A setting the caller gave for reaching the relay cannot be used (an unreadable CA file, say)."""

@@ -91,7 +91,7 @@ class RelayedClientFactory(WebSocketClientFactory):
     def connect(self) -> defer.Deferred:
         """Connect through the relay; fires with the client protocol once open.
 
-        Fails with :class:`txhyco.errors.RelayHandshakeError` (404 when no
+        Fails with :class:`txhyco.errors.RelayRefused` (404 when no
         listener is online, 401/403 for credentials, the listener's own
         status when it rejects) or :class:`txhyco.errors.RelayUnreachable`.
         """

@@ -28,7 +28,7 @@ class Options(usage.Options):
         ["listen", None, _DEFAULT_LISTEN, "Twisted server endpoint string to listen on (tcp:0 picks a free port)."],
         ["key-name", None, None, "Name of the namespace-wide rule (default: RootManageSharedAccessKey)."],
         ["key", None, None, "The rule's key (visible in process listings: prefer --key-file)."],
-        ["key-file", None, None, "Read the key from the first line of this file."],
+        ["key-file", None, None, "Read the key from this file, which holds it alone on one line."],
         ["config", None, None, "TOML file with rules, hybrid connections and limits."],
         ["tls-cert", None, None, "PEM certificate to serve (with --tls-key)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from twisted.internet import ssl
 
-from txhyco.errors import RelayError
+from txhyco.errors import RelaySettingError
 
 
 def client_tls_options(host: str, ca_file: str | None = None):
@@ -20,11 +20,11 @@ def client_tls_options(host: str, ca_file: str | None = None):
             with open(ca_file, "rb") as f:
                 pem = f.read()
         except OSError as e:
-            raise RelayError(f"Cannot read the CA file {ca_file}: {e.strerror}.") from None
+            raise RelaySettingError(f"Cannot read the CA file {ca_file}: {e.strerror}.") from None
         try:
             trust_root = ssl.Certificate.loadPEM(pem)
         except Exception:
-            raise RelayError(f"The CA file {ca_file} does not hold a PEM certificate.") from None
+            raise RelaySettingError(f"The CA file {ca_file} does not hold a PEM certificate.") from None
     else:
         trust_root = ssl.platformTrust()
     return ssl.optionsForClientTLS(host, trustRoot=trust_root)

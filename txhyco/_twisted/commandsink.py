@@ -6,15 +6,17 @@ the listener on request rendezvous. Commands (text) are joined and capped at
 """
 from __future__ import annotations
 
-from typing import Any
+from zope.interface import implementer
 
-from txhyco.protocol.errors import ProtocolError
-from txhyco.protocol.http import ChannelReader
+from txhyco.interfaces import IChannelHandler, IChannelSink
+from txhyco.protocol.channel import ChannelReader
+from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
 from txhyco.protocol.messages import MAX_COMMAND_SIZE
 
 
+@implementer(IChannelSink)
 class CommandSink:
-    """Turns a leg's messages into :class:`ChannelReader` events for a handler.
+    """Turns a leg's messages into :class:`ChannelReader` events for an :class:`IChannelHandler`.
 
     Text messages (commands, at most a few KiB) are joined; binary messages
     (bodies) stream through piece by piece.
@@ -22,7 +24,7 @@ class CommandSink:
 
     __slots__ = ("reader", "handler", "_text", "_text_size", "_binary")
 
-    def __init__(self, reader: ChannelReader, handler: Any) -> None:
+    def __init__(self, reader: ChannelReader, handler: IChannelHandler) -> None:
         self.reader = reader
         self.handler = handler
         self._text: list[bytes] | None = None
@@ -59,7 +61,7 @@ class CommandSink:
             self._text_size += len(data)
             if self._text_size > MAX_COMMAND_SIZE:
                 self._text = None
-                self.handler.framing_error(ProtocolError(f"A command is longer than {MAX_COMMAND_SIZE} bytes."))
+                self.handler.framing_error(RemoteProtocolError(f"A command is longer than {MAX_COMMAND_SIZE} bytes."))
                 return
             self._text.append(data)
 

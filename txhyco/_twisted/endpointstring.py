@@ -10,11 +10,19 @@
 escapes ``:`` with a backslash). ``tls`` defaults to yes. Prefer ``keyFile``
 or ``keyEnv`` to ``key``: endpoint strings end up in process listings and
 config files.
+
+Strict on purpose: an unknown or misspelt option (``keepalive=30``), an
+option without a value, a number out of range, a key file that is not one
+line or a CA file without a certificate is an :class:`EndpointStringError`
+(a ``ValueError``), never ignored.
 """
 from __future__ import annotations
 
+import math
 import os
 
+from txhyco._optionfiles import OptionFileError, check_ca_file, read_key_file
+from txhyco._suggest import unknown_name
 from txhyco.protocol.addresses import Namespace
 from txhyco.protocol.connection_string import ConnectionString
 from txhyco.protocol.errors import ProtocolError
@@ -28,6 +36,8 @@ USAGE = (
 MODES = ("auto", "http", "websocket", "stream")
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
 _OPTIONS = {"keyName", "key", "keyFile", "keyEnv", "tls", "caFile", "mode", "keepAlive", "connectionStringEnv", "path"}
+#: keepAlive's bounds in seconds: a ping interval beyond a day would never notice a dead relay.
+MAX_KEEPALIVE = 86400.0
 
 
 class EndpointStringError(ProtocolError):
@@ -51,9 +61,12 @@ def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
     :meth:`txhyco.address.HybridConnection.from_args` plus ``mode`` and ``keepalive``.
     """
     environ = os.environ if environ is None else environ
-    unknown = set(kwargs) - _OPTIONS
-    if unknown:
-        raise EndpointStringError(f"unknown option(s) {', '.join(sorted(unknown))}")
+    for option in sorted(kwargs):
+        if option not in _OPTIONS:
+            raise EndpointStringError(unknown_name("option", option, _OPTIONS))
+    for option, value in sorted(kwargs.items()):
+        if not value:
+            raise EndpointStringError(f"{option}= has no value")
     mode = kwargs.get("mode", "auto")
     if mode not in MODES:
         raise EndpointStringError(f"mode={mode!r} is not one of {', '.join(MODES)}")
@@ -63,9 +76,14 @@ def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
             keepalive = float(kwargs["keepAlive"])
         except ValueError:
             raise EndpointStringError(f"keepAlive={kwargs['keepAlive']!r} is not a number of seconds") from None
-        if keepalive <= 0:
-            raise EndpointStringError("keepAlive must be positive")
-    ca_file = kwargs.get("caFile") or None
+        if not (math.isfinite(keepalive) and 0 < keepalive <= MAX_KEEPALIVE):
+            raise EndpointStringError(f"keepAlive={kwargs['keepAlive']!r} must be more than 0 and at most {MAX_KEEPALIVE:g} seconds")
+    ca_file = kwargs.get("caFile")
+    if ca_file is not None:
+        try:
+            check_ca_file(ca_file)
+        except OptionFileError as e:
+            raise EndpointStringError(f"caFile: {e}") from None
     result: dict = {"mode": mode, "keepalive": keepalive, "ca_file": ca_file}
 
     if "connectionStringEnv" in kwargs:
@@ -108,10 +126,9 @@ def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
         key = kwargs["key"]
     elif given == ["keyFile"]:
         try:
-            with open(kwargs["keyFile"], encoding="utf-8") as f:
-                key = f.read().strip()
-        except OSError as e:
-            raise EndpointStringError(f"cannot read keyFile {kwargs['keyFile']}: {e.strerror}") from None
+            key = read_key_file(kwargs["keyFile"])
+        except OptionFileError as e:
+            raise EndpointStringError(f"keyFile: {e}") from None
     elif given == ["keyEnv"]:
         key = environ.get(kwargs["keyEnv"])
         if not key:

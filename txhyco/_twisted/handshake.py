@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 
 from txhyco._twisted.clienttls import tls_failure
 from txhyco._twisted.connector import connect
-from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
+from txhyco.errors import RelayError, RelayProtocolError, RelayRefused, RelayUnreachable
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -44,12 +44,12 @@ def handshake_error(proto, url: str = "") -> RelayError:
     if line:
         parts = line.split(" ", 2)
         if len(parts) >= 2 and parts[1].isdigit() and parts[1] != "101":
-            return RelayHandshakeError(int(parts[1]), parts[2] if len(parts) > 2 else "", url)
+            return RelayRefused(int(parts[1]), parts[2] if len(parts) > 2 else "", url)
         if len(parts) >= 2 and parts[1] == "101":
             why = getattr(proto, "wasNotCleanReason", None) or "the 101 answer was not acceptable"
-            return RelayError(f"The WebSocket to {url} was refused by this side after the relay's 101: {why}.")
+            return RelayProtocolError(f"The WebSocket to {url} was refused by this side after the relay's 101: {why}.")
     if getattr(proto, "txhyco_bad_answer", False):
-        return RelayError(f"The WebSocket to {url} failed: {proto.wasNotCleanReason}.")
+        return RelayProtocolError(f"The WebSocket to {url} failed: {proto.wasNotCleanReason}.")
     why = (tls_failure(getattr(proto, "txhyco_lost", None)) or getattr(proto, "wasNotCleanReason", None)
            or "the connection closed during the WebSocket handshake")
     return RelayUnreachable(f"No WebSocket to {url}: {why}.")
@@ -150,9 +150,9 @@ def split_ws_url(url: str) -> tuple[bool, str, int, str, str]:
         parts = urlsplit(url)
         port = parts.port  # ValueError for a port out of range or not a number
     except (ValueError, TypeError, AttributeError):
-        raise RelayError(f"Not a WebSocket URL: {url!r}.") from None
+        raise RelayProtocolError(f"Not a WebSocket URL: {url!r}.") from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise RelayError(f"Not a WebSocket URL: {url!r}.")
+        raise RelayProtocolError(f"Not a WebSocket URL: {url!r}.")
     secure = parts.scheme == "wss"
     port = port or (443 if secure else 80)
     target = parts.path or "/"
@@ -165,7 +165,7 @@ class RawUpgrade(Protocol):
     """Upgrades a fresh connection to WebSocket, then forwards everything to ``handler``.
 
     ``done`` fires with ``(self, chosen_protocol, leftover_bytes)`` after a 101,
-    or fails with :class:`RelayHandshakeError` carrying the status (a reject's
+    or fails with :class:`RelayRefused` carrying the status (a reject's
     expected 410 included).
     """
 
@@ -176,6 +176,7 @@ class RawUpgrade(Protocol):
         self.key = base64.b64encode(os.urandom(16))
         self.conn = h11.Connection(h11.CLIENT)
         self.done: defer.Deferred = defer.Deferred()
+        #: the :class:`~txhyco.interfaces.IRendezvousHandler` that owns the socket after the 101
         self.handler = None
         self._timeout = timeout
         self._reactor = reactor
@@ -225,7 +226,7 @@ class RawUpgrade(Protocol):
         try:
             event = self.conn.next_event()
         except h11.RemoteProtocolError as e:
-            self._fail(RelayError(f"The relay sent a malformed handshake response: {e}."))
+            self._fail(RelayProtocolError(f"The relay sent a malformed handshake response: {e}."))
             self.transport.abortConnection()
             return
         if event is h11.NEED_DATA:
@@ -233,13 +234,13 @@ class RawUpgrade(Protocol):
         if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
             headers = {k.lower(): v for k, v in event.headers}
             if headers.get(b"sec-websocket-accept") != accept_value(self.key):
-                self._fail(RelayError("The relay's 101 answer has a wrong Sec-WebSocket-Accept."))
+                self._fail(RelayProtocolError("The relay's 101 answer has a wrong Sec-WebSocket-Accept."))
                 self.transport.abortConnection()
                 return
             chosen = headers.get(b"sec-websocket-protocol")
             if chosen is not None and not self._offered(chosen):
                 # RFC 6455 §4.1: a subprotocol the client did not offer fails the connection.
-                self._fail(RelayError(f"The relay's 101 answer names a subprotocol that was not offered: {chosen!r}."))
+                self._fail(RelayProtocolError(f"The relay's 101 answer names a subprotocol that was not offered: {chosen!r}."))
                 self.transport.abortConnection()
                 return
             if self._timer is not None and self._timer.active():
@@ -249,7 +250,7 @@ class RawUpgrade(Protocol):
             return
         status = getattr(event, "status_code", 0)
         reason = getattr(event, "reason", b"").decode("utf-8", "replace")
-        self._fail(RelayHandshakeError(status, reason))
+        self._fail(RelayRefused(status, reason))
         self.transport.loseConnection()
 
     def connectionLost(self, reason) -> None:

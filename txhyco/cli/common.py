@@ -49,20 +49,26 @@ def add_subcommand(subparsers, name: str, *, help: str, description: str, epilog
 
 
 def read_secret_file(path: str, what: str = "key") -> str:
-    """The first line of ``path`` (``-`` reads stdin), stripped; never echoed in errors."""
+    """The one line of ``path`` (``-`` reads the first line of stdin), stripped; never echoed in errors.
+
+    A file of more than one line is refused (see :func:`txhyco._optionfiles.read_key_file`).
+    """
+    from txhyco._optionfiles import OptionFileError, read_key_file
+
+    if path != "-":
+        try:
+            return read_key_file(path)
+        except OptionFileError as e:
+            raise CliError(f"the {what} file: {e}.") from None
     try:
-        if path == "-":
-            text = sys.stdin.readline()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.readline()
+        text = sys.stdin.readline()
     except OSError as e:
-        raise CliError(f"cannot read the {what} file {path}: {e.strerror}.") from None
+        raise CliError(f"cannot read the {what} from stdin: {e.strerror}.") from None
     except UnicodeDecodeError:
-        raise CliError(f"the {what} file {path} is not UTF-8 text.") from None
+        raise CliError(f"the {what} on stdin is not UTF-8 text.") from None
     secret = text.strip()
     if not secret:
-        raise CliError(f"the {what} file {path} is empty; it must hold the {what} on its first line.")
+        raise CliError(f"no {what} on stdin: its first line must hold the {what}.")
     return secret
 
 
@@ -168,6 +174,16 @@ def check_path(path: str) -> str:
         raise CliError(f"PATH {e.message}", 2) from None
 
 
+def check_ca_file_option(path: str, option: str) -> None:
+    """A usage error unless ``path`` holds a PEM certificate (caught before any connection)."""
+    from txhyco._optionfiles import OptionFileError, check_ca_file
+
+    try:
+        check_ca_file(path)
+    except OptionFileError as e:
+        raise CliError(f"{option}: {e}.", 2) from None
+
+
 def hybrid_connection(args):
     """The :class:`txhyco.address.HybridConnection` that ``args`` (see :func:`add_relay_options`) name."""
     from txhyco.address import HybridConnection
@@ -186,8 +202,8 @@ def hybrid_connection(args):
         source = f"${CONNECTION_STRING_ENV}"
     else:
         source = "--connection-string"
-    if args.ca_file is not None and not os.path.isfile(args.ca_file):
-        raise CliError(f"--ca-file {args.ca_file}: no such file.", 2)
+    if args.ca_file is not None:
+        check_ca_file_option(args.ca_file, "--ca-file")
     try:
         return HybridConnection.from_args(connection_string=text, path=path, ca_file=args.ca_file)
     except ProtocolError as e:
@@ -198,12 +214,12 @@ def describe_relay_error(error: BaseException, what: str = "the relay refused") 
     """One sentence for a failure to reach or use the relay (no tokens: none are in these messages)."""
     from twisted.internet import error as twisted_error
 
-    from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
+    from txhyco.errors import RelayError, RelayRefused, RelayUnreachable
     from txhyco.protocol.errors import ProtocolError
 
     if isinstance(error, twisted_error.CannotListenError) and isinstance(error.socketError, BaseException):
         error = error.socketError
-    if isinstance(error, RelayHandshakeError):
+    if isinstance(error, RelayRefused):
         # The relay's reason verbatim, less the service's TrackingId/SystemTracker/Timestamp tail.
         reason = error.reason.split(" TrackingId:", 1)[0].strip().rstrip(".")
         advice = str(error).rsplit("; ", 1)[1].rstrip(".") if "; " in str(error) else ""

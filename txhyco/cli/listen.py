@@ -23,7 +23,17 @@ import argparse
 import sys
 from urllib.parse import urlsplit
 
-from .common import CONNECTION_STRING_ENV, CliError, add_relay_options, add_subcommand, host_port, hybrid_connection, paragraph, run_reactor
+from .common import (
+    CONNECTION_STRING_ENV,
+    CliError,
+    add_relay_options,
+    add_subcommand,
+    check_ca_file_option,
+    host_port,
+    hybrid_connection,
+    paragraph,
+    run_reactor,
+)
 
 EPILOG = f"""\
 examples:
@@ -89,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--host-header goes with --http.", 2)
     if args.upstream_ca_file is not None and args.http is None:
         raise CliError("--upstream-ca-file goes with --http.", 2)
+    if args.upstream_ca_file is not None:
+        check_ca_file_option(args.upstream_ca_file, "--upstream-ca-file")
     if args.forward is not None:
         target = host_port(args.forward)
         return run_reactor(lambda reactor: serve(reactor, args, hc, "forward", target))

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--key", metavar="KEY", help="the rule's key (visible in process listings: prefer --key-file)")
-    keys.add_argument("--key-file", metavar="FILE", help="read the key from the first line of FILE ('-' for stdin)")
+    keys.add_argument("--key-file", metavar="FILE", help="read the key from FILE, which holds it alone on one line ('-': the first line of stdin)")
     parser.add_argument("--config", metavar="FILE", help="TOML file with rules, hybrid connections and limits")
     tls = parser.add_argument_group("TLS (wss:// and https://)")
     tls.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) to serve; needs --tls-key")

@@ -59,7 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--key-name", metavar="NAME", help="rule name with --namespace (default: RootManageSharedAccessKey)")
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--key", metavar="KEY", help="the rule's key (visible in process listings: prefer --key-file)")
-    keys.add_argument("--key-file", metavar="FILE", help="read the key from the first line of FILE ('-' for stdin)")
+    keys.add_argument("--key-file", metavar="FILE", help="read the key from FILE, which holds it alone on one line ('-': the first line of stdin)")
     parser.add_argument("--path", metavar="PATH", help="hybrid connection the token is for (default: EntityPath, else the namespace)")
     parser.add_argument("--lifetime", metavar="SECONDS", type=_lifetime, default=3600, help="seconds until expiry (default: 3600)")
     parser.add_argument(

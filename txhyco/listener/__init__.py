@@ -1,8 +1,9 @@
 """The listener side: what a server behind the relay runs.
 
 - :mod:`.control` keeps the control channel to the relay (register,
-  reconnect, renew the token, keep alive) and hands out ``accept`` and
-  ``request`` commands;
+  keep alive), with its helpers by role: :mod:`.reconnect` (backoff),
+  :mod:`.renewal` (the token), :mod:`.commands` (hands out ``accept`` and
+  ``request`` commands) and :mod:`.status` (the status and its observers);
 - :mod:`.port` is the listening port those commands reach, and the
   ``accept`` handling that picks a protocol from the user's factory;
 - :mod:`.accept` serves an accepted WebSocket with an ordinary server

@@ -16,22 +16,26 @@ application's and the sender's business, end to end.
 """
 from __future__ import annotations
 
-import random
+from enum import Enum
 from urllib.parse import urlsplit
 
 import h11
-from autobahn.websocket.xormasker import create_xor_masker
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from zope.interface import implementer
 
 from txhyco._twisted.transport import TransportBase
 from txhyco.address import HybridConnectionAddress, peer_address
-from txhyco.errors import RelayError
+from txhyco.errors import RelayRefused
+from txhyco.interfaces import IBridge, IRendezvousHandler
 from txhyco._twisted.handshake import open_raw_websocket
-from txhyco.protocol.addresses import encode_entity_path, reject_url, strip_reserved_query
+from txhyco._twisted.masking import fast_masker
+from txhyco.protocol.addresses import relative_target, reject_url, strip_reserved_query
+from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.frames import OP_BINARY, OP_TEXT, FrameMasker, masked_frame
 from txhyco.protocol.http import reason_phrase
 from txhyco.protocol.messages import Accept
 
@@ -45,55 +49,6 @@ _SKIP = frozenset({
     "sec-websocket-extensions", "servicebusauthorization", "content-length",
     "transfer-encoding", "te", "trailer", "keep-alive", "proxy-connection",
 })
-
-
-try:
-    # wsaccel masks a small frame about three times faster than Autobahn's
-    # own (cffi) masker; from a few KiB up the cffi one is faster.
-    from wsaccel.xormask import XorMaskerSimple as _SmallMasker
-except ImportError:  # pragma: no cover - wsaccel is a dependency
-    _SmallMasker = None
-
-#: Payloads from this size up are masked with Autobahn's masker.
-_LARGE = 4096
-
-
-def _masker(mask: bytes, length: int):
-    """A stateful XOR masker for one frame's payload of ``length`` bytes."""
-    if length < _LARGE and _SmallMasker is not None:
-        return _SmallMasker(mask)
-    return create_xor_masker(mask, length)
-
-
-_getrandbits = random.getrandbits
-
-
-def _new_mask() -> bytes:
-    # RFC 6455 §5.3 asks for unpredictable masks to protect browser-adjacent
-    # proxies; Autobahn uses the same source for its own client frames.
-    return _getrandbits(32).to_bytes(4, "big")
-
-
-def masked_frame_parts(opcode: int, payload: bytes, fin: bool = True) -> tuple[bytes, bytes]:
-    """(header, masked payload) of one client frame (RFC 6455 §5.2), for ``writeSequence``."""
-    length = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    mask = _new_mask()
-    if length < 126:
-        head = bytes((b0, 0x80 | length))
-    elif length < 0x10000:
-        head = bytes((b0, 0xFE)) + length.to_bytes(2, "big")
-    else:
-        head = bytes((b0, 0xFF)) + length.to_bytes(8, "big")
-    if not length:
-        return head + mask, b""
-    return head + mask, _masker(mask, length).process(payload)
-
-
-def masked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """One client frame (RFC 6455 §5.2) carrying ``payload``, masked, as one string."""
-    head, body = masked_frame_parts(opcode, payload, fin)
-    return head + body if body else head
 
 
 def send_messages(proto, messages) -> None:
@@ -112,117 +67,21 @@ def send_messages(proto, messages) -> None:
         for payload, is_binary in messages:
             proto.sendMessage(payload, isBinary=is_binary)
         return
-    proto.transport.write(b"".join([masked_frame(2 if is_binary else 1, payload) for payload, is_binary in messages]))
-
-
-class FrameMasker:
-    """Turns a stream of unmasked frames into the same frames, masked (RFC 6455 §5.3).
-
-    Headers may arrive split across writes; payloads are masked as they pass,
-    never buffered. The usual write -- one whole frame, as Autobahn's
-    ``sendMessage`` makes it -- becomes exactly one write.
-    """
-
-    __slots__ = ("_write", "_head", "_remaining", "_masker")
-
-    def __init__(self, write) -> None:
-        self._write = write
-        self._head = b""
-        self._remaining = 0
-        self._masker = None
-
-    def feed(self, data: bytes) -> None:
-        if not self._remaining and not self._head:
-            # Fast path: the write starts with a complete, small-headed frame.
-            n = len(data)
-            if n >= 2:
-                b1 = data[1]
-                code = b1 & 0x7F
-                if code < 126 and not b1 & 0x80:
-                    if n == 2 + code:
-                        mask = _new_mask()
-                        if code:
-                            self._write(b"".join((bytes((data[0], b1 | 0x80)), mask, _masker(mask, code).process(data[2:]))))
-                        else:
-                            self._write(bytes((data[0], 0x80)) + mask)
-                        return
-                elif code == 126 and not b1 & 0x80 and n >= 4:
-                    length = (data[2] << 8) | data[3]
-                    if n == 4 + length:
-                        mask = _new_mask()
-                        self._write(b"".join((bytes((data[0], 0xFE)), data[2:4], mask, _masker(mask, length).process(data[4:]))))
-                        return
-        self._feed(data)
-
-    def _feed(self, data: bytes) -> None:
-        write = self._write
-        while data:
-            if self._remaining:
-                n = self._remaining
-                if len(data) <= n:
-                    write(self._masker.process(data))
-                    self._remaining = n - len(data)
-                    return
-                write(self._masker.process(data[:n]))
-                self._remaining = 0
-                data = data[n:]
-                continue
-            head = self._head + data if self._head else data
-            if len(head) < 2:
-                self._head = head
-                return
-            b1 = head[1]
-            if b1 & 0x80:
-                raise RelayError("A frame to be masked was masked already.")
-            code = b1 & 0x7F
-            size = 2 if code < 126 else (4 if code == 126 else 10)
-            if len(head) < size:
-                self._head = head
-                return
-            if code < 126:
-                length = code
-            else:
-                length = int.from_bytes(head[2:size], "big")
-            mask = _new_mask()
-            header = bytes((head[0], b1 | 0x80)) + head[2:size] + mask
-            self._head = b""
-            rest = head[size:]
-            if not length:
-                write(header)
-                data = rest
-                continue
-            masker = _masker(mask, length)
-            if len(rest) >= length:
-                write(header + masker.process(rest[:length]))
-                data = rest[length:]
-                continue
-            self._masker = masker
-            self._remaining = length
-            write(header)
-            data = rest
+    proto.transport.write(b"".join([masked_frame(OP_BINARY if is_binary else OP_TEXT, payload, True, fast_masker)
+                                     for payload, is_binary in messages]))
 
 
 def synthetic_target(accept: Accept, entity_path: str) -> tuple[str, str]:
     """(request target, prefix) the application sees for an accepted connection.
 
-    The sender's path is shown relative to the hybrid connection
-    (``/$hc/myhc/room?x=1`` → ``/room?x=1``), like a site served at the
-    hybrid connection's root; the prefix (``/myhc``) goes to the application
-    as ``X-Forwarded-Prefix``. ``sb-hc-*`` parameters are removed (§2.4).
+    The sender's address relative to the hybrid connection, without the
+    ``sb-hc-*`` parameters (§2.4); see :func:`~txhyco.protocol.addresses.relative_target`.
     """
     parts = urlsplit(accept.address)
-    path = parts.path
-    prefix = "/$hc/" + encode_entity_path(entity_path)
-    if path.startswith(prefix):
-        path = path[len(prefix):]
-    elif path.startswith("/$hc/"):
-        path = path[4:]
-    if not path.startswith("/"):
-        path = "/" + path
     query = strip_reserved_query(parts.query)
     # Node listeners' un-prefixed reject parameters are the relay's business;
     # nothing else of ours is in the query.
-    return (path + ("?" + query if query else "")), "/" + encode_entity_path(entity_path)
+    return relative_target(parts.path + ("?" + query if query else ""), entity_path)
 
 
 def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.Connection, bytes]:
@@ -258,7 +117,7 @@ class RelayedTransport(TransportBase):
     rendezvous socket once it exists.
     """
 
-    def __init__(self, bridge, peer, host) -> None:
+    def __init__(self, bridge: IBridge, peer, host) -> None:
         super().__init__(peer, host)
         self.bridge = bridge
         self.producer = None
@@ -296,10 +155,24 @@ class RelayedTransport(TransportBase):
         self.bridge.resume_inbound()
 
 
+class BridgeState(Enum):
+    """Where an accepted connection is, from ``accept`` to the end of its rendezvous."""
+
+    #: The application reads the synthetic upgrade; its answer is awaited.
+    HANDSHAKE = "handshake"
+    #: The application answered 101; the rendezvous is opening (its output waits).
+    CONNECTING = "connecting"
+    #: Bytes flow between the application and the rendezvous.
+    OPEN = "open"
+    #: Rejected, failed or closed.
+    CLOSED = "closed"
+
+
+@implementer(IBridge, IRendezvousHandler)
 class AcceptBridge:
     """One accepted connection, from ``accept`` to the end of the rendezvous (see module doc)."""
 
-    HANDSHAKE, CONNECTING, OPEN, CLOSED = range(4)
+    HANDSHAKE, CONNECTING, OPEN, CLOSED = BridgeState
 
     def __init__(self, reactor, accept: Accept, hc, protocol, *, mask_inbound: bool = True, mask_outbound: bool = True) -> None:
         self.reactor = reactor
@@ -385,9 +258,9 @@ class AcceptBridge:
         write = proto.transport.write
         # An application that masks its own frames (see accept_with_factory)
         # writes straight to the socket; others get the client mask added.
-        self._out = FrameMasker(write).feed if self.mask_outbound else write
+        self._out = FrameMasker(write, fast_masker).feed if self.mask_outbound else write
         if self.mask_inbound:
-            self._in = FrameMasker(self._deliver)
+            self._in = FrameMasker(self._deliver, fast_masker)
         self.state = self.OPEN
         pending, self._pending = self._pending, []
         for chunk in pending:
@@ -407,7 +280,7 @@ class AcceptBridge:
         if self._in is not None:
             try:
                 self._in.feed(data)
-            except RelayError as e:  # the relay sent a masked frame: not a server's
+            except ProtocolError as e:  # the relay sent a masked frame: not a server's
                 log.warn("closing rendezvous {id}: {why}", id=self.accept.id, why=str(e))
                 self.rendezvous.transport.abortConnection()
         else:
@@ -474,7 +347,7 @@ class AcceptBridge:
     def _reject_answered(self, failure) -> None:
         # 410 Gone is the success answer to a reject (§3.4); anything else is worth a line.
         error = failure.value
-        if getattr(error, "status", None) != 410:
+        if not (isinstance(error, RelayRefused) and error.status == 410):
             log.warn("rejecting {id} failed: {why}", id=self.accept.id, why=failure.getErrorMessage())
 
     def _end(self, reason) -> None:

@@ -23,21 +23,24 @@ from txhyco._twisted.autobahn_speedups import LeanClientProtocol as WebSocketCli
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txhyco.address import HybridConnectionAddress, peer_address
-from txhyco.listener.accept import RelayedTransport, masked_frame, masked_frame_parts
+from txhyco.interfaces import IBridge, IChannelHandler
+from txhyco.listener.accept import RelayedTransport
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.handshake import open_websocket
-from txhyco.protocol.addresses import encode_entity_path
+from txhyco._twisted.masking import fast_masker
+from txhyco.protocol.addresses import relative_target
+from txhyco.protocol.channel import BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.frames import OP_BINARY, OP_CONTINUATION, masked_frame, masked_frame_parts
+from txhyco.protocol.grammar import PLAIN_FIELD_VALUE, PLAIN_FIELD_VALUE_B, PLAIN_TARGET, TOKEN, TOKEN_B
 from txhyco.protocol.http import (
     CONNECTION_HEADERS,
     CONTROL_CHANNEL_BODY_LIMIT,
+    RESPONSE_DEADLINE,
     RESPONSE_FLUSH_DELAY,
-    BodyData,
-    BodyEnded,
-    ChannelReader,
-    CommandReceived,
     ResponseBuffer,
     reason_phrase,
 )
@@ -48,31 +51,25 @@ log = Logger()
 # Response headers that describe the synthetic connection, not the response.
 _HOP = CONNECTION_HEADERS - {"content-length"}
 
-# What h11 would accept when writing the synthetic request (ASCII only: h11
-# encodes str as ASCII); anything else goes through h11 itself, which then
-# raises exactly as it always did.
-_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_TARGET = re.compile(r"[\x21-\x7e]+")
-_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
-
 # The common shape of an application's response head, read without h11: an
 # HTTP/1.1 final status line, ASCII header fields, one Content-Length and no
 # Transfer-Encoding. Anything else -- chunked, close-delimited, 1xx, obs-fold,
 # bare LF, obs-text -- is handed to h11 with every byte seen so far.
 _STATUS_B = re.compile(rb"HTTP/1\.1 ([2-9][0-9][0-9])(?: ([\t\x20-\x7e]*))?")
-_TOKEN_B = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_VALUE_B = re.compile(rb"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 #: h11's limit on an incomplete head (its ``max_incomplete_event_size``).
 _MAX_HEAD = 16 * 1024
 
 
 def _request_head(method: str, target: str, headers: list) -> bytes | None:
     """The request head h11 would write, or None where h11 must judge (§5.2)."""
-    if not (_TOKEN.fullmatch(method) and _TARGET.fullmatch(target)):
+    # What h11 would accept as is (ASCII only: h11 encodes str as ASCII);
+    # anything else goes through h11 itself, which then raises exactly as it
+    # always did.
+    if not (TOKEN.fullmatch(method) and PLAIN_TARGET.fullmatch(target)):
         return None
     parts = [f"{method} {target} HTTP/1.1\r\n"]
     for name, value in headers:
-        if not _TOKEN.fullmatch(name) or (value and not _VALUE.fullmatch(value)):
+        if not TOKEN.fullmatch(name) or (value and not PLAIN_FIELD_VALUE.fullmatch(value)):
             return None
         parts.append(f"{name}: {value}\r\n")
     parts.append("\r\n")
@@ -92,10 +89,10 @@ def _response_head_fast(head: bytes):
     length = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or _TOKEN_B.fullmatch(name) is None:
+        if not sep or TOKEN_B.fullmatch(name) is None:
             return None
         value = value.strip(b" \t")
-        if value and _VALUE_B.fullmatch(value) is None:
+        if value and PLAIN_FIELD_VALUE_B.fullmatch(value) is None:
             return None
         lower = name.lower()
         if lower == b"content-length":
@@ -110,25 +107,18 @@ def _response_head_fast(head: bytes):
     return status, match[2] or b"", headers, length
 
 
-def local_target(request_target: str, entity_path: str) -> tuple[str, str]:
-    """(target the application sees, prefix): the hybrid connection's path removed."""
-    prefix = "/" + encode_entity_path(entity_path)
-    path, sep, query = request_target.partition("?")
-    if path == prefix or path.lower() == prefix.lower():
-        path = "/"
-    elif path.lower().startswith(prefix.lower() + "/"):
-        path = path[len(prefix):]
-    return path + (sep + query if sep else ""), prefix
-
-
-#: Seconds an address-only request's rendezvous waits for the request itself.
-REQUEST_WAIT = 60.0
+#: Seconds an address-only request's rendezvous waits for the request itself:
+#: as long as the relay waits for the response (it gives up on the request then).
+REQUEST_WAIT = RESPONSE_DEADLINE
 
 
 class RendezvousLeg(WebSocketClientProtocol):
     """A request rendezvous at the listener: reads a request, carries one response."""
 
-    exchange: HttpExchange | None = None
+    def __init__(self, exchange: HttpExchange) -> None:
+        super().__init__()
+        #: the exchange this leg serves; None once its response is sent
+        self.exchange: HttpExchange | None = exchange
 
     def onOpen(self) -> None:
         self.sink = CommandSink(ChannelReader(accept=[Request]), self.exchange)
@@ -155,6 +145,7 @@ class RendezvousLeg(WebSocketClientProtocol):
             self.exchange.rendezvous_closed(self)
 
 
+@implementer(IBridge, IChannelHandler)
 class HttpExchange:
     """One relayed request served by one fresh application protocol."""
 
@@ -188,13 +179,13 @@ class HttpExchange:
     def start(self, body: bytes | None) -> None:
         """Serve a request that arrived in full (``body`` complete) or address-only (None)."""
         if self.request.address_only:
-            d = open_websocket(self.reactor, self.request.address, self._leg_class(), ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+            d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
             d.addErrback(self._rendezvous_failed)
             return
         self._serve(self.request, body)
 
-    def _leg_class(self):
-        return type("BoundRendezvousLeg", (RendezvousLeg,), {"exchange": self})
+    def _new_leg(self) -> RendezvousLeg:
+        return RendezvousLeg(self)
 
     def _serve(self, request: Request, body: bytes | None) -> None:
         """Hand ``request`` to a fresh application protocol; ``body`` None means it streams in."""
@@ -220,7 +211,7 @@ class HttpExchange:
             self._feed(head)
 
     def _synthetic_head(self, request: Request, body: bytes | None) -> bytes:
-        target, prefix = local_target(request.request_target or "/", self.hc.path)
+        target, prefix = relative_target(request.request_target or "/", self.hc.path)
         headers = []
         host = None
         for name, value in request.request_headers.items():
@@ -457,7 +448,7 @@ class HttpExchange:
         self._via_rendezvous = True
         # Hold the application back until the rendezvous is there to pace it.
         self.transport_pause_app()
-        d = open_websocket(self.reactor, self.request.address, self._leg_class(), ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+        d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
         d.addErrback(self._rendezvous_failed)
 
     def transport_pause_app(self) -> None:
@@ -491,15 +482,15 @@ class HttpExchange:
         leg = self.rendezvous
         if leg.state != leg.STATE_OPEN:
             return  # closing: no data frames after a Close (the relay gave up on the request)
-        opcode = 0 if self._message_started else 2
+        opcode = OP_CONTINUATION if self._message_started else OP_BINARY
         self._message_started = True
-        leg.transport.writeSequence(masked_frame_parts(opcode, data, fin=False))
+        leg.transport.writeSequence(masked_frame_parts(opcode, data, False, fast_masker))
 
     def _end_fragments(self) -> None:
         leg = self.rendezvous
         if leg.state == leg.STATE_OPEN:
             # the empty FIN frame ends the body (§5.5)
-            leg.transport.write(masked_frame(0 if self._message_started else 2, b""))
+            leg.transport.write(masked_frame(OP_CONTINUATION if self._message_started else OP_BINARY, b"", True, fast_masker))
         leg.exchange = None
         leg.sendClose(1000)  # one response per rendezvous, like .NET
 

@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from txhyco.address import HybridConnection, peer_address
 from txhyco.listener.accept import AcceptBridge
-from txhyco.listener.control import KEEPALIVE, HybridConnectionListener
+from txhyco.listener.control import KEEPALIVE, HybridConnectionListener, ListenerStatus
 from txhyco.listener.stream import reject_accept
 
 
@@ -44,7 +44,7 @@ class RelayListeningPort:
     loseConnection = stopListening
 
     @property
-    def status(self) -> str:
+    def status(self) -> ListenerStatus:
         return self.listener.status
 
     @property

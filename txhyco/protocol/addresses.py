@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, unquote_to_bytes
 
-from .errors import ProtocolError
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -22,8 +22,8 @@ __all__ = [
     "percent_decode",
     "encode_component",
     "encode_entity_path",
-    "decode_entity_path",
     "strip_reserved_query",
+    "relative_target",
     "query_value",
     "listen_url",
     "connect_url",
@@ -83,19 +83,19 @@ def percent_decode(text: str, *, plus: bool = False, status: int = 400, what: st
     pieces = text.split("%")
     for piece in pieces[1:]:
         if len(piece) < 2 or piece[0] not in _HEX or piece[1] not in _HEX:
-            raise ProtocolError(f"The {what} contains an invalid percent-escape (expected %XX with two hex digits).", status)
+            raise RemoteProtocolError(f"The {what} contains an invalid percent-escape (expected %XX with two hex digits).", status)
     try:
         raw = unquote_to_bytes(text.encode("utf-8"))
         return raw.decode("utf-8")
     except UnicodeError:
-        raise ProtocolError(f"The {what} is not valid UTF-8 once percent-decoded.", status) from None
+        raise RemoteProtocolError(f"The {what} is not valid UTF-8 once percent-decoded.", status) from None
 
 
 def _check_encodable(text: str, status: int, what: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeError:
-        raise ProtocolError(f"The {what} contains characters that cannot be encoded as UTF-8.", status) from None
+        raise RemoteProtocolError(f"The {what} contains characters that cannot be encoded as UTF-8.", status) from None
 
 
 def _lenient_form_decode(text: str) -> str:
@@ -112,23 +112,23 @@ def _lenient_form_decode(text: str) -> str:
 def encode_component(text: str) -> str:
     """JavaScript ``encodeURIComponent``: UTF-8, upper-case hex, keeps ``A-Za-z0-9-_.!~*'()``."""
     if not isinstance(text, str):
-        raise ProtocolError(f"Expected a string to encode, got {type(text).__name__}.")
+        raise LocalProtocolError(f"Expected a string to encode, got {type(text).__name__}.")
     try:
         return quote(text, safe=_COMPONENT_SAFE, encoding="utf-8", errors="strict")
     except UnicodeError:
-        raise ProtocolError("The text contains a lone surrogate and cannot be URL-encoded.") from None
+        raise LocalProtocolError("The text contains a lone surrogate and cannot be URL-encoded.") from None
 
 
 def _encode_raw(text: str, safe: str, what: str) -> str:
     """Percent-encode what cannot appear literally in a URL, keeping existing escapes."""
     if not isinstance(text, str):
-        raise ProtocolError(f"The {what} must be a string, got {type(text).__name__}.")
+        raise LocalProtocolError(f"The {what} must be a string, got {type(text).__name__}.")
     if "%" in safe:
         text = _LONE_PERCENT_RE.sub("%25", text)
     try:
         return quote(text, safe=safe, encoding="utf-8", errors="strict")
     except UnicodeError:
-        raise ProtocolError(f"The {what} contains a lone surrogate and cannot be URL-encoded.") from None
+        raise LocalProtocolError(f"The {what} contains a lone surrogate and cannot be URL-encoded.") from None
 
 
 # --------------------------------------------------------------------------- namespaces
@@ -137,22 +137,22 @@ def _encode_raw(text: str, safe: str, what: str) -> str:
 def _parse_host(host: str, text: str) -> str:
     """Validate a host name or IP literal (without brackets); return it lower-cased."""
     if not host:
-        raise ProtocolError(f"The namespace {text!r} has an empty host name.")
+        raise LocalProtocolError(f"The namespace {text!r} has an empty host name.")
     if not host.isascii():
-        raise ProtocolError(
+        raise LocalProtocolError(
             f"The namespace host {host!r} is not ASCII; write internationalised names in their xn-- form."
         )
     if ":" in host:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ProtocolError(f"The namespace host {host!r} is not a valid IPv6 address.") from None
+            raise LocalProtocolError(f"The namespace host {host!r} is not a valid IPv6 address.") from None
         return host.lower()
     if len(host) > 253:
-        raise ProtocolError(f"The namespace host name in {text!r} is longer than 253 characters.")
+        raise LocalProtocolError(f"The namespace host name in {text!r} is longer than 253 characters.")
     for label in host.split("."):
         if len(label) > 63 or not _LABEL_RE.fullmatch(label):
-            raise ProtocolError(
+            raise LocalProtocolError(
                 f"The namespace {text!r} is not a valid host name "
                 "(letters, digits and '-' in dot-separated labels)."
             )
@@ -161,10 +161,10 @@ def _parse_host(host: str, text: str) -> str:
 
 def _parse_port(port: str, text: str) -> int:
     if not _PORT_RE.fullmatch(port):
-        raise ProtocolError(f"The port in {text!r} is not a decimal number.")
+        raise LocalProtocolError(f"The port in {text!r} is not a decimal number.")
     value = int(port)
     if not 1 <= value <= 65535:
-        raise ProtocolError(f"The port in {text!r} is out of range (1-65535).")
+        raise LocalProtocolError(f"The port in {text!r} is out of range (1-65535).")
     return value
 
 
@@ -173,19 +173,19 @@ def _split_authority(authority: str, text: str) -> tuple[str, int | None, bool]:
     if authority.startswith("["):
         end = authority.find("]")
         if end < 0:
-            raise ProtocolError(f"The namespace {text!r} has an unclosed '[' around an IPv6 address.")
+            raise LocalProtocolError(f"The namespace {text!r} has an unclosed '[' around an IPv6 address.")
         host, rest = authority[1:end], authority[end + 1:]
         if "%" in host:
-            raise ProtocolError(f"The namespace {text!r} uses an IPv6 zone id, which is not supported.")
+            raise LocalProtocolError(f"The namespace {text!r} uses an IPv6 zone id, which is not supported.")
         if not host or ":" not in host:
-            raise ProtocolError(f"The namespace {text!r} has brackets without an IPv6 address inside.")
+            raise LocalProtocolError(f"The namespace {text!r} has brackets without an IPv6 address inside.")
         if not rest:
             return host, None, True
         if not rest.startswith(":"):
-            raise ProtocolError(f"The namespace {text!r} has unexpected text after the IPv6 address.")
+            raise LocalProtocolError(f"The namespace {text!r} has unexpected text after the IPv6 address.")
         return host, _parse_port(rest[1:], text), True
     if authority.count(":") > 1:
-        raise ProtocolError(f"The namespace {text!r} looks like an IPv6 address; write it in brackets, e.g. [::1]:9090.")
+        raise LocalProtocolError(f"The namespace {text!r} looks like an IPv6 address; write it in brackets, e.g. [::1]:9090.")
     if ":" in authority:
         host, port = authority.split(":", 1)
         return host, _parse_port(port, text), False
@@ -206,11 +206,11 @@ class Namespace:
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
-            raise ProtocolError("A namespace needs a non-empty host name.")
+            raise LocalProtocolError("A namespace needs a non-empty host name.")
         if self.port is not None and (
             isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535
         ):
-            raise ProtocolError(f"The namespace port {self.port!r} is out of range (1-65535).")
+            raise LocalProtocolError(f"The namespace port {self.port!r} is out of range (1-65535).")
 
     @classmethod
     def parse(cls, text: str, *, secure: bool = True) -> Namespace:
@@ -223,17 +223,17 @@ class Namespace:
         other path, query or fragment: entity paths are given separately.
         """
         if not isinstance(text, str):
-            raise ProtocolError(f"A namespace must be a string, got {type(text).__name__}.")
+            raise LocalProtocolError(f"A namespace must be a string, got {type(text).__name__}.")
         original = text
         text = text.strip()
         if not text:
-            raise ProtocolError("The namespace is empty; give a name like 'myns' or 'host:port'.")
+            raise LocalProtocolError("The namespace is empty; give a name like 'myns' or 'host:port'.")
         match = _SCHEME_RE.fullmatch(text)
         bare = match is None
         if match:
             scheme = match.group(1).lower()
             if scheme not in _NAMESPACE_SCHEMES:
-                raise ProtocolError(
+                raise LocalProtocolError(
                     f"The namespace URL {original!r} has scheme {scheme!r}; use sb://, wss://, ws://, https:// or http://."
                 )
             forced = _NAMESPACE_SCHEMES[scheme]
@@ -247,22 +247,22 @@ class Namespace:
                     cut = min(cut, pos)
             authority, tail = rest[:cut], rest[cut:]
             if tail not in ("", "/"):
-                raise ProtocolError(
+                raise LocalProtocolError(
                     f"The namespace URL {original!r} has a path, query or fragment; "
                     "give the entity path separately (connection strings use EntityPath=)."
                 )
             if "@" in authority:
-                raise ProtocolError(f"The namespace URL {original!r} contains user information, which is not allowed.")
+                raise LocalProtocolError(f"The namespace URL {original!r} contains user information, which is not allowed.")
         else:
             authority = text
             if any(ch in authority for ch in "/?#@"):
-                raise ProtocolError(
+                raise LocalProtocolError(
                     f"The namespace {original!r} is not a host name; use 'myns', 'host:port' or a URL like sb://host/."
                 )
         host, port, bracketed = _split_authority(authority, original)
         host = _parse_host(host, original)
         if ":" in host and not bracketed:  # pragma: no cover - guarded by _split_authority
-            raise ProtocolError(f"Write the IPv6 address in {original!r} in brackets.")
+            raise LocalProtocolError(f"Write the IPv6 address in {original!r} in brackets.")
         if bare and port is None and "." not in host and ":" not in host:
             host = f"{host}.{DEFAULT_DOMAIN}"
         return cls(host=host, port=port, secure=bool(secure))
@@ -316,19 +316,19 @@ def encode_entity_path(path: str) -> str:
     the HTTP form ``/{path}`` would then look like a WebSocket path.
     """
     if not isinstance(path, str):
-        raise ProtocolError(f"The entity path must be a string, got {type(path).__name__}.")
+        raise LocalProtocolError(f"The entity path must be a string, got {type(path).__name__}.")
     stripped = path.strip("/")
     if not stripped:
-        raise ProtocolError("The entity path is empty; name the hybrid connection (e.g. 'myhc').")
+        raise LocalProtocolError("The entity path is empty; name the hybrid connection (e.g. 'myhc').")
     segments = stripped.split("/")
     if segments[0].lower() == "$hc":
-        raise ProtocolError(f"The entity path {path!r} starts with '$hc', which is reserved for WebSocket paths.")
+        raise LocalProtocolError(f"The entity path {path!r} starts with '$hc', which is reserved for WebSocket paths.")
     out = []
     for segment in segments:
         if segment == "":
-            raise ProtocolError(f"The entity path {path!r} contains an empty segment ('//').")
+            raise LocalProtocolError(f"The entity path {path!r} contains an empty segment ('//').")
         if segment in (".", ".."):
-            raise ProtocolError(f"The entity path {path!r} contains a '.' or '..' segment.")
+            raise LocalProtocolError(f"The entity path {path!r} contains a '.' or '..' segment.")
         out.append(_encode_raw(segment, _SEGMENT_SAFE, "entity path"))
     return "/".join(out)
 
@@ -350,22 +350,15 @@ def check_entity_name(name: str) -> str:
     """
     stripped = name.strip("/") if isinstance(name, str) else ""
     if not stripped or any(c not in _NAME_CHARS for c in stripped):
-        raise ProtocolError(f"{name!r} is not a hybrid connection name: use letters, digits, '.', '-', '_' and '/' (e.g. 'db').")
+        raise LocalProtocolError(f"{name!r} is not a hybrid connection name: use letters, digits, '.', '-', '_' and '/' (e.g. 'db').")
     if len(stripped) > MAX_ENTITY_PATH:
-        raise ProtocolError(f"{name[:40]!r}... is not a hybrid connection name: it has {len(stripped)} characters, "
+        raise LocalProtocolError(f"{name[:40]!r}... is not a hybrid connection name: it has {len(stripped)} characters, "
                             f"at most {MAX_ENTITY_PATH} are allowed.")
     try:
         encode_entity_path(stripped)
     except ProtocolError as e:
-        raise ProtocolError(f"{name!r} is not a hybrid connection name: {e.message}") from None
+        raise LocalProtocolError(f"{name!r} is not a hybrid connection name: {e.message}") from None
     return stripped
-
-
-def decode_entity_path(raw: str) -> str:
-    """Inverse of :func:`encode_entity_path`: strict percent-decoding (UTF-8)."""
-    if not isinstance(raw, str):
-        raise ProtocolError(f"The entity path must be a string, got {type(raw).__name__}.")
-    return percent_decode(raw, what="entity path")
 
 
 def entity_path_candidates(path: str) -> list[str]:
@@ -407,6 +400,32 @@ def strip_reserved_query(query: str) -> str:
     return "&".join(pair for pair in query.split("&") if not _is_reserved_pair(pair))
 
 
+def relative_target(target: str, entity_path: str) -> tuple[str, str]:
+    """(request target a listener's application sees, its ``X-Forwarded-Prefix``).
+
+    A listener serves its hybrid connection like a site at its root: the
+    sender's target is shown relative to the hybrid connection's path
+    (``/myhc/index.html`` → ``/index.html``, ``/$hc/myhc/room?x=1`` →
+    ``/room?x=1``, ``/myhc`` → ``/``), and the path taken off (``/myhc``) is
+    the prefix an application puts back in front of links it makes. Entity
+    paths compare case-insensitively, as Azure's do, and only whole segments;
+    any other target (``*``, an absolute URL) keeps its path. The query is kept
+    as given (an accept's ``sb-hc-*`` pairs are the caller's to strip first).
+    """
+    prefix = "/" + encode_entity_path(entity_path)
+    path, sep, query = target.partition("?")
+    if path.startswith("/$hc/"):  # a WebSocket address: the relay's /$hc/ root first
+        path = path[4:]
+    folded, folded_prefix = path.lower(), prefix.lower()
+    if folded == folded_prefix:
+        path = "/"
+    elif folded.startswith(folded_prefix + "/"):
+        path = path[len(prefix):]
+    elif not path:
+        path = "/"
+    return path + (sep + query if sep else ""), prefix
+
+
 def _key_matches(key: str, name: str) -> bool:
     if name[: len(_RESERVED_PREFIX)].lower() == _RESERVED_PREFIX:
         return key.lower() == name.lower()
@@ -417,16 +436,19 @@ def query_value(query: str, name: str, *, form: bool = False) -> str | None:
     """Return the first value of ``name`` in a raw query, percent-decoded once, or None.
 
     Keys compare exactly, except ``sb-hc-*`` keys which compare case-insensitively.
-    A bare key (no ``=``) yields ``""``. ``form=False`` (the default, used for
+    A bare key (no ``=``) yields ``""``, except for ``sb-hc-*`` names: a bare
+    ``sb-hc-action`` is application query (:func:`strip_reserved_query` keeps
+    it), not a reserved parameter. ``form=False`` (the default, used for
     ``sb-hc-token`` and ``sb-hc-id``) keeps ``+`` literal: a correctly encoded
     token never contains a raw ``+``, and one from a client that forgot to encode
     its ``sig`` is only right if ``+`` stays ``+``. ``form=True`` maps ``+`` to
     space, for ``sb-hc-statusDescription`` which .NET and Java form-encode.
     Malformed escapes raise :class:`ProtocolError` (400).
     """
+    reserved = name[: len(_RESERVED_PREFIX)].lower() == _RESERVED_PREFIX
     for pair in query.split("&"):
-        key, _, value = pair.partition("=")
-        if _key_matches(key, name):
+        key, equals, value = pair.partition("=")
+        if _key_matches(key, name) and (equals or not reserved):
             return percent_decode(value, plus=form, what=f"query parameter {name!r}")
     return None
 
@@ -508,14 +530,14 @@ def rendezvous_url(
     them to its application, minus ``sb-hc-*`` pairs.
     """
     if action not in ("accept", "request"):
-        raise ProtocolError(f"A rendezvous action must be 'accept' or 'request', not {action!r}.")
+        raise LocalProtocolError(f"A rendezvous action must be 'accept' or 'request', not {action!r}.")
     q = _join_query(_app_query(query), f"sb-hc-action={action}", "sb-hc-id=" + encode_component(rendezvous_id))
     return _hc_url(ns, path, suffix, q)
 
 
 def _check_status(status_code: object) -> int:
     if isinstance(status_code, bool) or not isinstance(status_code, int) or not 100 <= status_code <= 999:
-        raise ProtocolError(f"A reject status code must be an integer 100-999, not {status_code!r}.")
+        raise LocalProtocolError(f"A reject status code must be an integer 100-999, not {status_code!r}.")
     return status_code
 
 
@@ -527,12 +549,12 @@ def reject_url(accept_address: str, status_code: int, description: str) -> str:
     """
     status_code = _check_status(status_code)
     if not isinstance(description, str):
-        raise ProtocolError(f"A reject description must be a string, not {type(description).__name__}.")
+        raise LocalProtocolError(f"A reject description must be a string, not {type(description).__name__}.")
     description = description.replace("\r", "").replace("\n", "")
     try:
         encoded = quote_plus(description, safe="!*()", encoding="utf-8", errors="strict")
     except UnicodeError:
-        raise ProtocolError("The reject description contains a lone surrogate.") from None
+        raise LocalProtocolError("The reject description contains a lone surrogate.") from None
     sep = "&" if "?" in accept_address else "?"
     if accept_address.endswith(("?", "&")):
         sep = ""
@@ -576,7 +598,7 @@ def _parse_status(raw: str | None) -> int | None:
         return None
     raw = raw.strip()
     if not _STATUS_RE.fullmatch(raw) or not 100 <= int(raw) <= 999:
-        raise ProtocolError(f"The reject status code {raw[:20]!r} is not a three-digit HTTP status.")
+        raise RemoteProtocolError(f"The reject status code {raw[:20]!r} is not a three-digit HTTP status.")
     return int(raw)
 
 
@@ -600,19 +622,19 @@ def parse_relay_target(target: str) -> RelayTarget:
     ``sb-hc-statusDescription`` is decoded leniently (it is only a reason phrase).
     """
     if not isinstance(target, str):
-        raise ProtocolError(f"A request target must be a string, got {type(target).__name__}.")
+        raise LocalProtocolError(f"A request target must be a string, got {type(target).__name__}.")
     if any(ch <= " " or "\x7f" <= ch <= "\x9f" for ch in target):
-        raise ProtocolError("The request target contains whitespace or control characters.")
+        raise RemoteProtocolError("The request target contains whitespace or control characters.")
     _check_encodable(target, 400, "request target")
     if "#" in target:
-        raise ProtocolError("The request target contains a fragment ('#'), which HTTP does not allow.")
+        raise RemoteProtocolError("The request target contains a fragment ('#'), which HTTP does not allow.")
     match = _ABSOLUTE_RE.match(target)
     if match:
         target = target[match.end():]
         if not target.startswith("/"):
             target = "/" + target
     if not target.startswith("/"):
-        raise ProtocolError("The request target must start with '/'.")
+        raise RemoteProtocolError("The request target must start with '/'.")
     raw_path, _, query = target.partition("?")
     if raw_path.startswith("/$hc/") or raw_path == "/$hc":
         hybrid, rest = True, raw_path[5:]
@@ -625,7 +647,7 @@ def parse_relay_target(target: str) -> RelayTarget:
     if action is not None:
         action = action.lower()
         if action not in ACTIONS:
-            raise ProtocolError(
+            raise RemoteProtocolError(
                 f"Unknown sb-hc-action {action[:40]!r}; expected listen, connect, accept or request."
             )
     description = _raw_value(query, "sb-hc-statusDescription")
@@ -716,7 +738,7 @@ def create_relay_http_uri(namespace: Namespace | str, path: str) -> str:
 def append_relay_token(uri: str, token: str, id: str | None = None) -> str:
     """Append ``sb-hc-token`` (and ``sb-hc-id``) to a URI with ``?`` or ``&`` as needed."""
     if not isinstance(uri, str):
-        raise ProtocolError(f"The URI must be a string, got {type(uri).__name__}.")
+        raise LocalProtocolError(f"The URI must be a string, got {type(uri).__name__}.")
     if uri.endswith(("?", "&")):
         sep = ""
     else:

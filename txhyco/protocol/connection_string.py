@@ -10,11 +10,10 @@ scheme decides TLS, for ``sb://`` ``UseDevelopmentEmulator`` does.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from .addresses import Namespace
-from .errors import ProtocolError
+from .errors import LocalProtocolError
 from .tokens import SasKeyTokenProvider, StaticTokenProvider, TokenProvider
 
 __all__ = ["ConnectionString"]
@@ -34,15 +33,15 @@ def _check_value(value: str | None, name: str) -> None:
     if value is None:
         return
     if not isinstance(value, str):
-        raise ProtocolError(f"The connection string's {name} must be a string, not {type(value).__name__}.")
+        raise LocalProtocolError(f"The connection string's {name} must be a string, not {type(value).__name__}.")
     if not value:
-        raise ProtocolError(f"The connection string's {name} is empty.")
+        raise LocalProtocolError(f"The connection string's {name} is empty.")
     if ";" in value or value != value.strip():
-        raise ProtocolError(f"The connection string's {name} cannot contain ';' or leading/trailing whitespace.")
+        raise LocalProtocolError(f"The connection string's {name} cannot contain ';' or leading/trailing whitespace.")
     try:
         value.encode("utf-8")
     except UnicodeError:
-        raise ProtocolError(f"The connection string's {name} contains characters that are not valid Unicode.") from None
+        raise LocalProtocolError(f"The connection string's {name} contains characters that are not valid Unicode.") from None
 
 
 @dataclass(frozen=True, repr=False)
@@ -60,37 +59,37 @@ class ConnectionString:
     def __post_init__(self) -> None:
         _check_value(self.endpoint, "Endpoint")
         if self.endpoint is None:
-            raise ProtocolError("The connection string has no Endpoint (e.g. Endpoint=sb://myns.servicebus.windows.net/).")
+            raise LocalProtocolError("The connection string has no Endpoint (e.g. Endpoint=sb://myns.servicebus.windows.net/).")
         _check_value(self.shared_access_key_name, "SharedAccessKeyName")
         _check_value(self.shared_access_key, "SharedAccessKey")
         _check_value(self.shared_access_signature, "SharedAccessSignature")
         _check_value(self.entity_path, "EntityPath")
         if not isinstance(self.use_development_emulator, bool):
-            raise ProtocolError("UseDevelopmentEmulator must be a bool.")
+            raise LocalProtocolError("UseDevelopmentEmulator must be a bool.")
         if "://" not in self.endpoint:
-            raise ProtocolError(
+            raise LocalProtocolError(
                 f"The Endpoint {self.endpoint!r} is not a URL; write it as sb://myns.servicebus.windows.net/."
             )
         Namespace.parse(self.endpoint)  # validates scheme, host, port; no path
         if (self.shared_access_key_name is None) != (self.shared_access_key is None):
             which = "SharedAccessKeyName without SharedAccessKey" if self.shared_access_key is None else "SharedAccessKey without SharedAccessKeyName"
-            raise ProtocolError(f"The connection string has {which}; give both or use SharedAccessSignature.")
+            raise LocalProtocolError(f"The connection string has {which}; give both or use SharedAccessSignature.")
         if self.shared_access_key is not None and self.shared_access_signature is not None:
-            raise ProtocolError(
+            raise LocalProtocolError(
                 "The connection string has both SharedAccessKey and SharedAccessSignature; give only one."
             )
         seen = set()
         for item in self.other:
             if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
-                raise ProtocolError("ConnectionString.other must hold (key, value) string pairs.")
+                raise LocalProtocolError("ConnectionString.other must hold (key, value) string pairs.")
             key, value = item
             if not key or key != key.strip() or any(ch in key for ch in "=;") or key.lower() in _KNOWN:
-                raise ProtocolError(f"{key!r} cannot be an extra connection string key.")
+                raise LocalProtocolError(f"{key!r} cannot be an extra connection string key.")
             if key.lower() in seen:
-                raise ProtocolError(f"The connection string has the key {key!r} twice.")
+                raise LocalProtocolError(f"The connection string has the key {key!r} twice.")
             seen.add(key.lower())
             if ";" in value or value != value.strip():
-                raise ProtocolError(f"The value of {key!r} cannot contain ';' or leading/trailing whitespace.")
+                raise LocalProtocolError(f"The value of {key!r} cannot contain ';' or leading/trailing whitespace.")
 
     # ------------------------------------------------------------------ parsing
 
@@ -98,7 +97,7 @@ class ConnectionString:
     def parse(cls, text: str) -> ConnectionString:
         """Parse ``Key=Value;…`` (keys case-insensitive, values split on the first ``=``)."""
         if not isinstance(text, str):
-            raise ProtocolError(f"A connection string must be a string, got {type(text).__name__}.")
+            raise LocalProtocolError(f"A connection string must be a string, got {type(text).__name__}.")
         values: dict[str, str] = {}
         other: list[tuple[str, str]] = []
         other_index: dict[str, int] = {}
@@ -109,7 +108,7 @@ class ConnectionString:
             key, sep, value = part.partition("=")
             key, value = key.strip(), value.strip()
             if not sep or not key:
-                raise ProtocolError(
+                raise LocalProtocolError(
                     f"Part {number} of the connection string is not Key=Value "
                     "(parts are separated by ';')."
                 )
@@ -117,21 +116,21 @@ class ConnectionString:
             if lower in _KNOWN:
                 canonical = _KNOWN[lower]
                 if canonical in values and values[canonical] != value:
-                    raise ProtocolError(f"The connection string gives {canonical} twice with different values.")
+                    raise LocalProtocolError(f"The connection string gives {canonical} twice with different values.")
                 values[canonical] = value
             elif lower in other_index:
                 if other[other_index[lower]][1] != value:
-                    raise ProtocolError(f"The connection string gives {key} twice with different values.")
+                    raise LocalProtocolError(f"The connection string gives {key} twice with different values.")
             else:
                 other_index[lower] = len(other)
                 other.append((key, value))
         if not values.get("Endpoint"):
-            raise ProtocolError(
+            raise LocalProtocolError(
                 "The connection string has no Endpoint (e.g. Endpoint=sb://myns.servicebus.windows.net/)."
             )
         emulator_text = values.get("UseDevelopmentEmulator", "")
         if emulator_text.lower() not in ("", "true", "false"):
-            raise ProtocolError(f"UseDevelopmentEmulator must be true or false, not {emulator_text[:20]!r}.")
+            raise LocalProtocolError(f"UseDevelopmentEmulator must be true or false, not {emulator_text[:20]!r}.")
         return cls(
             endpoint=values["Endpoint"],
             shared_access_key_name=values.get("SharedAccessKeyName") or None,
@@ -199,16 +198,13 @@ class ConnectionString:
         """The relay to talk to; TLS unless ``UseDevelopmentEmulator=true`` (or a ws/http endpoint)."""
         return Namespace.parse(self.endpoint, secure=not self.use_development_emulator)
 
-    def with_entity_path(self, path: str | None) -> ConnectionString:
-        return dataclasses.replace(self, entity_path=path)
-
     def token_provider(self, lifetime: float = 3600) -> TokenProvider:
         """A provider for this string's credentials: key → SAS minting, signature → static."""
         if self.shared_access_key is not None and self.shared_access_key_name is not None:
             return SasKeyTokenProvider(self.shared_access_key_name, self.shared_access_key, lifetime)
         if self.shared_access_signature is not None:
             return StaticTokenProvider(self.shared_access_signature)
-        raise ProtocolError(
+        raise LocalProtocolError(
             "The connection string has neither SharedAccessKeyName/SharedAccessKey nor SharedAccessSignature; "
             "add one, or pass a token provider (e.g. for Entra ID) explicitly."
         )

@@ -3,30 +3,21 @@
 The relay and the listener both use this module: the header rules that turn
 a sender's request into ``requestHeaders`` (and a ``response`` back into the
 sender's headers), the choice between control channel and rendezvous, the
-listener's response buffer, and :class:`ChannelReader`, the framing state
-machine for the messages on a control channel or a rendezvous socket.
+shared limits and timeouts, and the listener's response buffer. The framing
+of the messages on a control channel or rendezvous is
+:mod:`txhyco.protocol.channel`'s.
 
 Nothing here does I/O or reads a clock; the caller passes elapsed times in.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Union
 
-from .errors import ProtocolError
-from .messages import (
-    MAX_COMMAND_SIZE,
-    Accept,
-    Command,
-    Headers,
-    RenewToken,
-    Request,
-    Response,
-    parse_command,
-)
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .grammar import FORBIDDEN_IN_VALUE, field_text
+from .messages import MAX_COMMAND_SIZE, Headers
 
 __all__ = [
     "CONTROL_CHANNEL_BODY_LIMIT",
@@ -41,22 +32,12 @@ __all__ = [
     "request_headers_for_listener",
     "connect_headers_for_listener",
     "response_headers_for_sender",
-    "header_metadata_size",
-    "check_header_metadata",
     "reason_phrase",
     "REASON_LIMIT",
     "sanitize_reason",
     "response_has_body",
     "inline_request_possible",
     "ResponseBuffer",
-    "ROLE_LISTENER",
-    "ROLE_RELAY",
-    "ChannelEvent",
-    "CommandReceived",
-    "BodyStarted",
-    "BodyData",
-    "BodyEnded",
-    "ChannelReader",
 ]
 
 #: Bytes of body allowed inline on the control channel, each way (§5.3, §5.4).
@@ -109,8 +90,6 @@ _CANONICAL_UPGRADE_NAMES = {
     )
 }
 
-_CONTROL_CHARS_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
-
 HeaderPairs = Iterable[tuple[Union[str, bytes], Union[str, bytes]]]
 
 
@@ -123,11 +102,8 @@ def _text(item: str | bytes, what: str) -> str:
     if isinstance(item, str):
         return item
     if isinstance(item, (bytes, bytearray)):
-        try:
-            return bytes(item).decode("utf-8")
-        except UnicodeDecodeError:
-            return bytes(item).decode("latin-1")
-    raise ProtocolError(f"A header {what} must be str or bytes, not {type(item).__name__}.")
+        return field_text(item)
+    raise LocalProtocolError(f"A header {what} must be str or bytes, not {type(item).__name__}.")
 
 
 def _text_pairs(headers: HeaderPairs) -> list[tuple[str, str]]:
@@ -144,13 +120,16 @@ def _text_pairs(headers: HeaderPairs) -> list[tuple[str, str]]:
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ProtocolError):
             raise
-        raise ProtocolError("Headers must be (name, value) pairs.") from None
+        raise LocalProtocolError("Headers must be (name, value) pairs.") from None
     return pairs
 
 
 def _merged(headers: HeaderPairs) -> Headers:
-    """The pairs validated and merged in one pass (smuggling → 400)."""
-    return Headers(_text_pairs(headers))
+    """A peer's pairs validated and merged in one pass (smuggling → 400)."""
+    try:
+        return Headers(_text_pairs(headers))
+    except LocalProtocolError as exc:  # Headers' own checks; the headers came from a peer
+        raise RemoteProtocolError(exc.message, exc.status) from None
 
 
 def _connection_tokens(pairs: Iterable[tuple[str, str]]) -> set[str]:
@@ -168,8 +147,8 @@ def _with_via(pairs: list[tuple[str, str]], via: str, *, strip: bool = False) ->
 
     ``strip`` trims spaces/tabs around the resulting value, as :class:`Headers` would.
     """
-    if not via or _CONTROL_CHARS_RE.search(via):
-        raise ProtocolError("The Via value must be non-empty and free of control characters.")
+    if not via or FORBIDDEN_IN_VALUE.search(via):
+        raise LocalProtocolError("The Via value must be non-empty and free of control characters.")
     for position, (name, value) in enumerate(pairs):
         if name.lower() == "via":
             value = f"{value}, {via}" if value else via
@@ -246,21 +225,6 @@ def response_headers_for_sender(headers: Headers, *, via: str) -> list[tuple[str
     return _with_via(kept, via)
 
 
-def header_metadata_size(headers: Iterable[tuple[str, str]]) -> int:
-    """Bytes the headers take on the wire (``name: value\\r\\n`` each)."""
-    return sum(len(name) + len(value.encode("utf-8", "replace")) + 4 for name, value in headers)
-
-
-def check_header_metadata(headers: Iterable[tuple[str, str]]) -> None:
-    """Raise :class:`ProtocolError` (431) when headers exceed 32 kB (§5.3)."""
-    size = header_metadata_size(headers)
-    if size > HEADER_METADATA_LIMIT:
-        raise ProtocolError(
-            f"The request headers take {size} bytes; the relay allows {HEADER_METADATA_LIMIT}.",
-            status=431,
-        )
-
-
 # --------------------------------------------------------------------------
 # status line and body rules
 
@@ -287,7 +251,7 @@ def sanitize_reason(text: str | None, code: int) -> str:
     becomes the standard phrase for ``code``.
     """
     if text:
-        text = _CONTROL_CHARS_RE.sub("", text[:4 * REASON_LIMIT])[:REASON_LIMIT]
+        text = FORBIDDEN_IN_VALUE.sub("", text[:4 * REASON_LIMIT])[:REASON_LIMIT]
         if text.strip(" \t"):
             return text
     return reason_phrase(code)
@@ -305,19 +269,16 @@ def response_has_body(method: str, status: int) -> bool:
     return not (100 <= status < 200 or status == 204 or status == 304)
 
 
-def inline_request_possible(
-    content_length: int | None, chunked: bool, request_json_size: int
-) -> bool:
+def inline_request_possible(content_length: int | None) -> bool:
     """Whether the relay may send a request inline on the control channel (§5.3 [REC]).
 
-    Only when the length is known up front (``Content-Length``; 0 for no
-    body), the body is not chunked, it is at most
-    :data:`CONTROL_CHANNEL_BODY_LIMIT` bytes and the full ``request`` JSON fits
-    :data:`MAX_COMMAND_SIZE`.  Otherwise: address-only request + rendezvous.
+    Only when the body's length is known up front (``Content-Length``; 0 for
+    no body; a chunked body has none) and is at most
+    :data:`CONTROL_CHANNEL_BODY_LIMIT` bytes. Otherwise: address-only request
+    + rendezvous. (That the ``request`` JSON fits :data:`MAX_COMMAND_SIZE` is
+    :func:`~txhyco.protocol.messages.serialize_command`'s check.)
     """
-    if chunked or content_length is None or content_length < 0:
-        return False
-    return content_length <= CONTROL_CHANNEL_BODY_LIMIT and request_json_size <= MAX_COMMAND_SIZE
+    return content_length is not None and 0 <= content_length <= CONTROL_CHANNEL_BODY_LIMIT
 
 
 class ResponseBuffer:
@@ -326,18 +287,14 @@ class ResponseBuffer:
     Writes are kept (by reference, no copying) up to ``limit`` bytes.  When a
     write would overflow, :meth:`write` returns True from then on: the
     response must move to a rendezvous; the buffer keeps collecting until the
-    caller :meth:`take`\\ s the bytes to stream them.  The 2-second flush timer
-    is the caller's: it asks :meth:`must_flush_after` with the time elapsed
-    since the first write.
+    caller :meth:`take`\\ s the bytes to stream them.  The flush timer
+    (:data:`RESPONSE_FLUSH_DELAY` after the first write) is the caller's.
     """
 
-    __slots__ = ("limit", "flush_delay", "_chunks", "_size", "_overflowed")
+    __slots__ = ("limit", "_chunks", "_size", "_overflowed")
 
-    def __init__(
-        self, limit: int = CONTROL_CHANNEL_BODY_LIMIT, flush_delay: float = RESPONSE_FLUSH_DELAY
-    ) -> None:
+    def __init__(self, limit: int = CONTROL_CHANNEL_BODY_LIMIT) -> None:
         self.limit = limit
-        self.flush_delay = flush_delay
         self._chunks: list[bytes] = []
         self._size = 0
         self._overflowed = False
@@ -353,235 +310,9 @@ class ResponseBuffer:
                 self._overflowed = True
         return self._overflowed
 
-    @property
-    def buffered(self) -> int:
-        """Bytes currently held."""
-        return self._size
-
-    @property
-    def overflowed(self) -> bool:
-        """True once writes exceeded ``limit`` (sticky, also after :meth:`take`)."""
-        return self._overflowed
-
-    def must_flush_after(self, elapsed: float) -> bool:
-        """Whether to move to a rendezvous, ``elapsed`` seconds after the first write."""
-        return self._overflowed or (self._size > 0 and elapsed >= self.flush_delay)
-
     def take(self) -> bytes:
         """All buffered bytes, emptying the buffer."""
         chunks, self._chunks, self._size = self._chunks, [], 0
         if len(chunks) == 1:
             return chunks[0]
         return b"".join(chunks)
-
-
-# --------------------------------------------------------------------------
-# framing state machine
-
-ROLE_LISTENER = "listener"
-ROLE_RELAY = "relay"
-_ROLE_COMMANDS: dict[str, tuple[type, ...]] = {
-    ROLE_LISTENER: (Accept, Request),
-    ROLE_RELAY: (Response, RenewToken),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class CommandReceived:
-    """A command arrived (its body, if any, follows as Body* events)."""
-
-    command: Command
-
-
-@dataclass(frozen=True, slots=True)
-class BodyStarted:
-    """The body message of ``for_command`` began."""
-
-    for_command: Union[Request, Response]
-
-
-@dataclass(frozen=True, slots=True)
-class BodyData:
-    """A piece of the current body (never empty; the caller's object, not a copy)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class BodyEnded:
-    """The current body is complete.
-
-    ``by_close`` is True when a Close ended an unterminated response body
-    (Java never FIN-terminates rendezvous bodies, §5.5) — normal, not an error.
-    """
-
-    by_close: bool = False
-
-
-ChannelEvent = Union[CommandReceived, BodyStarted, BodyData, BodyEnded]
-
-_IDLE, _AWAIT_BODY, _IN_BODY, _STRAY, _CLOSED, _FAILED = range(6)
-
-
-class ChannelReader:
-    """Framing rules for a control channel or rendezvous (§4.1, §5.5, §9).
-
-    Feed it WebSocket messages as they arrive — :meth:`text`, binary messages
-    as :meth:`binary_begin` / :meth:`binary_data` … / :meth:`binary_end` (or
-    whole via :meth:`binary`), and :meth:`closed` — and it returns the
-    high-level events.  Rules:
-
-    * a ``request``/``response`` with ``body: true`` must be followed by one
-      binary message (possibly fragmented, possibly empty): its body; a text
-      message there is a :class:`ProtocolError`;
-    * a zero-length binary message when no body is expected is dropped (Node
-      sends one after every response, even ``body: false``); a non-empty one
-      is a :class:`ProtocolError`;
-    * a close during a *response* body (or before it began) ends the body
-      normally (Java, §5.5); a close during a *request* body is a
-      :class:`ProtocolError` (the sender's request was cut short);
-    * only the commands of the reading side are allowed: ``accept``/``request``
-      for the listener (``role="listener"``), ``response``/``renewToken`` for
-      the relay (``role="relay"``); ``accept`` narrows or replaces that set
-      (e.g. only :class:`Request` on a listener's rendezvous).
-
-    After a :class:`ProtocolError` the reader stays failed (a later
-    :meth:`closed` returns nothing).
-    """
-
-    __slots__ = ("_allowed", "_state", "_pending")
-
-    def __init__(self, role: str = ROLE_LISTENER, *, accept: Iterable[type] | None = None) -> None:
-        if accept is not None:
-            allowed = tuple(accept)
-        elif role in _ROLE_COMMANDS:
-            allowed = _ROLE_COMMANDS[role]
-        else:
-            raise ValueError(f"role must be {ROLE_LISTENER!r} or {ROLE_RELAY!r}, not {role!r}")
-        self._allowed = allowed
-        self._state = _IDLE
-        self._pending: Request | Response | None = None
-
-    # -- introspection
-
-    @property
-    def expecting_body(self) -> bool:
-        """True between a ``body: true`` header and the end of its body."""
-        return self._state in (_AWAIT_BODY, _IN_BODY)
-
-    @property
-    def is_closed(self) -> bool:
-        return self._state == _CLOSED
-
-    # -- events in
-
-    def _fail(self, message: str) -> ProtocolError:
-        self._state = _FAILED
-        self._pending = None
-        return ProtocolError(message)
-
-    def _check_open(self) -> None:
-        if self._state == _FAILED:
-            raise ProtocolError("The channel already broke the framing rules.")
-        if self._state == _CLOSED:
-            raise ProtocolError("A message arrived after the channel closed.")
-
-    def text(self, message: str | bytes) -> list[ChannelEvent]:
-        """A complete text message: one command."""
-        state = self._state
-        if state != _IDLE:
-            self._check_open()
-            if state == _STRAY:
-                raise self._fail("A text message arrived inside a binary message.")
-            raise self._fail(
-                "A text message arrived where the body (a binary message) of the "
-                "previous command was expected."
-            )
-        try:
-            command = parse_command(message)
-        except ProtocolError:
-            self._state = _FAILED
-            raise
-        if not isinstance(command, self._allowed):
-            raise self._fail(
-                f"A {type(command).__name__.lower()} command is not valid in this direction."
-            )
-        if command.__class__ in (Request, Response) and command.body:  # type: ignore[union-attr]
-            self._pending = command  # type: ignore[assignment]
-            self._state = _AWAIT_BODY
-        return [CommandReceived(command)]
-
-    def binary_begin(self) -> list[ChannelEvent]:
-        """A binary message begins (its first frame)."""
-        state = self._state
-        if state == _AWAIT_BODY:
-            self._state = _IN_BODY
-            return [BodyStarted(self._pending)]  # type: ignore[arg-type]
-        if state == _IDLE:
-            self._state = _STRAY
-            return []
-        self._check_open()
-        raise self._fail("A binary message began inside another binary message.")
-
-    def binary_data(self, data: bytes) -> list[ChannelEvent]:
-        """Payload of the current binary message (one or more calls)."""
-        state = self._state
-        if state == _IN_BODY:
-            return [BodyData(data)] if data else []
-        if state == _STRAY:
-            if data:
-                raise self._fail(
-                    "A non-empty binary message arrived where no body was expected."
-                )
-            return []
-        self._check_open()
-        raise self._fail("Binary data arrived outside a binary message.")
-
-    def binary_end(self) -> list[ChannelEvent]:
-        """The current binary message ended (FIN)."""
-        state = self._state
-        if state == _IN_BODY:
-            self._state = _IDLE
-            self._pending = None
-            return [BodyEnded()]
-        if state == _STRAY:
-            self._state = _IDLE
-            return []
-        self._check_open()
-        raise self._fail("A binary message ended that never began.")
-
-    def binary(self, data: bytes) -> list[ChannelEvent]:
-        """A complete binary message, for WebSocket APIs that deliver whole messages."""
-        state = self._state
-        if state == _AWAIT_BODY:
-            pending = self._pending
-            self._state = _IDLE
-            self._pending = None
-            if data:
-                return [BodyStarted(pending), BodyData(data), BodyEnded()]  # type: ignore[arg-type]
-            return [BodyStarted(pending), BodyEnded()]  # type: ignore[arg-type]
-        if state == _IDLE:
-            if data:
-                raise self._fail(
-                    "A non-empty binary message arrived where no body was expected."
-                )
-            return []
-        self._check_open()
-        raise self._fail("A binary message began inside another binary message.")
-
-    def closed(self) -> list[ChannelEvent]:
-        """The socket closed (any close code).  Idempotent."""
-        state = self._state
-        pending = self._pending
-        self._pending = None
-        if state in (_AWAIT_BODY, _IN_BODY):
-            if isinstance(pending, Response):
-                self._state = _CLOSED
-                if state == _AWAIT_BODY:
-                    return [BodyStarted(pending), BodyEnded(by_close=True)]
-                return [BodyEnded(by_close=True)]
-            self._state = _FAILED
-            raise ProtocolError("The channel closed before the request body was complete.")
-        if state != _FAILED:
-            self._state = _CLOSED
-        return []

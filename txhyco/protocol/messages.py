@@ -16,12 +16,12 @@ nothing parsed here can smuggle a header or a request line downstream.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .errors import ProtocolError
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .grammar import FORBIDDEN_IN_TARGET, FORBIDDEN_IN_VALUE, TOKEN
 
 __all__ = [
     "MAX_COMMAND_SIZE",
@@ -41,15 +41,6 @@ __all__ = [
 #: (§4.1).
 MAX_COMMAND_SIZE = 65536
 
-# RFC 7230 §3.2.6 token: header names and methods.
-_TOKEN_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-# Characters no header value, id, address or target may hold: control
-# characters other than HTAB (CR/LF are header smuggling, NUL truncates in C
-# parsers, h11 refuses the rest) and lone surrogates (not encodable as UTF-8).
-_BAD_VALUE_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
-# A request-target additionally may not hold spaces or tabs: it becomes part
-# of a request line ("GET {target} HTTP/1.1").
-_BAD_TARGET_RE = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
 _OWS = " \t"
 
 
@@ -81,14 +72,14 @@ def _json_value_to_str(value: Any, what: str) -> str:
         return str(value)
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ProtocolError(f"Header {what} has a non-finite number as its value.")
+            raise LocalProtocolError(f"Header {what} has a non-finite number as its value.")
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, (list, tuple)):
         if any(isinstance(item, (list, tuple)) for item in value):
-            raise ProtocolError(f"Header {what} has an array inside an array as its value.")
+            raise LocalProtocolError(f"Header {what} has an array inside an array as its value.")
         parts = (_json_value_to_str(item, what) for item in value)
         return ", ".join(part for part in parts if part)
-    raise ProtocolError(
+    raise LocalProtocolError(
         f"Header {what} has a value of type {type(value).__name__}; "
         "header values must be strings (or numbers, booleans, null, arrays)."
     )
@@ -96,9 +87,9 @@ def _json_value_to_str(value: Any, what: str) -> str:
 
 def _check_name(name: Any) -> str:
     if not isinstance(name, str):
-        raise ProtocolError(f"Header name {_short(name)} is not a string.")
-    if not _TOKEN_RE.fullmatch(name):
-        raise ProtocolError(
+        raise LocalProtocolError(f"Header name {_short(name)} is not a string.")
+    if not TOKEN.fullmatch(name):
+        raise LocalProtocolError(
             f"Header name {_short(name)} is not a valid RFC 7230 token "
             "(empty, or holds whitespace, ':', CR/LF or other separators)."
         )
@@ -106,8 +97,8 @@ def _check_name(name: Any) -> str:
 
 
 def _check_value(name: str, value: str) -> str:
-    if _BAD_VALUE_RE.search(value):
-        raise ProtocolError(
+    if FORBIDDEN_IN_VALUE.search(value):
+        raise LocalProtocolError(
             f"Header {name!r} has a value holding CR, LF, NUL or another control "
             "character; refusing it (header smuggling)."
         )
@@ -153,12 +144,12 @@ class Headers(Mapping[str, str]):
         try:
             iterator = iter(pairs)
         except TypeError:
-            raise ProtocolError("Headers must be a mapping or (name, value) pairs.") from None
-        token = _TOKEN_RE.fullmatch
-        bad = _BAD_VALUE_RE.search
+            raise LocalProtocolError("Headers must be a mapping or (name, value) pairs.") from None
+        token = TOKEN.fullmatch
+        bad = FORBIDDEN_IN_VALUE.search
         for pair in iterator:
             if (pair.__class__ is not tuple and not isinstance(pair, (tuple, list))) or len(pair) != 2:
-                raise ProtocolError(f"Header entry {_short(pair)} is not a (name, value) pair.")
+                raise LocalProtocolError(f"Header entry {_short(pair)} is not a (name, value) pair.")
             name, value = pair
             # The common case (str name and value, nothing wrong) inline;
             # anything else goes through the checks that raise.
@@ -207,7 +198,7 @@ class Headers(Mapping[str, str]):
         if isinstance(obj, Headers):
             return obj
         if not isinstance(obj, Mapping):
-            raise ProtocolError(
+            raise LocalProtocolError(
                 f"A header map must be a JSON object, not {type(obj).__name__}."
             )
         return cls(obj.items())
@@ -265,8 +256,8 @@ _EMPTY_HEADERS = Headers()
 
 
 def _check_text(value: str, what: str) -> str:
-    if _BAD_VALUE_RE.search(value):
-        raise ProtocolError(f"{what} holds CR, LF or another control character.")
+    if FORBIDDEN_IN_VALUE.search(value):
+        raise LocalProtocolError(f"{what} holds CR, LF or another control character.")
     return value
 
 
@@ -326,21 +317,21 @@ class Request:
         target = self.request_target
         if target is not None:
             if not isinstance(target, str) or not target.startswith("/"):
-                raise ProtocolError(
+                raise LocalProtocolError(
                     f"The requestTarget must start with '/', got {_short(target)}."
                 )
-            if _BAD_TARGET_RE.search(target):
-                raise ProtocolError(
+            if FORBIDDEN_IN_TARGET.search(target):
+                raise LocalProtocolError(
                     "The requestTarget holds whitespace or control characters; refusing it."
                 )
         if self.method is None and self.body is None:
             return
-        if not isinstance(self.method, str) or not _TOKEN_RE.fullmatch(self.method):
-            raise ProtocolError(
+        if not isinstance(self.method, str) or not TOKEN.fullmatch(self.method):
+            raise LocalProtocolError(
                 f"A full request needs a method that is an HTTP token, got {_short(self.method)}."
             )
         if target is None:
-            raise ProtocolError("A full request needs a requestTarget.")
+            raise LocalProtocolError("A full request needs a requestTarget.")
         if self.body is None:
             object.__setattr__(self, "body", False)
 
@@ -369,10 +360,10 @@ class Response:
         _coerce_headers(self, "response_headers")
         code = self.status_code
         if type(code) is not int or not 100 <= code <= 999:
-            raise ProtocolError(f"statusCode must be an integer from 100 to 999, got {_short(code)}.")
+            raise LocalProtocolError(f"statusCode must be an integer from 100 to 999, got {_short(code)}.")
         text = self.status_description
-        if text is not None and _BAD_VALUE_RE.search(text):
-            object.__setattr__(self, "status_description", _BAD_VALUE_RE.sub("", text))
+        if text is not None and FORBIDDEN_IN_VALUE.search(text):
+            object.__setattr__(self, "status_description", FORBIDDEN_IN_VALUE.sub("", text))
 
 
 @dataclass(frozen=True)
@@ -392,7 +383,7 @@ Command = Union[Accept, Request, Response, RenewToken]
 
 
 def _reject_constant(name: str) -> Any:
-    raise ProtocolError(f"The command holds {name}, which is not valid JSON.")
+    raise RemoteProtocolError(f"The command holds {name}, which is not valid JSON.")
 
 
 # One decoder and one encoder for every command: ``json.loads``/``json.dumps``
@@ -405,8 +396,8 @@ def _required_str(obj: Mapping[str, Any], key: str, where: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str):
         if value is None:
-            raise ProtocolError(f"The {where} command lacks the required string member {key!r}.")
-        raise ProtocolError(
+            raise RemoteProtocolError(f"The {where} command lacks the required string member {key!r}.")
+        raise RemoteProtocolError(
             f"The {where} command's member {key!r} must be a string, not {type(value).__name__}."
         )
     return _check_text(value, f"The {where} command's {key!r}")
@@ -419,13 +410,13 @@ def _optional_headers(obj: Mapping[str, Any], key: str) -> Headers:
     try:
         return Headers.from_mapping(value)
     except ProtocolError as exc:
-        raise ProtocolError(f"In {key!r}: {exc.message}") from None
+        raise RemoteProtocolError(f"In {key!r}: {exc.message}") from None
 
 
 def _parse_int(value: Any, what: str) -> int:
     """An integer sent as a JSON number or as a string of digits (§4.4)."""
     if isinstance(value, bool):
-        raise ProtocolError(f"{what} must be a number, not a boolean.")
+        raise RemoteProtocolError(f"{what} must be a number, not a boolean.")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -434,7 +425,7 @@ def _parse_int(value: Any, what: str) -> int:
         text = value.strip()
         if text.isascii() and text.isdigit() and len(text) <= 10:
             return int(text)
-    raise ProtocolError(f"{what} must be an integer or a string of digits, got {_short(value)}.")
+    raise RemoteProtocolError(f"{what} must be an integer or a string of digits, got {_short(value)}.")
 
 
 def _optional_endpoint(obj: Mapping[str, Any]) -> RemoteEndpoint | None:
@@ -442,14 +433,14 @@ def _optional_endpoint(obj: Mapping[str, Any]) -> RemoteEndpoint | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise ProtocolError("'remoteEndpoint' must be a JSON object with address and port.")
+        raise RemoteProtocolError("'remoteEndpoint' must be a JSON object with address and port.")
     address = value.get("address")
     if not isinstance(address, str):
-        raise ProtocolError("'remoteEndpoint' lacks a string 'address'.")
+        raise RemoteProtocolError("'remoteEndpoint' lacks a string 'address'.")
     _check_text(address, "remoteEndpoint's address")
     port = _parse_int(value.get("port"), "remoteEndpoint's port")
     if not 0 <= port <= 65535:
-        raise ProtocolError(f"remoteEndpoint's port {port} is outside 0-65535.")
+        raise RemoteProtocolError(f"remoteEndpoint's port {port} is outside 0-65535.")
     return RemoteEndpoint(address, port)
 
 
@@ -457,7 +448,7 @@ def _optional_bool(obj: Mapping[str, Any], key: str, where: str) -> bool | None:
     value = obj.get(key)
     if value is None or isinstance(value, bool):
         return value
-    raise ProtocolError(f"The {where} command's {key!r} must be true or false, got {_short(value)}.")
+    raise RemoteProtocolError(f"The {where} command's {key!r} must be true or false, got {_short(value)}.")
 
 
 def _parse_accept(obj: dict[str, Any]) -> Accept:
@@ -472,10 +463,10 @@ def _parse_accept(obj: dict[str, Any]) -> Accept:
 def _parse_request(obj: dict[str, Any]) -> Request:
     target = obj.get("requestTarget")
     if target is not None and not isinstance(target, str):
-        raise ProtocolError("The request command's 'requestTarget' must be a string.")
+        raise RemoteProtocolError("The request command's 'requestTarget' must be a string.")
     method = obj.get("method")
     if method is not None and not isinstance(method, str):
-        raise ProtocolError("The request command's 'method' must be a string.")
+        raise RemoteProtocolError("The request command's 'method' must be a string.")
     return Request(
         address=_required_str(obj, "address", "request"),
         id=_required_str(obj, "id", "request"),
@@ -489,10 +480,10 @@ def _parse_request(obj: dict[str, Any]) -> Request:
 
 def _parse_response(obj: dict[str, Any]) -> Response:
     if "statusCode" not in obj:
-        raise ProtocolError("The response command lacks the required member 'statusCode'.")
+        raise RemoteProtocolError("The response command lacks the required member 'statusCode'.")
     description = obj.get("statusDescription")
     if description is not None and not isinstance(description, str):
-        raise ProtocolError("The response command's 'statusDescription' must be a string.")
+        raise RemoteProtocolError("The response command's 'statusDescription' must be a string.")
     return Response(
         request_id=_required_str(obj, "requestId", "response"),
         status_code=_parse_int(obj["statusCode"], "The response command's 'statusCode'"),
@@ -505,7 +496,7 @@ def _parse_response(obj: dict[str, Any]) -> Response:
 def _parse_renew(obj: dict[str, Any]) -> RenewToken:
     token = obj.get("token")
     if not isinstance(token, str):
-        raise ProtocolError("The renewToken command lacks a string 'token'.")
+        raise RemoteProtocolError("The renewToken command lacks a string 'token'.")
     return RenewToken(token)
 
 
@@ -522,49 +513,52 @@ def parse_command(data: str | bytes) -> Command:
 
     Unknown top-level members next to exactly one known one are ignored (as
     .NET does), as are unknown members inside a command.  Raises
-    :class:`ProtocolError` for anything else: not UTF-8, over
+    :class:`RemoteProtocolError` (the command came from a peer) for anything else: not UTF-8, over
     :data:`MAX_COMMAND_SIZE` bytes, not JSON, not an object, no or several
     known members, wrong member types, invalid values.
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         if len(data) > MAX_COMMAND_SIZE:
-            raise ProtocolError(f"The command is {len(data)} bytes; the limit is {MAX_COMMAND_SIZE}.")
+            raise RemoteProtocolError(f"The command is {len(data)} bytes; the limit is {MAX_COMMAND_SIZE}.")
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError("The command is not valid UTF-8.") from None
+            raise RemoteProtocolError("The command is not valid UTF-8.") from None
     elif isinstance(data, str):
         text = data
         if len(text) * 4 > MAX_COMMAND_SIZE:
             try:
                 size = len(text.encode("utf-8"))
             except UnicodeEncodeError:
-                raise ProtocolError("The command holds characters that are not valid Unicode.") from None
+                raise RemoteProtocolError("The command holds characters that are not valid Unicode.") from None
             if size > MAX_COMMAND_SIZE:
-                raise ProtocolError(f"The command is {size} bytes; the limit is {MAX_COMMAND_SIZE}.")
+                raise RemoteProtocolError(f"The command is {size} bytes; the limit is {MAX_COMMAND_SIZE}.")
     else:
-        raise ProtocolError(f"A command must be text or bytes, not {type(data).__name__}.")
+        raise LocalProtocolError(f"A command must be text or bytes, not {type(data).__name__}.")
     try:
         obj = _DECODE(text)
     except ProtocolError:
         raise
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"The command is not valid JSON ({exc.__class__.__name__}: {_short(str(exc), 80)}).") from None
+        raise RemoteProtocolError(f"The command is not valid JSON ({exc.__class__.__name__}: {_short(str(exc), 80)}).") from None
     if not isinstance(obj, dict):
-        raise ProtocolError(f"A command must be a JSON object, not {type(obj).__name__}.")
+        raise RemoteProtocolError(f"A command must be a JSON object, not {type(obj).__name__}.")
     known = [key for key in obj if key in _PARSERS]
     if len(known) != 1:
         if not known:
-            raise ProtocolError(
+            raise RemoteProtocolError(
                 "The command has none of the members accept, request, response, renewToken "
                 f"(members: {_short(sorted(obj))})."
             )
-        raise ProtocolError(f"The command has several command members {known}; exactly one is allowed.")
+        raise RemoteProtocolError(f"The command has several command members {known}; exactly one is allowed.")
     key = known[0]
     body = obj[key]
     if not isinstance(body, dict):
-        raise ProtocolError(f"The {key!r} member must be a JSON object, not {type(body).__name__}.")
-    return _PARSERS[key](body)
+        raise RemoteProtocolError(f"The {key!r} member must be a JSON object, not {type(body).__name__}.")
+    try:
+        return _PARSERS[key](body)
+    except LocalProtocolError as exc:  # a value the commands' own checks refuse, sent by a peer
+        raise RemoteProtocolError(exc.message, exc.status) from None
 
 
 # --------------------------------------------------------------------------
@@ -620,10 +614,10 @@ def serialize_command(cmd: Command) -> str:
     elif isinstance(cmd, RenewToken):
         message = {"renewToken": {"token": cmd.token}}
     else:
-        raise ProtocolError(f"Cannot serialise {type(cmd).__name__}: not a command.")
+        raise LocalProtocolError(f"Cannot serialise {type(cmd).__name__}: not a command.")
     text = _ENCODE(message)
     if len(text) > MAX_COMMAND_SIZE:
-        raise ProtocolError(
+        raise LocalProtocolError(
             f"The {next(iter(message))} command would be {len(text)} bytes of JSON; "
             f"the limit is {MAX_COMMAND_SIZE}.",
             status=431 if isinstance(cmd, Request) else 400,

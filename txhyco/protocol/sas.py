@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .addresses import encode_component, percent_decode
-from .errors import ProtocolError
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
     "Rights",
@@ -68,17 +68,17 @@ class Rights(enum.Flag):
             try:
                 names = list(value)
             except TypeError:
-                raise ProtocolError(f"Rights must be a string or a list of names, not {type(value).__name__}.") from None
+                raise LocalProtocolError(f"Rights must be a string or a list of names, not {type(value).__name__}.") from None
         result = cls(0)
         for name in names:
             if not isinstance(name, str):
-                raise ProtocolError(f"A right must be named by a string, not {type(name).__name__}.")
+                raise LocalProtocolError(f"A right must be named by a string, not {type(name).__name__}.")
             name = name.strip()
             if not name:
                 continue
             member = cls.__members__.get(name.upper())
             if member is None:
-                raise ProtocolError(f"Unknown right {name[:40]!r}; expected Listen, Send or Manage.")
+                raise LocalProtocolError(f"Unknown right {name[:40]!r}; expected Listen, Send or Manage.")
             result |= member
         return result
 
@@ -104,24 +104,24 @@ def _hmac_b64(key: str, message: str) -> str:
         key_bytes = key.encode("utf-8")
         msg_bytes = message.encode("utf-8")
     except UnicodeError:
-        raise ProtocolError("The SAS key or resource contains characters that cannot be encoded as UTF-8.", 401) from None
+        raise LocalProtocolError("The SAS key or resource contains characters that cannot be encoded as UTF-8.", 401) from None
     digest = hmac.new(key_bytes, msg_bytes, hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
 def _check_expiry(expiry: object) -> int:
     if isinstance(expiry, bool) or not isinstance(expiry, int) or not 0 <= expiry <= _MAX_EXPIRY:
-        raise ProtocolError(f"A token expiry must be a non-negative integer of seconds since 1970, not {expiry!r}.")
+        raise LocalProtocolError(f"A token expiry must be a non-negative integer of seconds since 1970, not {expiry!r}.")
     return expiry
 
 
 def _sign(resource: str, key_name: str, key: str, expiry: int, *, encode_key_name: bool) -> str:
     if not isinstance(resource, str) or not resource:
-        raise ProtocolError("The token resource (audience) must be a non-empty string.")
+        raise LocalProtocolError("The token resource (audience) must be a non-empty string.")
     if not isinstance(key_name, str) or not key_name:
-        raise ProtocolError("The SAS key name must be a non-empty string.")
+        raise LocalProtocolError("The SAS key name must be a non-empty string.")
     if not isinstance(key, str) or not key:
-        raise ProtocolError("The SAS key must be a non-empty string.")
+        raise LocalProtocolError("The SAS key must be a non-empty string.")
     expiry = _check_expiry(expiry)
     sr = encode_component(resource)
     sig = _hmac_b64(key, f"{sr}\n{expiry}")
@@ -143,10 +143,10 @@ def sign_token(resource: str, key_name: str, key: str, expiry: int) -> str:
 def _split_uri(uri: str) -> tuple[str, str, str, str]:
     """``scheme://[userinfo@]authority/path?query#frag`` → (scheme, userinfo, authority, path)."""
     if not isinstance(uri, str):
-        raise ProtocolError(f"A URI must be a string, got {type(uri).__name__}.")
+        raise LocalProtocolError(f"A URI must be a string, got {type(uri).__name__}.")
     match = _SCHEME_RE.fullmatch(uri.strip())
     if not match or not match.group(2).startswith("//"):
-        raise ProtocolError(f"{uri[:80]!r} is not an absolute URI (scheme://host/path).")
+        raise LocalProtocolError(f"{uri[:80]!r} is not an absolute URI (scheme://host/path).")
     rest = match.group(2)[2:]
     cut = len(rest)
     for sep in "/?#":
@@ -158,7 +158,7 @@ def _split_uri(uri: str) -> tuple[str, str, str, str]:
         rest = rest.split(sep, 1)[0]
     userinfo, at, hostport = authority.rpartition("@")
     if not hostport:
-        raise ProtocolError(f"The URI {uri[:80]!r} has no host.")
+        raise LocalProtocolError(f"The URI {uri[:80]!r} has no host.")
     return match.group(1).lower(), (userinfo + at), hostport, rest
 
 
@@ -236,8 +236,8 @@ def looks_like_jwt(text: object) -> bool:
     )
 
 
-def _fail(message: str) -> ProtocolError:
-    return ProtocolError(message, 401)
+def _fail(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, 401)
 
 
 @dataclass(frozen=True)
@@ -322,13 +322,13 @@ class SasRule:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ProtocolError("A SAS rule needs a non-empty name.")
+            raise LocalProtocolError("A SAS rule needs a non-empty name.")
         if not isinstance(self.primary_key, str) or not self.primary_key:
-            raise ProtocolError(f"The SAS rule {self.name!r} needs a non-empty primary key.")
+            raise LocalProtocolError(f"The SAS rule {self.name!r} needs a non-empty primary key.")
         if self.secondary_key is not None and (not isinstance(self.secondary_key, str) or not self.secondary_key):
-            raise ProtocolError(f"The secondary key of SAS rule {self.name!r} must be a non-empty string or None.")
+            raise LocalProtocolError(f"The secondary key of SAS rule {self.name!r} must be a non-empty string or None.")
         if not isinstance(self.rights, Rights):
-            raise ProtocolError(f"The rights of SAS rule {self.name!r} must be a Rights value.")
+            raise LocalProtocolError(f"The rights of SAS rule {self.name!r} must be a Rights value.")
 
     def __repr__(self) -> str:
         secondary = None if self.secondary_key is None else "<redacted>"
@@ -387,7 +387,10 @@ def _signature_matches(token: SasToken, rule: SasRule) -> bool:
     message = f"{token.raw_resource}\n{token.raw_expiry}"
     ok = False
     for key in rule.keys():
-        expected = _hmac_b64(key, message).encode("ascii")
+        try:
+            expected = _hmac_b64(key, message).encode("ascii")
+        except LocalProtocolError as e:  # the presented resource, not our key
+            raise _fail(e.message) from None
         # Constant time, and no short-circuit across keys.
         ok = hmac.compare_digest(expected, presented) | ok
     return ok
@@ -445,7 +448,7 @@ def verify_token(
         )
     if not rule.rights.grants(required):
         missing = Rights(required & ~rule.rights.effective())
-        raise ProtocolError(
+        raise RemoteProtocolError(
             f"Unauthorized access. '{missing.describe()}' claim(s) are required to perform this operation "
             f"(rule {rule.name!r} grants {rule.rights.describe()}).",
             403,

@@ -12,7 +12,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from .errors import ProtocolError
+from .errors import LocalProtocolError
 from .sas import dotnet_audience, sign_token, token_expiry
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "renewal_time",
     "MAX_KEY_LENGTH",
     "RENEW_FRACTION",
+    "RENEW_EARLIEST_FRACTION",
     "RENEW_MARGIN",
 ]
 
@@ -30,8 +31,12 @@ __all__ = [
 MAX_KEY_LENGTH = 256
 #: Renew after this fraction of a token's lifetime (§11: 80–90 %).
 RENEW_FRACTION = 0.85
-#: ... and never later than this many seconds before ``se`` (§11).
+#: ... and never later than this many seconds before ``se`` (§11) ...
 RENEW_MARGIN = 60.0
+#: ... but, for a token too short-lived for that margin, not before this
+#: fraction of its lifetime: one renewal per lifetime, whatever the lifetime
+#: (a 20 s token renewed "60 s before expiry" was renewed every second).
+RENEW_EARLIEST_FRACTION = 0.5
 
 
 @runtime_checkable
@@ -49,7 +54,7 @@ class StaticTokenProvider:
 
     def __init__(self, token: str) -> None:
         if not isinstance(token, str) or not token.strip():
-            raise ProtocolError("A static token must be a non-empty string.")
+            raise LocalProtocolError("A static token must be a non-empty string.")
         self._token = token.strip()
 
     def get_token(self, audience: str, now: float) -> str:
@@ -67,9 +72,9 @@ class StaticTokenProvider:
 
 def _check_key_part(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ProtocolError(f"The SAS {what} must be a non-empty string.")
+        raise LocalProtocolError(f"The SAS {what} must be a non-empty string.")
     if len(value) > MAX_KEY_LENGTH:
-        raise ProtocolError(f"The SAS {what} is longer than {MAX_KEY_LENGTH} characters.")
+        raise LocalProtocolError(f"The SAS {what} is longer than {MAX_KEY_LENGTH} characters.")
     return value
 
 
@@ -86,7 +91,7 @@ class SasKeyTokenProvider:
         self.key_name = _check_key_part(key_name, "key name")
         self._key = _check_key_part(key, "key")
         if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or not math.isfinite(lifetime) or lifetime <= 0:
-            raise ProtocolError(f"A token lifetime must be a positive number of seconds, not {lifetime!r}.")
+            raise LocalProtocolError(f"A token lifetime must be a positive number of seconds, not {lifetime!r}.")
         self.lifetime = float(lifetime)
 
     def get_token(self, audience: str, now: float) -> str:
@@ -112,14 +117,14 @@ class CallableTokenProvider:
 
     def __init__(self, func: Callable[[str], str | Awaitable[str]]) -> None:
         if not callable(func):
-            raise ProtocolError("CallableTokenProvider needs a callable taking the audience URI.")
+            raise LocalProtocolError("CallableTokenProvider needs a callable taking the audience URI.")
         self._func = func
 
     def get_token(self, audience: str, now: float) -> str | Awaitable[str]:
         result = self._func(audience)
         if isinstance(result, str) or inspect.isawaitable(result):
             return result
-        raise ProtocolError(
+        raise LocalProtocolError(
             f"The token function returned {type(result).__name__}; it must return a string or an awaitable."
         )
 
@@ -132,11 +137,14 @@ def renewal_time(token: str, issued_at: float) -> float | None:
     """When to renew ``token`` issued at ``issued_at``; None if its expiry is unknown.
 
     At 85 % of the lifetime, never later than ``se - 60 s`` (§11: better than the
-    official clients, which renew exactly at expiry), never before ``issued_at``.
+    official clients, which renew exactly at expiry), but never before half the
+    lifetime (so a token living under two minutes is renewed once, halfway), and
+    never before ``issued_at`` (a token already expired is renewed now).
     """
     expiry = token_expiry(token)
     if expiry is None:
         return None
     lifetime = expiry - issued_at
     when = min(issued_at + RENEW_FRACTION * lifetime, expiry - RENEW_MARGIN)
+    when = max(when, issued_at + RENEW_EARLIEST_FRACTION * lifetime)
     return float(max(when, issued_at))

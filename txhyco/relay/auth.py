@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Mapping
 
-from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.errors import RemoteProtocolError
 from txhyco.protocol.sas import Rights, SasToken, verify_token
 
 from .config import RelayConfig
@@ -57,9 +57,9 @@ def check_token(
     required: Rights,
     now: float,
 ) -> SasToken:
-    """Verify ``token`` for ``required`` rights on ``entity``, or raise ProtocolError (401/403)."""
+    """Verify ``token`` for ``required`` rights on ``entity``, or raise RemoteProtocolError (401/403)."""
     if not token:
-        raise ProtocolError(
+        raise RemoteProtocolError(
             "The request is missing a token: send it in the ServiceBusAuthorization header "
             "or the sb-hc-token query parameter.",
             status=401,

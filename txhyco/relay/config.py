@@ -3,19 +3,26 @@
 A relay runs with a :class:`RelayConfig`. By default it serves any entity path
 (created on first use) under one namespace-wide SAS rule; a TOML file (see
 :func:`load_config` and the README) can name the hybrid connections, give them
-their own rules and ``requiresClientAuthorization``, and tune limits.
+their own rules and ``requiresClientAuthorization``, and tune limits. Each of
+the file's tables is declared below (see :mod:`txhyco.relay.schema`): a key it
+does not declare, or a value of the wrong type or range, stops the relay
+before it starts.
 """
 from __future__ import annotations
 
 import base64
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
 
+from txhyco._suggest import unknown_name
 from txhyco.protocol.addresses import check_entity_name
-from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.errors import LocalProtocolError, ProtocolError
+from txhyco.protocol.http import ACCEPT_TIMEOUT, HEADER_METADATA_LIMIT, RESPONSE_DEADLINE, STREAM_IDLE_LIMIT
 from txhyco.protocol.sas import Rights, SasRule
+
+from .schema import TOP_LEVEL, Invalid, Setting, Table, array, boolean, kind, seconds, table, tables, text, whole
 
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
 
@@ -34,10 +41,11 @@ class Limits:
     max_message_size: int = 64 * 1024 * 1024
     #: Messages a listener may send on its control channel (commands and bodies).
     max_control_message_size: int = 1024 * 1024
-    max_header_size: int = 32 * 1024
-    accept_timeout: float = 30.0
-    response_timeout: float = 60.0
-    stream_idle_timeout: float = 60.0
+    # The defaults the relay shares with listeners come from the core.
+    max_header_size: int = HEADER_METADATA_LIMIT
+    accept_timeout: float = ACCEPT_TIMEOUT
+    response_timeout: float = RESPONSE_DEADLINE
+    stream_idle_timeout: float = STREAM_IDLE_LIMIT
     handshake_timeout: float = 10.0
     #: Seconds a token may be past its expiry before the relay refuses it.
     token_grace: float = 300.0
@@ -91,114 +99,134 @@ class RelayConfig:
         return merged
 
 
-def _rules(raw: Any, where: str) -> dict[str, SasRule]:
-    if not isinstance(raw, list):
-        raise ProtocolError(f"{where}: 'rules' must be a list of tables ([[rules]] in TOML).")
-    rules = {}
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise ProtocolError(f"{where}: rule {i + 1} must be a table.")
-        name = item.get("name")
-        key = item.get("key") or item.get("primaryKey")
-        if not isinstance(name, str) or not name:
-            raise ProtocolError(f"{where}: rule {i + 1} needs a 'name'.")
-        if not isinstance(key, str) or not key:
-            raise ProtocolError(f"{where}: rule '{name}' needs a 'key'.")
-        secondary = item.get("secondaryKey")
-        if secondary is not None and not isinstance(secondary, str):
-            raise ProtocolError(f"{where}: rule '{name}': 'secondaryKey' must be a string.")
-        rights_raw = item.get("rights", ["Listen", "Send", "Manage"])
-        if isinstance(rights_raw, str):
-            rights_raw = [rights_raw]
-        try:
-            rights = Rights.parse(rights_raw)
-        except ProtocolError as e:
-            raise ProtocolError(f"{where}: rule '{name}': 'rights': {e.message}") from None
-        rules[name] = SasRule(name=name, primary_key=key, secondary_key=secondary, rights=rights)
-    return rules
+# -- the file's tables (see txhyco.relay.schema and the README) -----------------------
 
 
-_LIMIT_KEYS = {
-    "maxListeners": ("max_listeners", int),
-    "maxMessageSize": ("max_message_size", int),
-    "maxControlMessageSize": ("max_control_message_size", int),
-    "maxHeaderSize": ("max_header_size", int),
-    "acceptTimeout": ("accept_timeout", float),
-    "responseTimeout": ("response_timeout", float),
-    "streamIdleTimeout": ("stream_idle_timeout", float),
-    "handshakeTimeout": ("handshake_timeout", float),
-    "tokenGrace": ("token_grace", float),
-    "noListenerStatus": ("no_listener_status", int),
+def _right_names(value: Any, where: str) -> Rights:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)):
+        raise Invalid(f"must be an array of rights (Listen, Send, Manage), not {kind(value)}")
+    if not names:
+        raise Invalid("must name at least one right (Listen, Send or Manage): an empty array grants nothing")
+    known = {member.name.capitalize(): member for member in Rights}
+    result = Rights(0)
+    for name in names:
+        if not isinstance(name, str):
+            raise Invalid(f"must hold names of rights, not {kind(name)}")
+        right = known.get(name.capitalize())
+        if right is None and isinstance(value, str) and any(c in name for c in ", |"):
+            raise Invalid('must be an array to name several rights, e.g. ["Listen", "Send"]')
+        if right is None:
+            raise Invalid(f"names an {unknown_name('right', name, known)}")
+        if right in result:
+            raise Invalid(f"names {name.capitalize()} twice")
+        result |= right
+    return result
+
+
+def _connection_string_part_problem(value: str) -> str | None:
+    """What keeps a rule's name or key out of a connection string (the message never shows a key)."""
+    if value != value.strip() or ";" in value or not value.isprintable():
+        return "must not hold ';', control characters or leading/trailing spaces (it goes into connection strings)"
+    return None
+
+
+def _entity_name(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"must be a string, not {kind(value)}")
+    try:
+        return check_entity_name(value)
+    except ProtocolError as e:
+        raise Invalid(f"is wrong: {e.message.rstrip('.')}") from None
+
+
+def _host_problem(host: str) -> str | None:
+    if not all(c.isascii() and (c.isalnum() or c in ".-_:[]") for c in host):
+        return "must be a host name (letters, digits, '.', '-', ':', '[', ']')"
+    return None
+
+
+_rule_key = text(max_length=1024, secret=True, valid=_connection_string_part_problem)
+_RULE = {
+    "name": Setting(text(max_length=256, valid=_connection_string_part_problem), "name", required=True),
+    "key": Setting(_rule_key, "primary_key", required=True),
+    "primaryKey": Setting(_rule_key, "primary_key", required=True),  # Azure's name for it
+    "secondaryKey": Setting(_rule_key, "secondary_key"),
+    # Required: a rule that named no rights (or misspelt the key) once got them all.
+    "rights": Setting(_right_names, "rights", required=True),
 }
+NAMESPACE_RULE = Table("[[rules]]", _RULE, build=SasRule)
+ENTITY_RULE = Table("[[hybridConnections.rules]]", _RULE, build=SasRule)
 
 
-_LIMIT_MAX = 2**53  # exact as int and float; NaN and inf fail the range check
+def _hybrid_connection(name: str, rules: Iterable[SasRule] = (), **fields: Any) -> HybridConnectionConfig:
+    return HybridConnectionConfig(name=name, rules={rule.name: rule for rule in rules}, **fields)
 
 
-def _limits(raw: Any) -> Limits:
-    if not isinstance(raw, dict):
-        raise ProtocolError("'limits' must be a table.")
-    changes = {}
-    for key, value in raw.items():
-        if key not in _LIMIT_KEYS:
-            raise ProtocolError(f"limits: unknown setting '{key}' (known: {', '.join(sorted(_LIMIT_KEYS))}).")
-        attr, kind = _LIMIT_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _LIMIT_MAX:
-            raise ProtocolError(f"limits: '{key}' must be a number from 0 to {_LIMIT_MAX}.")
-        if kind is int and value != int(value):
-            raise ProtocolError(f"limits: '{key}' must be a whole number.")
-        changes[attr] = kind(value)
-    return replace(Limits(), **changes)
+HYBRID_CONNECTION = Table(
+    "[[hybridConnections]]",
+    {
+        "name": Setting(_entity_name, "name", required=True),
+        "requiresClientAuthorization": Setting(boolean(), "requires_client_authorization"),
+        "rules": Setting(tables(ENTITY_RULE), "rules"),
+        "userMetadata": Setting(text(max_length=1024, empty=True), "user_metadata"),
+    },
+    build=_hybrid_connection,
+)
+
+_DAY = 86400.0
+_SIZE_MAX = 2**32
+
+LIMITS = Table(
+    "[limits]",
+    {
+        "maxListeners": Setting(whole(1, 10000), "max_listeners"),
+        "maxMessageSize": Setting(whole(1, _SIZE_MAX, zero="no limit"), "max_message_size"),
+        "maxControlMessageSize": Setting(whole(4096, _SIZE_MAX), "max_control_message_size"),
+        "maxHeaderSize": Setting(whole(1024, 16 * 1024 * 1024), "max_header_size"),
+        "acceptTimeout": Setting(seconds(0, _DAY), "accept_timeout"),
+        "responseTimeout": Setting(seconds(0, _DAY), "response_timeout"),
+        "streamIdleTimeout": Setting(seconds(0, _DAY), "stream_idle_timeout"),
+        "handshakeTimeout": Setting(seconds(0, _DAY), "handshake_timeout"),
+        "tokenGrace": Setting(seconds(0, _DAY, low_included=True), "token_grace"),
+        "noListenerStatus": Setting(whole(400, 599), "no_listener_status"),
+    },
+    build=Limits,
+)
+
+DOCUMENT = Table(
+    TOP_LEVEL,
+    {
+        "rules": Setting(tables(NAMESPACE_RULE), "rules"),
+        "hybridConnections": Setting(tables(HYBRID_CONNECTION), "hybrid_connections"),
+        "restrict": Setting(boolean(), "restrict"),
+        "limits": Setting(table(LIMITS), "limits"),
+        "hosts": Setting(array(text(max_length=253, valid=_host_problem)), "hosts"),
+    },
+)
 
 
 def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: str | None = None) -> RelayConfig:
     """Build a :class:`RelayConfig` from a parsed TOML document.
 
+    Every key must be one the README documents and every value of the right
+    type and range, else :class:`ProtocolError` says which (one sentence).
     ``key_name``/``key`` (the command line's ``--key-name``/``--key``) add or
     replace a namespace rule with all rights.
     """
-    known = {"rules", "hybridConnections", "restrict", "limits", "hosts"}
-    unknown = set(doc) - known
-    if unknown:
-        raise ProtocolError(f"config: unknown top-level setting(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))}).")
-    rules = _rules(doc.get("rules", []), "config")
+    fields = DOCUMENT.read(doc)
+    rules = {rule.name: rule for rule in fields.get("rules", [])}
     if key_name or key or not rules:
         # First, so it is the root rule whose key the relay prints.
         base = RelayConfig.with_key(key_name or DEFAULT_KEY_NAME, key)
         rules = {**base.rules, **{n: r for n, r in rules.items() if n not in base.rules}}
-    hcs = {}
-    raw_hcs = doc.get("hybridConnections", [])
-    if not isinstance(raw_hcs, list):
-        raise ProtocolError("config: 'hybridConnections' must be a list of tables ([[hybridConnections]]).")
-    for i, item in enumerate(raw_hcs):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip("/"):
-            raise ProtocolError(f"config: hybrid connection {i + 1} needs a 'name'.")
-        try:
-            name = check_entity_name(item["name"])
-        except ProtocolError as e:
-            raise ProtocolError(f"config: hybrid connection {i + 1}: {e.message}") from None
-        rca = item.get("requiresClientAuthorization", True)
-        if not isinstance(rca, bool):
-            raise ProtocolError(f"config: hybrid connection '{name}': requiresClientAuthorization must be true or false.")
-        meta = item.get("userMetadata", "")
-        hcs[name] = HybridConnectionConfig(
-            name=name,
-            requires_client_authorization=rca,
-            rules=_rules(item.get("rules", []), f"hybrid connection '{name}'"),
-            user_metadata=str(meta),
-        )
-    restrict = doc.get("restrict", bool(hcs))
-    if not isinstance(restrict, bool):
-        raise ProtocolError("config: 'restrict' must be true or false.")
-    hosts = doc.get("hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-        raise ProtocolError("config: 'hosts' must be a list of host names.")
+    hcs = {hc.name: hc for hc in fields.get("hybrid_connections", [])}
     return RelayConfig(
         rules=rules,
         hybrid_connections=hcs,
-        restrict=restrict,
-        limits=_limits(doc.get("limits", {})),
-        hosts=tuple(h.lower() for h in hosts),
+        restrict=fields.get("restrict", bool(hcs)),
+        limits=fields.get("limits", Limits()),
+        hosts=tuple(h.lower() for h in fields.get("hosts", [])),
     )
 
 
@@ -208,10 +236,19 @@ def load_config(path: str, *, key_name: str | None = None, key: str | None = Non
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except OSError as e:
-        raise ProtocolError(f"cannot read config file {path}: {e.strerror}.") from None
+        raise LocalProtocolError(f"cannot read config file {path}: {e.strerror}.") from None
     except tomllib.TOMLDecodeError as e:
-        raise ProtocolError(f"config file {path} is not valid TOML: {e}.") from None
+        raise LocalProtocolError(f"config file {path} is not valid TOML: {e}.") from None
+    except UnicodeDecodeError:
+        raise LocalProtocolError(f"config file {path} is not valid TOML: it is not UTF-8 text.") from None
+    except RecursionError:
+        raise LocalProtocolError(f"config file {path} is not valid TOML: it nests arrays or tables too deeply.") from None
+    except ValueError as e:  # a NUL in the name, or an integer too long for Python to convert
+        if "\0" in path:
+            raise LocalProtocolError(f"{path!r} is not a file name.") from None
+        reason = str(e).split(";")[0].rstrip(".")
+        raise LocalProtocolError(f"config file {path} is not valid TOML: {reason}.") from None
     try:
         return parse_config(doc, key_name=key_name, key=key)
     except ProtocolError as e:
-        raise ProtocolError(f"{path}: {e.message}") from None
+        raise LocalProtocolError(f"{path}: {e.message}") from None

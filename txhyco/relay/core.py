@@ -1,11 +1,13 @@
-"""The relay's routing: who may connect, which listener gets what, and splicing.
+"""The relay's routing: who may connect, which listener gets what, and control channels.
 
 :class:`Relay` is the one object behind a relay port. The front door
 (:mod:`txhyco.relay.frontdoor`) hands it WebSocket upgrades (through
-Autobahn) and plain HTTP requests (through :mod:`txhyco.relay.http`); it
-authorizes them with the core's verifier, picks a listener, sends ``accept``
-or ``request`` on that listener's control channel and pairs the listener's
-rendezvous with the waiting sender. Section numbers refer to protocol.md.
+Autobahn) and plain HTTP requests (through :mod:`txhyco.relay.httpsender`); it
+authorizes them with the core's verifier, picks a listener
+(:mod:`txhyco.relay.routing`), sends ``accept`` or ``request`` on that
+listener's :class:`ControlChannel` and pairs the listener's rendezvous with
+the waiting sender (:mod:`txhyco.relay.connect`, :mod:`txhyco.relay.http`).
+Section numbers refer to protocol.md.
 """
 from __future__ import annotations
 
@@ -13,30 +15,25 @@ import uuid
 from typing import Any
 
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.eagerwrite import transport_unsent
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
-from txhyco.protocol.errors import ProtocolError
-from txhyco.protocol.http import (
-    BodyData,
-    BodyEnded,
-    ChannelReader,
-    CommandReceived,
-    ROLE_RELAY,
-    connect_headers_for_listener,
-    sanitize_reason,
-)
+from txhyco.protocol.channel import ROLE_RELAY, BodyData, BodyEnded, ChannelReader, CommandReceived
+from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
+from txhyco.protocol.grammar import field_text
+from txhyco.protocol.http import connect_headers_for_listener, sanitize_reason
 from txhyco.protocol.messages import Accept, RemoteEndpoint, RenewToken, Response
 from txhyco.protocol.sas import Rights
 
 from .auth import TokenCache, azure_reason, find_token, host_only
 from .config import RelayConfig
+from .connect import PendingConnect
+from .http import RelayedHttpExchange
 from .metrics import RelayMetrics
 from .registry import Entity, Registry
-from .splice import Forwarder
+from .routing import choose_listener
 from .websocket import RelayWebSocketFactory
 
 log = Logger()
@@ -52,28 +49,14 @@ RENDEZVOUS_PARAM = "sb-hc-rendezvous"
 #: comes before it.
 CONTROL_BACKLOG_LIMIT = 8 * 1024 * 1024
 
-NOT_READING = "The listener is not keeping up with its control channel; try again later."
-
 
 def header_pairs(h11_request) -> list[tuple[str, str]]:
     """A request's headers with their original names, values as text."""
     pairs = []
     for name, value in h11_request.headers.raw_items():
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = value.decode("latin-1")
+        text = field_text(value)
         pairs.append((name.decode("ascii"), text))
     return pairs
-
-
-def listener_filter(lower_headers: dict[str, str]) -> tuple[list[str] | None, list[str]]:
-    """The Microsoft-Relay-Allowed/DisallowedListeners lists of a request (§2.7)."""
-    def split(value: str | None) -> list[str]:
-        return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-    allowed = lower_headers.get("microsoft-relay-allowedlisteners")
-    return (split(allowed) if allowed is not None else None), split(lower_headers.get("microsoft-relay-disallowedlisteners"))
 
 
 class Relay:
@@ -141,19 +124,19 @@ class Relay:
     def _listen(self, proto, request, target, host):
         path = target.path.strip("/")
         if not path:
-            raise ProtocolError("The listen address names no hybrid connection: use /$hc/{name}.", 404)
+            raise RemoteProtocolError("The listen address names no hybrid connection: use /$hc/{name}.", 404)
         if len(path) > MAX_ENTITY_PATH:
-            raise ProtocolError(f"A hybrid connection name has at most {MAX_ENTITY_PATH} characters.", 400)
+            raise RemoteProtocolError(f"A hybrid connection name has at most {MAX_ENTITY_PATH} characters.", 400)
         entity = self.registry.entity(path, create=True)
         if entity is None:
-            raise ProtocolError("Endpoint does not exist.", 404)
+            raise RemoteProtocolError("Endpoint does not exist.", 404)
         try:
             _, lower = self._lower_headers(proto)
             token = find_token(lower, target.token, http=False, consume_authorization=False)
             sas = self.tokens.check(entity, token, host=host, required=Rights.LISTEN, now=self.now())
             limit = self.config.limits.max_listeners
             if len(entity.listeners) >= limit:
-                raise ProtocolError(
+                raise RemoteProtocolError(
                     f"The hybrid connection already has the maximum of {limit} listeners "
                     "(MaximumListenersPerEndpoint); stop one or use another hybrid connection.",
                     403,
@@ -170,20 +153,12 @@ class Relay:
     def _connect(self, proto, request, target, host):
         entity, _ = self.registry.resolve(target.path)
         if entity is None:
-            raise ProtocolError("Endpoint does not exist.", 404)
+            raise RemoteProtocolError("Endpoint does not exist.", 404)
         pairs, lower = self._lower_headers(proto)
         if entity.config.requires_client_authorization:
             token = find_token(lower, target.token, http=False, consume_authorization=False)
             self.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.now())
-        allowed, disallowed = listener_filter(lower)
-        listener = entity.choose_listener(allowed, disallowed)
-        if listener is None:
-            self.registry.forget_if_idle(entity)
-            if entity.listeners:
-                raise ProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
-            raise ProtocolError("There are no listeners connected for the endpoint.", 404)
-        if listener.backlogged:
-            raise ProtocolError(NOT_READING, 503)
+        listener = choose_listener(self.registry, entity, lower, no_listener_status=404)
         pending = PendingConnect(self, proto, entity, request.protocols or [], listener)
         tracking_id = target.tracking_id or str(uuid.uuid4())
         address = listener.rendezvous_address("accept", tracking_id, raw_suffix(target.raw_path, entity.name), target.app_query, pending.key)
@@ -207,11 +182,11 @@ class Relay:
     def _accept(self, proto, request, target, host):
         pending = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM), PendingConnect)
         if pending is None or pending.deferred.called:
-            raise ProtocolError("The rendezvous address is invalid, expired or already used.", 403)
+            raise RemoteProtocolError("The rendezvous address is invalid, expired or already used.", 403)
         try:
             rejected = reject_parameters(pending.issued_query, target.query)
             if rejected is not None and rejected[0] < 200:
-                raise ProtocolError(f"A reject needs a final status (200 to 999), not the interim status {rejected[0]}.", 400)
+                raise RemoteProtocolError(f"A reject needs a final status (200 to 999), not the interim status {rejected[0]}.", 400)
         except ProtocolError as e:
             # The listener meant to refuse and its address is used up: the
             # sender hears so now, not at the accept timeout.
@@ -230,11 +205,9 @@ class Relay:
         return chosen
 
     def _request(self, proto, request, target, host):
-        from .http import HttpExchange
-
-        exchange = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM), HttpExchange)
+        exchange = self.registry.claim(query_value(target.query, RENDEZVOUS_PARAM), RelayedHttpExchange)
         if exchange is None or exchange.finished:
-            raise ProtocolError("The rendezvous address is invalid, expired or already used.", 403)
+            raise RemoteProtocolError("The rendezvous address is invalid, expired or already used.", 403)
         exchange.rendezvous_claimed(proto)
         proto.role = exchange
         proto.sink = CommandSink(ChannelReader(ROLE_RELAY, accept=[Response]), exchange)
@@ -276,7 +249,7 @@ class ControlChannel:
         self.expiry = expiry
         self.key: str | None = None
         self.host_header = host_header or "localhost"
-        #: request id -> HttpExchange waiting for (or receiving) its response here
+        #: request id -> RelayedHttpExchange waiting for (or receiving) its response here
         self.exchanges: dict[str, Any] = {}
         #: senders whose ``accept`` went out here and that still wait
         self.pending_connects: set[PendingConnect] = set()
@@ -404,103 +377,3 @@ class ControlChannel:
     def _expired(self) -> None:
         self._expiry_call = None
         self.proto.close_with(1008, "The token of this control channel expired; send renewToken before it does.")
-
-
-class PendingConnect:
-    """A sender's upgrade held open until the listener accepts, rejects or times out (§3.2)."""
-
-    def __init__(self, relay: Relay, sender, entity: Entity, offered_protocols: list[str], listener: ControlChannel) -> None:
-        self.relay = relay
-        self.sender = sender
-        self.entity = entity
-        self.offered_protocols = offered_protocols
-        self.listener = listener
-        self.issued_query = ""
-        self.deferred: Deferred = Deferred()
-        self.key = relay.registry.park(self)
-        listener.pending_connects.add(self)
-        timeout = relay.config.limits.accept_timeout
-        self._timer = relay.reactor.callLater(timeout, self._timed_out, timeout)
-
-    def _timed_out(self, timeout: float) -> None:
-        self.relay.registry.drop(self.key)
-        self.fail(404, f"The listener did not accept the connection within the allowed timeout of {timeout:g} seconds.")
-
-    def listener_gone(self) -> None:
-        # 404 like the accept timeout: .NET senders treat it as transient
-        # and may retry onto another listener (§3.2).
-        self.relay.registry.drop(self.key)
-        self.fail(404, "The listener that was offered the connection went away before accepting it.")
-
-    def _settled(self) -> None:
-        if self._timer.active():
-            self._timer.cancel()
-        self.listener.pending_connects.discard(self)
-
-    def fail(self, status: int, reason: str) -> None:
-        self._settled()
-        if not self.deferred.called:
-            self.relay.metrics.rejects.labels(str(status)).inc()
-            self.deferred.errback(ConnectionDeny(status, reason))
-
-    def reject(self, status: int, description: str) -> None:
-        self.fail(status, description)
-
-    def accept(self, listener_leg, protocol: str | None) -> None:
-        self._settled()
-        Splice(self.relay, self.entity, self.sender, listener_leg)
-        self.deferred.callback(protocol)
-
-    # role interface (the sender leg while waiting)
-    def leg_opened(self, proto) -> None:
-        pass
-
-    def leg_closed(self, proto, was_clean, code, reason) -> None:
-        # The sender gave up before the listener answered.
-        self._settled()
-        self.relay.registry.drop(self.key)
-
-
-class Splice:
-    """Two legs relayed to each other: frames, flow control and closes (§6)."""
-
-    def __init__(self, relay: Relay, entity: Entity, sender, listener) -> None:
-        self.relay = relay
-        self.entity = entity
-        self._open = 0
-        self._counted = False
-        sender.partner, listener.partner = listener, sender
-        metrics = relay.metrics
-        sender.sink = Forwarder(sender, listener, metrics.bytes_to_listener)
-        listener.sink = Forwarder(listener, sender, metrics.bytes_to_sender)
-        sender.role = listener.role = self
-        sender.maxMessagePayloadSize = listener.maxMessagePayloadSize = relay.config.limits.max_message_size
-
-    def leg_opened(self, proto) -> None:
-        self._open += 1
-        if self._open == 2:
-            a, b = proto, proto.partner
-            # Each side's socket is the producer of the other's writes: a slow
-            # reader on one side stops the relay reading from the other.
-            a.transport.registerProducer(b.transport, True)
-            b.transport.registerProducer(a.transport, True)
-            self._counted = True
-            self.relay.metrics.connections.inc()
-            self.relay.metrics.connections_total.labels(self.entity.name).inc()
-
-    def leg_closed(self, proto, was_clean, code, reason) -> None:
-        other = proto.partner
-        if self._counted:
-            self._counted = False
-            self.relay.metrics.connections.dec()
-        if other is None:
-            return
-        if other.owes_close_reply:
-            # The far end went away instead of answering the forwarded Close.
-            other.answer_close(1001 if proto.remoteCloseCode is None else proto.remoteCloseCode, proto.remoteCloseReason)
-        elif other.state == other.STATE_OPEN and not was_clean:
-            # A leg dropped without a Close: the other side must see an error,
-            # not a clean end (§6).
-            other.dropConnection(abort=True)
-        elif other.state == other.STATE_OPEN:
-            other.close_with(1001, "The peer went away.")

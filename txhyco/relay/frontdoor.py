@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from txhyco._twisted import eagerwrite
 from txhyco.protocol.http import reason_phrase
 
-from .http import HttpSender
+from .httpsender import HttpSender
 
 log = Logger()
 

@@ -1,15 +1,15 @@
 """Which hybrid connections exist, who listens on them, and what is pending.
 
 Pure bookkeeping with no I/O: the WebSocket and HTTP sides register control
-channels here, pick a listener for each sender, and park the state of
-connections and requests that wait for a listener's rendezvous.
+channels here (:mod:`txhyco.relay.routing` picks one for each sender), and
+park the state of connections and requests that wait for a listener's
+rendezvous.
 """
 from __future__ import annotations
 
-import random
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from txhyco.protocol.addresses import entity_path_candidates
 
@@ -27,34 +27,6 @@ class Entity:
     @property
     def name(self) -> str:
         return self.config.name
-
-    def choose_listener(self, allowed: Iterable[str] | None = None, disallowed: Iterable[str] = ()) -> Any | None:
-        """A random listener, honouring the Allowed/DisallowedListeners headers (§2.7)."""
-        if allowed is None and not disallowed:
-            candidates = list(self.listeners.values())
-        else:
-            allow = None if allowed is None else {a.lower() for a in allowed}
-            deny = {d.lower() for d in disallowed}
-            candidates = [
-                ch for lid, ch in self.listeners.items()
-                if (allow is None or _base_id(lid) in allow) and _base_id(lid) not in deny
-            ]
-        if not candidates:
-            return None
-        # Listeners that keep up come first; a backlogged one only if none does
-        # (the caller then refuses the sender with a reason). Usually the
-        # first pick keeps up, and the others are not looked at.
-        choice = random.choice(candidates)
-        if choice.backlogged:
-            ready = [ch for ch in candidates if not ch.backlogged]
-            if ready:
-                choice = random.choice(ready)
-        return choice
-
-
-def _base_id(tracking_id: str) -> str:
-    """A listener's tracking id without the service's ``_G<n>`` suffix."""
-    return tracking_id.split("_", 1)[0].lower()
 
 
 class Registry:

@@ -9,6 +9,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from txhyco.protocol.addresses import Namespace
 from txhyco.protocol.connection_string import ConnectionString
 
 from .config import RelayConfig
@@ -86,17 +87,9 @@ class RelayService(Service):
         address = host.host
         if address in ("0.0.0.0", "::", ""):
             address = "127.0.0.1"
-        if ":" in address:
-            address = f"[{address}]"
         rule = self.config.root_rule
-        return ConnectionString(
-            endpoint=f"sb://{address}:{host.port}/",
-            shared_access_key_name=rule.name,
-            shared_access_key=rule.primary_key,
-            shared_access_signature=None,
-            entity_path=None,
-            use_development_emulator=self.tls is None,
-        )
+        namespace = Namespace(address, host.port, self.tls is not None)
+        return ConnectionString.build(namespace, key_name=rule.name, key=rule.primary_key)
 
     def stopService(self):
         super().stopService()

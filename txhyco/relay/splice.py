@@ -9,25 +9,13 @@ messages of any size, and there is no copy beyond Autobahn's unmasking.
 Re-emitting a frame whose payload arrives over several reads needs its
 header written first with the FIN bit of the incoming frame, which Autobahn's
 streaming send API cannot express (it always writes FIN=0 and ends messages
-with an extra empty frame). So this module writes the header itself: an
-unmasked server-to-client frame header, RFC 6455 §5.2.
+with an extra empty frame). So this module writes the header itself (built
+by :func:`txhyco.protocol.frames.frame_header`): an unmasked server-to-client
+frame header, RFC 6455 §5.2.
 """
 from __future__ import annotations
 
-import struct
-
-_SHORT = struct.Struct("!BBH")
-_LONG = struct.Struct("!BBQ")
-
-
-def frame_header(opcode: int, fin: bool, length: int) -> bytes:
-    """The header of an unmasked frame (RFC 6455 §5.2): no RSV bits, no mask."""
-    b0 = (0x80 if fin else 0) | opcode
-    if length < 126:
-        return bytes((b0, length))
-    if length < 0x10000:
-        return _SHORT.pack(b0, 126, length)
-    return _LONG.pack(b0, 127, length)
+from txhyco.protocol.frames import OP_BINARY, OP_TEXT, frame_header
 
 
 class Forwarder:
@@ -50,7 +38,7 @@ class Forwarder:
         self._header = None
 
     def message_begin(self, is_binary: bool) -> None:
-        self._opcode = 2 if is_binary else 1
+        self._opcode = OP_BINARY if is_binary else OP_TEXT
 
     def frame_begin(self, length: int, fin: bool) -> None:
         target = self.target

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.errors import LocalProtocolError
 
 SELF_SIGNED_CERT = "relay-cert.pem"
 SELF_SIGNED_KEY = "relay-key.pem"
@@ -77,7 +77,7 @@ def server_context(cert_path: str, key_path: str):
         with open(key_path, "rb") as f:
             key_pem = f.read()
     except OSError as e:
-        raise ProtocolError(f"cannot read TLS file {e.filename}: {e.strerror}.") from None
+        raise LocalProtocolError(f"cannot read TLS file {e.filename}: {e.strerror}.") from None
     end = b"-----END CERTIFICATE-----"
     blocks = [block.strip() + b"\n" + end + b"\n" for block in cert_pem.split(end)[:-1]]
     try:  # pyOpenSSL raises several types for bad PEM
@@ -85,15 +85,15 @@ def server_context(cert_path: str, key_path: str):
     except Exception:
         certs = []
     if not certs:
-        raise ProtocolError(f"the TLS certificate file {cert_path} holds no valid PEM certificate.") from None
+        raise LocalProtocolError(f"the TLS certificate file {cert_path} holds no valid PEM certificate.") from None
     try:
         key = ssl.KeyPair.load(key_pem, FILETYPE_PEM)
     except Exception as e:
-        raise ProtocolError(f"the TLS key file {key_path} holds no valid PEM private key ({e.__class__.__name__}).") from None
+        raise LocalProtocolError(f"the TLS key file {key_path} holds no valid PEM private key ({e.__class__.__name__}).") from None
     try:
         leaf = ssl.PrivateCertificate.fromCertificateAndKeyPair(certs[0], key)
     except VerifyError:
-        raise ProtocolError(f"the TLS key {key_path} does not belong to the certificate {cert_path}.") from None
+        raise LocalProtocolError(f"the TLS key {key_path} does not belong to the certificate {cert_path}.") from None
     return ssl.CertificateOptions(
         privateKey=leaf.privateKey.original,
         certificate=leaf.original,

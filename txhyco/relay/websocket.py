@@ -21,9 +21,9 @@ from twisted.logger import Logger
 
 from txhyco._twisted.autobahn_speedups import LeanServerProtocol
 from txhyco._twisted.eagerwrite import transport_unsent
+from txhyco.protocol.frames import frame_header
 from txhyco.protocol.messages import serialize_command
 
-from .splice import frame_header
 
 log = Logger()
 
@@ -91,7 +91,7 @@ class RelayWebSocketProtocol(LeanServerProtocol):
 
     relay: Any = None  # set by the factory
     sink: Any = DISCARD
-    #: the role object: ControlChannel, PendingConnect side, Splice, HttpExchange
+    #: the role object: ControlChannel, PendingConnect side, RelaySplice, RelayedHttpExchange
     role: Any = None
     #: the other leg once spliced (not ``peer``: Autobahn uses that name for
     #: the remote address string, which made every unspliced leg look spliced)

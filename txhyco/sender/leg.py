@@ -31,7 +31,7 @@ def open_leg(reactor, hc: HybridConnection, factory, url_for: Callable[[str | No
     with ``token_in_query``; otherwise it travels in the
     ``ServiceBusAuthorization`` header, added to the factory's own headers).
     ``on_connected(protocol, token)`` runs once TCP (and TLS) is up, before
-    the handshake completes. Fails with :class:`txhyco.errors.RelayHandshakeError`
+    the handshake completes. Fails with :class:`txhyco.errors.RelayRefused`
     (the relay's or the listener's status) or :class:`txhyco.errors.RelayUnreachable`.
     """
     token = yield hc.get_token(reactor)

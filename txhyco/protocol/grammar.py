@@ -1,0 +1,62 @@
+"""HTTP's field grammar (RFC 9110) as regular expressions, and the one way header bytes become text.
+
+Every module that checks a method, a header name or value, or a request
+target uses these. Each pattern exists for ``str`` (commands, h11's input)
+and, where bytes are read off a socket, for ``bytes`` (suffix ``_B``).
+"""
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "TOKEN",
+    "TOKEN_B",
+    "PLAIN_FIELD_VALUE",
+    "PLAIN_FIELD_VALUE_B",
+    "PLAIN_TARGET",
+    "FORBIDDEN_IN_VALUE",
+    "FORBIDDEN_IN_TARGET",
+    "field_text",
+]
+
+# tchar (RFC 9110 section 5.6.2): what a token -- a method, a header name -- is made of.
+_TCHAR = r"[-!#$%&'*+.^_`|~0-9A-Za-z]"
+# field-value without obs-text (RFC 9110 section 5.5): visible ASCII runs
+# joined by spaces and tabs, no whitespace at either end.
+_PLAIN_VALUE = r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*"
+
+#: A token (RFC 9110 section 5.6.2): methods and header names.
+TOKEN = re.compile(_TCHAR + "+")
+TOKEN_B = re.compile((_TCHAR + "+").encode("ascii"))
+
+#: A field value of visible ASCII only (RFC 9110 section 5.5 without
+#: obs-text): what is written and read as is, without asking h11.
+PLAIN_FIELD_VALUE = re.compile(_PLAIN_VALUE)
+PLAIN_FIELD_VALUE_B = re.compile(_PLAIN_VALUE.encode("ascii"))
+
+#: A request-target of visible ASCII only (RFC 9112 section 3.2): written as is.
+PLAIN_TARGET = re.compile(r"[\x21-\x7e]+")
+
+#: Characters no header value, id, address or reason phrase may hold: control
+#: characters other than HTAB (RFC 9110 section 5.5; CR/LF would smuggle
+#: headers, NUL truncates in C parsers, h11 refuses the rest) and lone
+#: surrogates (not encodable as UTF-8).
+FORBIDDEN_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+
+#: Characters a request-target may not hold: besides those of
+#: :data:`FORBIDDEN_IN_VALUE`, spaces and tabs, as it is part of a request
+#: line ("GET {target} HTTP/1.1", RFC 9112 section 3).
+FORBIDDEN_IN_TARGET = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
+
+
+def field_text(data: bytes) -> str:
+    """Header bytes as text: UTF-8, else Latin-1.
+
+    RFC 9110 section 5.5 leaves non-ASCII field bytes (obs-text) opaque;
+    today's clients send UTF-8, older ones Latin-1, which decodes any byte,
+    so every value has a text form and none is refused for its encoding.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")

@@ -1,0 +1,138 @@
+"""A sender's HTTP request head at the relay: read, checked, and routed to a listener.
+
+:func:`open_exchange` turns an h11 request head into a
+:class:`~txhyco.relay.http.RelayedHttpExchange` bound for a listener, or
+says in a :class:`RequestRefused` why the relay answers the request itself
+(a bad target, a request smuggling shape, an unknown hybrid connection, a
+token refused, no listener that can take it).
+"""
+from __future__ import annotations
+
+import functools
+
+import h11
+
+from txhyco.protocol.addresses import RelayTarget, parse_relay_target
+from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
+from txhyco.protocol.grammar import field_text
+from txhyco.protocol.http import request_headers_for_listener
+from txhyco.protocol.sas import Rights
+
+from .auth import find_token, host_only
+from .http import RelayedHttpExchange
+from .routing import choose_listener
+
+# Headers that instruct the relay and are not forwarded to the listener.
+_RELAY_HEADERS = frozenset({"microsoft-relay-allowedlisteners", "microsoft-relay-disallowedlisteners"})
+
+# h11 header names (lower case) that open_exchange looks at or holds back.
+_RELAY_HEADERS_RAW = frozenset(n.encode("ascii") for n in _RELAY_HEADERS)
+_WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade"}) | _RELAY_HEADERS_RAW
+
+# Parsed request targets, by raw target: a keep-alive sender (or many) asks
+# for the same few paths, and parse_relay_target is pure. Long targets are
+# parsed each time rather than kept.
+_TARGET_CACHEABLE = 2048
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_relay_target(raw: bytes) -> RelayTarget:
+    return parse_relay_target(raw.decode("ascii"))  # h11 admits only visible ASCII
+
+
+def _relay_target(raw: bytes) -> RelayTarget:
+    if len(raw) <= _TARGET_CACHEABLE:
+        return _cached_relay_target(raw)
+    return parse_relay_target(raw.decode("ascii"))
+
+
+class RequestRefused(Exception):
+    """The relay answers a request itself, with ``status`` and ``message``.
+
+    ``host`` and ``path`` shape the Azure-style reason phrase;
+    ``close_connection``: the request is unsafe to read past, so the
+    connection ends after the answer.
+    """
+
+    def __init__(self, error: ProtocolError, *, host: str, path: str, close_connection: bool) -> None:
+        super().__init__(error.message)
+        self.status = error.status
+        self.message = error.message
+        self.host = host
+        self.path = path
+        self.close_connection = close_connection
+
+
+def open_exchange(sender, request: h11.Request) -> RelayedHttpExchange:
+    """The exchange that carries ``request``, from ``sender`` (an HttpSender), to a listener.
+
+    Not started yet. Raises :class:`RequestRefused` when no listener is to
+    see the request.
+    """
+    # One pass over h11's headers collects all the request needs: the
+    # pairs to forward (validated again by request_headers_for_listener,
+    # which is stricter than h11 about control characters), a lower-case
+    # map, and the few names the relay itself looks at.
+    forward = []
+    lower = {}
+    watched = {}  # the first value of each name in _WATCHED
+    for raw_name, value in request.headers.raw_items():
+        lname = raw_name.lower()
+        text = field_text(value)
+        name = raw_name.decode("ascii")
+        lower[name.lower()] = text
+        if lname in _WATCHED:
+            if lname in _RELAY_HEADERS_RAW:
+                continue  # a relay instruction: not forwarded
+            watched.setdefault(lname, value)
+        forward.append((name, text))
+    host_raw = watched.get(b"host")
+    upgrade = watched.get(b"upgrade")
+    content_length = watched.get(b"content-length")
+    transfer_encoding = watched.get(b"transfer-encoding")
+    host = host_only(host_raw.decode("latin-1")) if host_raw else ""
+    path = ""
+    close_connection = False
+    relay = sender.relay
+    try:
+        target = _relay_target(request.target)
+        path = target.path
+        if target.hybrid:
+            raise RemoteProtocolError("/$hc/ addresses take WebSocket upgrades; send HTTP requests to /{hybrid connection}/...", 400)
+        if request.method == b"CONNECT" or upgrade:
+            raise RemoteProtocolError("The relay does not relay CONNECT or protocol upgrades over HTTP.", 405)
+        if content_length is not None and transfer_encoding is not None:
+            # Two framings for one body: a classic request-smuggling shape
+            # (RFC 9112 §6.3). Refused, and the connection closed after.
+            close_connection = True
+            raise RemoteProtocolError("A request may not carry both Content-Length and Transfer-Encoding.", 400)
+        entity, _ = relay.registry.resolve(target.path)
+        if entity is None:
+            raise RemoteProtocolError("Endpoint does not exist.", 404)
+        auth_required = entity.config.requires_client_authorization
+        consume = auth_required and not lower.get("servicebusauthorization") and not target.token
+        if auth_required:
+            token = find_token(lower, target.token, http=True, consume_authorization=True)
+            relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=relay.now())
+        listener = choose_listener(relay.registry, entity, lower, no_listener_status=relay.config.limits.no_listener_status)
+        via_host = host or "relay"
+        headers = request_headers_for_listener(forward, via="1.1 " + via_host, consume_authorization=consume)
+    except ProtocolError as e:
+        raise RequestRefused(e, host=host, path=path, close_connection=close_connection) from None
+    request_target = target.raw_path + ("?" + target.app_query if target.app_query else "")
+    if content_length is not None:
+        length = int(content_length)
+    else:
+        length = None if transfer_encoding is not None and b"chunked" in transfer_encoding.lower() else 0
+    return RelayedHttpExchange(
+        relay,
+        sender,
+        entity,
+        listener,
+        method=request.method.decode("ascii"),
+        request_target=request_target,
+        headers=headers,
+        remote=sender.remote,
+        content_length=length,
+        via_host=via_host,
+    )

@@ -1,0 +1,153 @@
+"""One plain HTTP sender's connection to the relay, parsed with h11.
+
+:class:`HttpSender` reads the sender's requests one after another
+(keep-alive and pipelining included) and hands each to a
+:class:`~txhyco.relay.http.RelayedHttpExchange`; the roles around it live
+beside it: reading and routing a request head in
+:mod:`txhyco.relay.httprequest`, answering the sender in
+:mod:`txhyco.relay.httpanswer`, the limits between requests in
+:mod:`txhyco.relay.pacing`.
+"""
+from __future__ import annotations
+
+import h11
+
+from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
+from txhyco.protocol.messages import RemoteEndpoint
+
+from .http import RelayedHttpExchange
+from .httpanswer import SenderAnswers
+from .httprequest import RequestRefused, open_exchange
+from .pacing import UNREAD_LIMIT, NextHeadDeadline, WhenDrained
+
+
+class HttpSender(SenderAnswers):
+    """One sender's HTTP/1.1 connection to the relay: its requests in, one at a time."""
+
+    def __init__(self, relay, front, conn: h11.Connection) -> None:
+        self.relay = relay
+        self.front = front
+        self.conn = conn
+        self.exchange: RelayedHttpExchange | None = None
+        #: answers to refused requests end the connection (set by a refusal that asks so)
+        self.close_after_error = False
+        self._paused = False
+        self._driving = False
+        self._next_head = NextHeadDeadline(self)
+        peer = front.transport.getPeer()
+        #: the sender's address, as a listener is told it
+        self.remote = RemoteEndpoint(getattr(peer, "host", ""), getattr(peer, "port", 0))
+
+    @property
+    def transport(self):
+        return self.front.transport
+
+    # -- input ---------------------------------------------------------------
+
+    def first_event(self, event) -> None:
+        self._handle(event)
+        self._drive()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._drive()
+
+    def connectionLost(self, reason) -> None:
+        self._next_head.cancel()
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.sender_lost()
+
+    def _drive(self) -> None:
+        # Not re-entrant: an answer given while handling an event (an error)
+        # starts the next cycle, and this loop then reads the next request.
+        if self._driving:
+            return
+        self._driving = True
+        try:
+            while self.transport is not None and not self.front.closed:
+                try:
+                    event = self.conn.next_event()
+                except h11.RemoteProtocolError as e:
+                    self.error(e.error_status_hint, f"Malformed HTTP request: {e}.")
+                    return
+                if event is h11.NEED_DATA:
+                    return
+                if event is h11.PAUSED:
+                    # A pipelined request waits for the current response;
+                    # stop reading meanwhile so h11's buffer stays bounded.
+                    self.pause()
+                    return
+                self._handle(event)
+                if event.__class__ is h11.EndOfMessage and not self.conn.trailing_data[0]:
+                    return  # nothing buffered: next_event would say NEED_DATA
+        finally:
+            self._driving = False
+
+    def _handle(self, event) -> None:
+        if isinstance(event, h11.Request):
+            self._next_head.arrived()
+            try:
+                exchange = self.exchange = open_exchange(self, event)
+            except RequestRefused as refused:
+                if refused.close_connection:
+                    self.close_after_error = True
+                self.error(refused.status, refused.message, host=refused.host, path=refused.path)
+            else:
+                exchange.start()
+        elif isinstance(event, h11.Data):
+            if self.exchange is not None and event.data:
+                # h11 hands out bytearray slices; transports take bytes only.
+                self.exchange.sender_data(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            if self.exchange is not None:
+                self.exchange.sender_end()
+            self._maybe_next_cycle()
+        elif isinstance(event, h11.ConnectionClosed):
+            if self.exchange is not None and not self.exchange.responded:
+                self.exchange.sender_lost()
+                self.exchange = None
+
+    # -- flow control --------------------------------------------------------
+
+    def pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    # -- between requests ----------------------------------------------------
+
+    def _go_on(self) -> None:
+        # A pipelined request may already be buffered: go on reading.
+        self.resume()
+        if self.conn.trailing_data[0]:
+            self._drive()
+
+    def _maybe_next_cycle(self) -> None:
+        conn = self.conn
+        if conn.our_state is h11.MUST_CLOSE or conn.our_state is h11.ERROR:
+            # Only once our response is complete: a sender that will close
+            # (HTTP/1.0, "Connection: close") still waits for its answer.
+            self.transport.loseConnection()
+        elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self._next_head.waiting()
+            wire = tcp_wire(self.transport)
+            if wire is not None and wire.producer is None and unsent_bytes(wire) > UNREAD_LIMIT:
+                # The sender is not reading its answers: take no further
+                # request (and buffer no further answer) until they have left.
+                # (On the TCP connection itself, under TLS too.) Reading stops
+                # meanwhile, so no new exchange can want the producer slot.
+                self.pause()
+                wire.registerProducer(WhenDrained(wire, self._go_on), False)
+                return
+            self._go_on()
+        elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY and self.exchange is None:
+            # Answered before the body was sent (an error, or an early
+            # response): read and drop the rest so the connection can go on.
+            self.resume()

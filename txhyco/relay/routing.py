@@ -1,0 +1,71 @@
+"""Which listener gets a sender, or why none does.
+
+WebSocket senders (:mod:`txhyco.relay.core`) and HTTP senders
+(:mod:`txhyco.relay.httprequest`) are routed alike: a random listener of the
+hybrid connection, honouring the sender's Allowed/DisallowedListeners headers
+and skipping listeners that do not keep up with their control channel; when
+none can take the sender, a refusal with the status and sentence that .NET
+and Java senders expect.
+"""
+from __future__ import annotations
+
+import random
+
+from txhyco.protocol.errors import RemoteProtocolError
+
+from .registry import Entity, Registry
+
+NOT_READING = "The listener is not keeping up with its control channel; try again later."
+
+_ALLOWED = "microsoft-relay-allowedlisteners"
+_DISALLOWED = "microsoft-relay-disallowedlisteners"
+
+
+def listener_filter(lower_headers: dict[str, str]) -> tuple[list[str] | None, list[str]]:
+    """The Microsoft-Relay-Allowed/DisallowedListeners lists of a request (§2.7)."""
+    def split(value: str | None) -> list[str]:
+        return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+    allowed = lower_headers.get(_ALLOWED)
+    return (split(allowed) if allowed is not None else None), split(lower_headers.get(_DISALLOWED))
+
+
+def choose_listener(registry: Registry, entity: Entity, lower_headers: dict[str, str], *, no_listener_status: int):
+    """The control channel that gets this sender, or a :class:`ProtocolError` saying why none does.
+
+    A random listener, honouring the Allowed/DisallowedListeners headers in
+    ``lower_headers`` (the sender's request headers by lower-case name);
+    ``no_listener_status`` is the status when the hybrid connection has no
+    listener at all (WebSocket and HTTP senders are told differently).
+    """
+    listeners = entity.listeners
+    if _ALLOWED in lower_headers or _DISALLOWED in lower_headers:
+        allowed, disallowed = listener_filter(lower_headers)
+        allow = None if allowed is None else {a.lower() for a in allowed}
+        deny = {d.lower() for d in disallowed}
+        candidates = [
+            ch for lid, ch in listeners.items()
+            if (allow is None or _base_id(lid) in allow) and _base_id(lid) not in deny
+        ]
+    else:
+        candidates = list(listeners.values())
+    if not candidates:
+        registry.forget_if_idle(entity)
+        if listeners:
+            raise RemoteProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
+        raise RemoteProtocolError("There are no listeners connected for the endpoint.", no_listener_status)
+    # Listeners that keep up come first; a backlogged one is refused only if
+    # none does. Usually the first pick keeps up, and the others are not
+    # looked at.
+    choice = random.choice(candidates)
+    if choice.backlogged:
+        ready = [ch for ch in candidates if not ch.backlogged]
+        if not ready:
+            raise RemoteProtocolError(NOT_READING, 503)
+        choice = random.choice(ready)
+    return choice
+
+
+def _base_id(tracking_id: str) -> str:
+    """A listener's tracking id without the service's ``_G<n>`` suffix."""
+    return tracking_id.split("_", 1)[0].lower()
