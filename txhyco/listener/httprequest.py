@@ -1,0 +1,70 @@
+"""The HTTP/1.1 request an application protocol is fed for a relayed ``request`` command.
+
+The request target is shown relative to the hybrid connection
+(``/myhc/index.html`` → ``/index.html``) with the prefix in
+``X-Forwarded-Prefix``, so ``twistd web --path DIR`` serves DIR at the hybrid
+connection's root; ``X-Forwarded-Proto``, ``-Host`` and ``-For`` say how the
+sender reached the relay. The head is written directly while it has the
+common shape h11 would write unchanged, and by h11 otherwise.
+"""
+from __future__ import annotations
+
+import h11
+
+from txhyco.protocol.addresses import relative_target
+from txhyco.protocol.grammar import PLAIN_FIELD_VALUE, PLAIN_TARGET, TOKEN
+from txhyco.protocol.messages import Request
+
+# Request headers that describe the sender's connection to the relay, not the request.
+_NOT_PASSED_ON = frozenset({"content-length", "transfer-encoding", "connection", "x-forwarded-prefix"})
+
+
+def synthetic_request_head(request: Request, hc, body: bytes | None) -> bytes:
+    """The request head for ``request`` on ``hc``; ``body`` None means the body streams in, chunked.
+
+    Raises ``ProtocolError``, ``h11.LocalProtocolError`` or ``UnicodeError``
+    for a request that cannot be written as HTTP/1.1.
+    """
+    target, prefix = relative_target(request.request_target or "/", hc.path)
+    headers = []
+    host = None
+    for name, value in request.request_headers.items():
+        lower = name.lower()
+        if lower in _NOT_PASSED_ON:
+            continue
+        if lower == "host":
+            host = value
+            continue
+        headers.append((name, value))
+    ns = hc.namespace
+    headers.insert(0, ("Host", host or ns.authority))
+    headers.append(("X-Forwarded-Prefix", prefix))
+    headers.append(("X-Forwarded-Proto", "https" if ns.secure else "http"))
+    headers.append(("X-Forwarded-Host", ns.authority))
+    if request.remote_endpoint is not None:
+        headers.append(("X-Forwarded-For", request.remote_endpoint.address))
+    if body is None:
+        headers.append(("Transfer-Encoding", "chunked"))
+    elif body or request.body:
+        headers.append(("Content-Length", str(len(body))))
+    head = _plain_request_head(request.method, target, headers)
+    if head is None:
+        # h11 writes the same bytes, or raises for what cannot be written.
+        head = h11.Connection(h11.CLIENT).send(h11.Request(method=request.method, target=target, headers=headers))
+    return head
+
+
+def _plain_request_head(method: str, target: str, headers: list) -> bytes | None:
+    """The request head h11 would write, or None where h11 must judge."""
+    # What h11 would accept as is (ASCII only: h11 encodes str as ASCII);
+    # anything else goes through h11 itself, which then raises exactly as it
+    # always did.
+    if not (TOKEN.fullmatch(method) and PLAIN_TARGET.fullmatch(target)):
+        return None
+    parts = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers:
+        if not TOKEN.fullmatch(name) or (value and not PLAIN_FIELD_VALUE.fullmatch(value)):
+            return None
+        parts.append(f"{name}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("ascii")
