@@ -73,10 +73,25 @@ class ProxiedConnection:
         """Stop carrying bytes (``"up"``, ``"down"`` or both) and closes: a silent network cut."""
         self.stalled.update(directions or BOTH)
         self._frozen = True
+        # A transport that goes stops its producer: unhook them, or one side's close would pass.
+        self._couple(False)
 
     def resume(self) -> None:
         self.stalled.clear()
         self._frozen = False
+        self._couple(True)
+
+    def _couple(self, on: bool) -> None:
+        """Hook each side's transport up as the other's producer (back-pressure), or unhook them."""
+        if self.server is None:
+            return
+        pairs = ((self.client.transport, self.server.transport), (self.server.transport, self.client.transport))
+        for consumer, producer in pairs:
+            if on and consumer.connected and producer.connected and consumer.producer is None:
+                consumer.registerProducer(producer, True)
+            elif not on and consumer.producer is not None:
+                consumer.unregisterProducer()
+                producer.resumeProducing()
 
     def slow(self, bytes_per_second: float) -> None:
         """Carry at most ``bytes_per_second`` each way from now on."""
@@ -159,6 +174,7 @@ class FaultProxy:
         self.live: list[ProxiedConnection] = []
         self.all: list[ProxiedConnection] = []
         self._listening = None
+        self._refusing = False
 
     @property
     def port(self) -> int:
@@ -167,6 +183,10 @@ class FaultProxy:
     def start(self) -> defer.Deferred:
         self._listening = reactor.listenTCP(0, _Front(self), interface="127.0.0.1")
         return defer.succeed(self)
+
+    def refuse(self, refusing: bool = True) -> None:
+        """Reset every new connection at once, as a dead host's port would (counted all the same)."""
+        self._refusing = refusing
 
     def _accept(self) -> ProxiedConnection:
         conn = ProxiedConnection(self)
@@ -181,6 +201,9 @@ class FaultProxy:
         if client is None or not client.connected:
             conn._finished()
             return
+        if self._refusing:
+            client.abortConnection()
+            return
         server = _Side(conn, "down")
         d = connectProtocol(TCP4ClientEndpoint(reactor, self.host, self.port_to, timeout=10), server)
 
@@ -193,8 +216,7 @@ class FaultProxy:
             if early:
                 conn._deliver("up", early)
             # Back-pressure each way, as twisted.protocols.portforward does.
-            server.transport.registerProducer(client, True)
-            client.registerProducer(server.transport, True)
+            conn._couple(True)
 
         def refused(failure):
             client.abortConnection()
