@@ -132,13 +132,14 @@ class ProxiedConnection:
             return
         tick = 0.05
         budget = max(1, int(self.rate * tick))
-        waiting = False
+        sent = False
         for direction in BOTH:
             chunk, self._pending[direction] = self._pending[direction][:budget], self._pending[direction][budget:]
             if chunk:
                 self._deliver(direction, chunk)
-            waiting = waiting or bool(self._pending[direction])
-        if waiting:
+                sent = True
+        if sent:
+            # The next budget only after a tick, whether more waits now or comes later.
             self._pump_call = reactor.callLater(tick, self._pump)
 
     def _side_lost(self, side: _Side) -> None:
