@@ -25,6 +25,8 @@ from txhyco.relay.config import Limits, RelayConfig
 from txhyco.testing import start_relay
 from txhyco.websocket import RelayedServerFactory
 
+pytestmark = pytest.mark.timeout(120)  # each test bounded, whatever its own guards
+
 LISTEN = b"sb-hc-action=listen"
 
 

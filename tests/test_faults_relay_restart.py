@@ -12,6 +12,7 @@ import http.client
 import os
 import sys
 
+import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import reactor, task, threads
@@ -24,6 +25,8 @@ from tests.support.wsclient import ws_connect
 from txhyco.listener.reconnect import BACKOFF
 from txhyco.protocol.addresses import Namespace, connect_url
 from txhyco.websocket import RelayedServerFactory
+
+pytestmark = pytest.mark.timeout(120)  # each test bounded, whatever its own guards
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 PATHS = ("sdk", "web", "cli")

@@ -6,6 +6,7 @@ Senders and the listener reach the relay through fault proxies
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from types import SimpleNamespace
 
@@ -13,6 +14,8 @@ import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.protocol import Factory, Protocol
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.faults import scrape_metrics, wait_for
@@ -21,6 +24,8 @@ from tests.support.wsclient import Leg, ws_connect
 from txhyco.protocol.addresses import Namespace, connect_url
 from txhyco.testing import start_relay
 from txhyco.websocket import RelayedServerFactory
+
+pytestmark = pytest.mark.timeout(120)  # each test bounded, whatever its own guards
 
 ACCEPT = b"sb-hc-action=accept"
 MAX_SIZE = 200 * 1024
@@ -204,3 +209,63 @@ def test_a_sender_whose_rendezvous_is_reset_hears_1011(setup):
     rendezvous.reset()
     was_clean, code, reason = yield sender.closed.addTimeout(15, reactor)
     assert code == 1011 and reason, (was_clean, code, reason)
+
+
+class Blurt(Protocol):
+    """Stream mode: sends its bytes and closes at once (loseConnection right after the last write)."""
+
+    def connectionMade(self):
+        for chunk in self.factory.chunks:
+            self.transport.write(chunk)
+        self.transport.loseConnection()
+
+
+class Gather(Protocol):
+    def connectionMade(self):
+        self.data = []
+        self.done = defer.Deferred()
+        if hasattr(self.factory, "gathered"):
+            self.factory.gathered.append(self)
+
+    def dataReceived(self, data):
+        self.data.append(data)
+
+    def connectionLost(self, reason):
+        self.done.callback(b"".join(self.data))
+
+
+@pytest_twisted.inlineCallbacks
+def test_stream_bytes_in_flight_at_a_clean_close_all_arrive_both_ways(relay):
+    proxy = yield FaultProxy("127.0.0.1", relay.port).start()
+    os.environ["TXHYCO_FAULTS_KEY"] = relay.rule.primary_key
+
+    def endpoint(port: int) -> str:
+        return f"hyco:127.0.0.1\\:{port}:bytes:keyName={relay.rule.name}:keyEnv=TXHYCO_FAULTS_KEY:tls=no:mode=stream"
+
+    chunks = messages(60, seed=3)
+    expected = b"".join(chunks)
+    server_factory = Factory.forProtocol(Blurt)
+    server_factory.chunks = chunks
+    port = yield serverFromString(reactor, endpoint(relay.port)).listen(server_factory)
+    try:
+        # listener → sender, the sender reading at 4 MB/s through the proxy
+        client = yield clientFromString(reactor, endpoint(proxy.port)).connect(Factory.forProtocol(Gather))
+        yield wait_for(lambda: proxy.live and proxy.live[0].server is not None, what="the proxied sender")
+        proxy.live[0].slow(4_000_000)
+        down = yield client.done.addTimeout(60, reactor)
+        assert len(down) == len(expected) and down == expected
+        # sender → listener
+        yield port.stopListening()
+        sink = Factory.forProtocol(Gather)
+        sink.gathered = []
+        port = yield serverFromString(reactor, endpoint(relay.port)).listen(sink)
+        blurt_factory = Factory.forProtocol(Blurt)
+        blurt_factory.chunks = chunks
+        yield clientFromString(reactor, endpoint(proxy.port)).connect(blurt_factory)
+        yield wait_for(lambda: sink.gathered, what="the listener's side open")
+        up = yield sink.gathered[0].done.addTimeout(60, reactor)
+        assert len(up) == len(expected) and up == expected
+        print(f"\nstream mode: {len(expected) / 1e6:.1f} MB each way, written then closed at once, all arrived")
+    finally:
+        yield port.stopListening()
+        yield proxy.stop()
