@@ -12,9 +12,12 @@ import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, reactor, threads
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 from tests.support.faultproxy import FaultProxy
-from tests.support.faults import wait_for
+from tests.support.faults import child_env, wait_for
+from tests.support.procs import spawn
 from tests.support.rawlistener import make_token
 from tests.support.wsclient import HandshakeFailed, ws_connect
 from txhyco.address import HybridConnection
@@ -60,15 +63,16 @@ def ws_sender(relay, path: str, payload: bytes = b"hello") -> defer.Deferred:
     return run()
 
 
-def http_sender(relay, path: str, timeout: float = 40) -> defer.Deferred:
-    """GET through the relay in a thread; fires with (status, body)."""
+def http_sender(relay, path: str, timeout: float = 40, body: bytes | None = None) -> defer.Deferred:
+    """GET (or POST ``body``) through the relay in a thread; fires with (status, body)."""
     def run():
         conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=timeout)
-        conn.request("GET", f"/{path}/x", headers={"ServiceBusAuthorization": make_token(relay, path)})
+        conn.request("POST" if body else "GET", f"/{path}/x", body=body,
+                     headers={"ServiceBusAuthorization": make_token(relay, path)})
         resp = conn.getresponse()
-        body = resp.read()
+        answer = resp.read()
         conn.close()
-        return resp.status, body
+        return resp.status, answer
     return threads.deferToThread(run)
 
 
@@ -167,6 +171,56 @@ def test_senders_pending_on_a_dying_listener_fail_at_once_and_another_takes_over
             yield successor.stopListening()
         yield mute.stop()
         yield proxy.stop()
+        yield relay.stop()
+
+
+class Hang(Resource):
+    """A web server that takes every request (WebSocket upgrades too) and never answers."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list = []
+
+    def render(self, request):
+        self.pending.append(request)
+        return NOT_DONE_YET
+
+
+@pytest_twisted.inlineCallbacks
+def test_senders_pending_on_a_sigkilled_listen_process_fail_at_once():
+    relay = yield relay_with(accept_timeout=600, response_timeout=600)
+    hang = Hang()
+    web = reactor.listenTCP(0, Site(hang), interface="127.0.0.1")
+    child = spawn(["-m", "txhyco.cli", "listen", "killed", "--http", f"http://127.0.0.1:{web.getHost().port}", "--log"],
+                  env=child_env(HYCO_CONNECTION_STRING=relay.connection_string.format()))
+    successor = None
+    try:
+        yield child.wait_for("listening on", timeout=30)
+        count = 3
+        ws = [ws_sender(relay, "killed").addErrback(handshake_status) for _ in range(count)]
+        small = [http_sender(relay, "killed") for _ in range(count)]
+        # bodies over 64 KiB travel on a rendezvous of their own
+        large = [http_sender(relay, "killed", body=b"x" * 200_000) for _ in range(count)]
+        yield wait_for(lambda: len(hang.pending) >= 2 * count, timeout=30, what="the senders at the web server")
+        child.transport.signalProcess("KILL")
+        ws_results = yield defer.gatherResults(ws).addTimeout(20, reactor)
+        small_results = yield defer.gatherResults(small).addTimeout(20, reactor)
+        large_results = yield defer.gatherResults(large).addTimeout(20, reactor)
+        assert ws_results == [404] * count
+        assert [status for status, _ in small_results + large_results] == [502] * (2 * count)
+        print(f"\nlisten process killed: WebSocket senders {set(ws_results)}, HTTP senders "
+              f"{set(body.decode().strip() for _, body in small_results + large_results)}")
+        factory = RelayedServerFactory(relay.connection_string.format(), path="killed")
+        factory.protocol = Echo
+        successor = yield factory.listen()
+        assert (yield ws_sender(relay, "killed", b"next")) == b"next"
+    finally:
+        if successor is not None:
+            yield successor.stopListening()
+        yield child.stop()
+        yield web.stopListening()
         yield relay.stop()
 
 
