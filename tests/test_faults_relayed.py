@@ -158,15 +158,24 @@ def test_a_reset_relayed_connection_closes_both_ends_and_nothing_else(setup, soc
     assert (yield settled_gauge(state, 0)) == 0
 
 
+def slow_down(state, which: str, bytes_per_second: float) -> None:
+    """Rate-limit the newest sender socket or the newest rendezvous socket."""
+    if which == "sender":
+        state.senders.live[-1].slow(bytes_per_second)
+    else:
+        state.listeners.listening_on(ACCEPT)[-1].slow(bytes_per_second)
+
+
+@pytest.mark.parametrize("slowed", ["sender", "rendezvous"])
 @pytest_twisted.inlineCallbacks
-def test_messages_in_flight_at_a_clean_close_all_arrive_in_order_both_ways(setup):
+def test_messages_in_flight_at_a_clean_close_all_arrive_in_order_both_ways(setup, slowed):
     state = setup
     count = 120
-    # the senders' socket carries at most 16 MB/s: much is still queued when the close is sent
+    # one socket carries at most 16 MB/s: much is still queued when the close is sent
     sent_up = messages(count, seed=1)
     sender = yield open_sender(state)
     yield wait_for(lambda: len(state.factory.opened) == 1, what="the listener's side open")
-    state.senders.live[0].slow(16_000_000)
+    slow_down(state, slowed, 16_000_000)
     server = state.factory.opened[0]
     for message in sent_up:
         sender.sendMessage(message, isBinary=True)
@@ -184,7 +193,7 @@ def test_messages_in_flight_at_a_clean_close_all_arrive_in_order_both_ways(setup
     yield wait_for(lambda: len(state.factory.opened) == 2, what="the listener's side open")
     # Slower than the listener's close handshake could wait by Autobahn's default (1 s):
     # its close must not cut off what is still on its way.
-    state.senders.live[-1].slow(4_000_000)
+    slow_down(state, slowed, 4_000_000)
     sender.sendMessage(f"send {count} 2".encode(), isBinary=False)
     was_clean, code, _ = yield sender.closed.addTimeout(60, reactor)
     received = []
@@ -196,7 +205,7 @@ def test_messages_in_flight_at_a_clean_close_all_arrive_in_order_both_ways(setup
     assert [m[:8] for m in received] == [m[:8] for m in sent_down]
     assert digest(received) == digest(sent_down)
     total = sum(map(len, sent_up)) + sum(map(len, sent_down))
-    print(f"\n{count} + {count} messages ({total / 1e6:.1f} MB, up to {MAX_SIZE // 1024} KiB each) all delivered, in order, byte-identical")
+    print(f"\n{slowed} slowed: {count} + {count} messages ({total / 1e6:.1f} MB, up to {MAX_SIZE // 1024} KiB each) all delivered, in order, byte-identical")
 
 
 @pytest.mark.xfail(strict=False, reason="w1's item: the relay closes a sender's leg with 1011 and a reason when its rendezvous leg vanishes")
