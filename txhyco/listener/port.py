@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
 from zope.interface import implementer
 
+from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT
 from txhyco.address import HybridConnection, peer_address
 from txhyco.listener.accept import AcceptBridge
 from txhyco.listener.control import KEEPALIVE, HybridConnectionListener, ListenerStatus
@@ -76,6 +77,13 @@ def accept_with_factory(reactor, hc, factory, accept) -> None:
         protocol.requireMaskedClientFrames = False
         protocol.maskServerFrames = True
         masked_by_us = False
+        # A close this side sends queues behind what it sent before, which
+        # drains at the sender's pace through the relay; Autobahn's default
+        # close handshake timeout (1 s) would then reset the rendezvous and
+        # lose the messages still on their way (see CLOSE_HANDSHAKE_TIMEOUT).
+        timeout = getattr(protocol, "closeHandshakeTimeout", getattr(factory, "closeHandshakeTimeout", None))
+        if timeout and timeout < CLOSE_HANDSHAKE_TIMEOUT:
+            protocol.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
     AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us).start()
 
 
