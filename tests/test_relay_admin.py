@@ -378,10 +378,9 @@ def test_admin_endpoint_from_the_cli_and_the_config_file(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_worked_example_from_the_readme():
-    """What the README's worked example does: relay with an admin endpoint, a listener, curl with a Manage token."""
+def test_admin_interface_of_a_relay_made_from_cli_settings():
+    """``txhyco relay --admin`` (and twistd hyco-relay) start the admin interface; the README's example runs the CLI itself."""
     from txhyco.cli.relay import admin_url, make_service, relay_settings
-    from txhyco.cli.tokens import run as token_run  # noqa: F401  (the README's txhyco token)
 
     settings = relay_settings(listen="tcp:0:interface=127.0.0.1", admin="tcp:0:interface=127.0.0.1")
     service = make_service(settings, announce=lambda line: None)

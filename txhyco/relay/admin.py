@@ -190,5 +190,6 @@ def admin_site(relay) -> Site:
     site = Site(resource)
     site.log = lambda request: None  # the access log is not wanted; tokens travel in headers anyway
     site.displayTracebacks = False
+    site.noisy = False
     return site
 
