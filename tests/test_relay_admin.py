@@ -169,8 +169,8 @@ def test_refuse_answers_the_next_senders_then_lets_them_through(relay):
 @pytest_twisted.inlineCallbacks
 def test_delay_holds_the_next_accept_and_request(relay):
     port, _ = yield echo_listener(relay, "slow")
-    status, answer, _ = yield admin(relay, "POST", "/slow/delay", {"count": 1, "seconds": 1, "senders": "websocket"})
-    assert status == 200 and answer["armed"]["seconds"] == 1.0
+    status, answer, _ = yield admin(relay, "POST", "/slow/delay", {"count": 1, "seconds": 2, "senders": "websocket"})
+    assert status == 200 and answer["armed"]["seconds"] == 2.0
     opened = []
     delayed = connect_relay(Client, relay.connection_string.format(), path="slow")
     delayed.addCallback(lambda client: opened.append("delayed") or client)
@@ -220,7 +220,7 @@ def test_stall_makes_a_listener_with_keepalive_reconnect(relay):
     port, statuses = yield echo_listener(relay, "quiet", keepalive=1)
     (stalled,) = channels(relay, "quiet")
     mark = len(statuses)
-    status, answer, _ = yield admin(relay, "POST", "/quiet/stall", {"seconds": 3})
+    status, answer, _ = yield admin(relay, "POST", "/quiet/stall", {"seconds": 4})  # past the listener's 1 s ping and 1 s pong timeout
     assert (status, answer["affected"]) == (200, 1)
     _, listing, _ = yield admin(relay, "GET", "/quiet")
     assert [entry["id"] for entry in listing["listeners"] if "stalledForSeconds" in entry] == [stalled.key]
@@ -304,8 +304,14 @@ def test_unknown_actions_and_fields_are_errors(relay):
     for method, where, body, want_status, want_text in cases:
         status, answer, _ = yield admin(relay, method, where, body)
         assert status == want_status and want_text in answer["error"], (method, where, body, answer)
-    status, answer, _ = yield admin(relay, "POST", "/x/refuse", raw=b"{not json")
-    assert status == 400 and "not JSON" in answer["error"]
+    for raw, want_status, want_text in [
+        (b"{not json", 400, "not JSON"),
+        (b"[" * 50000, 400, "not JSON"),  # nested too deeply for the parser
+        (b'{"seconds": NaN}', 400, "'seconds' must be a number of seconds"),
+        (b" " * (64 * 1024 + 1), 413, "larger than 65536 bytes"),
+    ]:
+        status, answer, _ = yield admin(relay, "POST", "/x/delay", raw=raw)
+        assert status == want_status and want_text in answer["error"], (raw[:20], answer)
     assert not relay.relay.faults  # nothing was armed by a refused request
 
 
@@ -334,7 +340,7 @@ def test_fault_switch_on_the_testing_relay(relay):
     actions = {
         "dropped": lambda path: relay.drop_control_channels(path, abortive=True),
         "expired": lambda path: relay.expire_tokens(path),
-        "stalled": lambda path: relay.stall_control_channels(path, seconds=3),
+        "stalled": lambda path: relay.stall_control_channels(path, seconds=4),
         "expired-after-grace": lambda path: relay.expire_tokens(path, grace=True),  # the grace is 1 s here
     }
     for path, act in actions.items():
