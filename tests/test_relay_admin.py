@@ -233,6 +233,24 @@ def test_stall_makes_a_listener_with_keepalive_reconnect(relay):
 
 
 @pytest_twisted.inlineCallbacks
+def test_stall_holds_what_the_relay_sends_until_it_ends(relay):
+    # A listener with the default keep-alive (minutes) outlasts a short stall:
+    # the accept offered meanwhile reaches it when the stall ends.
+    port, statuses = yield echo_listener(relay, "pause")
+    (channel,) = channels(relay, "pause")
+    relay.stall_control_channels("pause", seconds=1)
+    client = yield connect_relay(Client, relay.connection_string.format(), path="pause")
+    # The accept could only reach the listener once the stall was over.
+    assert not relay.relay.faults.stalls
+    client.sendMessage(b"after the stall")
+    assert (yield client.messages.get()) == (b"after the stall", False)
+    assert channels(relay, "pause") == {channel} and statuses == []  # the same channel throughout
+    client.sendClose(1000)
+    yield client.closed
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
 def test_expire_token_closes_the_channel_with_1008(relay):
     port, statuses = yield echo_listener(relay, "expiring")
     mark = len(statuses)
