@@ -91,7 +91,7 @@ class RelaySettings:
     trust_pem: str | None = None
 
 
-def _check_endpoint(description: str, option: str) -> None:
+def _check_endpoint(description: str, option: str, example: str = DEFAULT_LISTEN) -> None:
     from twisted.internet.endpoints import serverFromString
 
     try:
@@ -100,7 +100,7 @@ def _check_endpoint(description: str, option: str) -> None:
         detail = str(e).strip().rstrip(".") or e.__class__.__name__
         raise CliError(
             f"{option} {description!r} is not a Twisted server endpoint string ({detail}); "
-            f"write it like {DEFAULT_LISTEN}.",
+            f"write it like {example}.",
             2,
         ) from None
 
@@ -133,7 +133,7 @@ def relay_settings(
     if metrics is not None:
         _check_endpoint(metrics, "--metrics")
     if admin is not None:
-        _check_endpoint(admin, "--admin")
+        _check_endpoint(admin, "--admin", "tcp:9091:interface=127.0.0.1")
     key = choose_key(key, key_file)
     try:
         if config_file is not None:
