@@ -34,6 +34,7 @@ class Options(usage.Options):
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["self-signed", None, None, "Directory for a generated localhost certificate (clients trust relay-cert.pem)."],
         ["metrics", None, None, "Endpoint for Prometheus metrics at /metrics, e.g. tcp:9100:interface=127.0.0.1."],
+        ["admin", None, None, "Endpoint for the admin interface (fault switch, Manage token), e.g. tcp:9091:interface=127.0.0.1."],
     ]
 
     def postOptions(self) -> None:
@@ -51,6 +52,7 @@ class Options(usage.Options):
                 tls_key=self["tls-key"],
                 self_signed=self["self-signed"],
                 metrics=self["metrics"],
+                admin=self["admin"],
             )
         except CliError as e:
             # Not a usage mistake (a bad config or key file): one line, and
@@ -71,7 +73,7 @@ class RelayServiceMaker:
         from twisted.internet import reactor
         from twisted.logger import Logger
 
-        from txhyco.cli.relay import describe_start_error, listening_summary, make_service, metrics_url
+        from txhyco.cli.relay import admin_url, describe_start_error, listening_summary, make_service, metrics_url
 
         log = Logger(namespace="txhyco.relay")
         settings = options.settings
@@ -96,6 +98,9 @@ class RelayServiceMaker:
             url = metrics_url(service)
             if url:
                 log.info("Prometheus metrics at {url}", url=url)
+            url = admin_url(service)
+            if url:
+                log.info("admin interface at {url} (needs a token with Manage rights)", url=url)
 
         def failed(failure):
             log.critical("{message}", message=describe_start_error(failure.value, settings))

@@ -68,6 +68,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics", metavar="ENDPOINT", help="serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100)"
     )
+    parser.add_argument(
+        "--admin",
+        metavar="ENDPOINT",
+        help="serve the admin interface (fault switch; needs a Manage token) at /admin/ on this endpoint; "
+        "keep it on loopback, e.g. tcp:9091:interface=127.0.0.1",
+    )
     return parser
 
 
@@ -79,11 +85,13 @@ class RelaySettings:
     listen: str
     tls: tuple[str, str] | None = None
     metrics: str | None = None
+    #: the admin interface's endpoint (--admin, else the config file's ``admin``)
+    admin: str | None = None
     #: the self-signed certificate clients must trust, when --self-signed made one
     trust_pem: str | None = None
 
 
-def _check_endpoint(description: str, option: str) -> None:
+def _check_endpoint(description: str, option: str, example: str = DEFAULT_LISTEN) -> None:
     from twisted.internet.endpoints import serverFromString
 
     try:
@@ -92,7 +100,7 @@ def _check_endpoint(description: str, option: str) -> None:
         detail = str(e).strip().rstrip(".") or e.__class__.__name__
         raise CliError(
             f"{option} {description!r} is not a Twisted server endpoint string ({detail}); "
-            f"write it like {DEFAULT_LISTEN}.",
+            f"write it like {example}.",
             2,
         ) from None
 
@@ -108,6 +116,7 @@ def relay_settings(
     tls_key: str | None = None,
     self_signed: str | None = None,
     metrics: str | None = None,
+    admin: str | None = None,
 ) -> RelaySettings:
     """Validate the options and load files; raises :class:`CliError` (exit 2 for usage)."""
     from txhyco.protocol.connection_string import ConnectionString
@@ -123,6 +132,8 @@ def relay_settings(
     _check_endpoint(listen, "--listen")
     if metrics is not None:
         _check_endpoint(metrics, "--metrics")
+    if admin is not None:
+        _check_endpoint(admin, "--admin", "tcp:9091:interface=127.0.0.1")
     key = choose_key(key, key_file)
     try:
         if config_file is not None:
@@ -157,7 +168,8 @@ def relay_settings(
             server_context(*tls)
         except ProtocolError as e:
             raise CliError(e.message) from None
-    return RelaySettings(config=config, listen=listen, tls=tls, metrics=metrics, trust_pem=trust_pem)
+    admin = admin if admin is not None else config.admin
+    return RelaySettings(config=config, listen=listen, tls=tls, metrics=metrics, admin=admin, trust_pem=trust_pem)
 
 
 def make_service(settings: RelaySettings, *, reactor=None, announce: Callable[[str], None] | None = None):
@@ -169,6 +181,7 @@ def make_service(settings: RelaySettings, *, reactor=None, announce: Callable[[s
         settings.listen,
         tls=settings.tls,
         metrics_endpoint=settings.metrics,
+        admin_endpoint=settings.admin or "",
         reactor=reactor,
         announce=announce or print_connection_string,
     )
@@ -220,6 +233,16 @@ def metrics_url(service) -> str | None:
     return f"http://{address}:{host.port}/metrics"
 
 
+def admin_url(service) -> str | None:
+    if service.admin_port is None:
+        return None
+    host = service.admin_port.getHost()
+    address = host.host if host.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    if ":" in address:
+        address = f"[{address}]"
+    return f"http://{address}:{host.port}/admin/hybridConnections"
+
+
 def run(args: argparse.Namespace) -> int:
     settings = relay_settings(
         listen=args.listen,
@@ -231,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         self_signed=args.self_signed,
         metrics=args.metrics,
+        admin=args.admin,
     )
     if settings.trust_pem is not None:
         sys.stderr.write(
@@ -270,6 +294,9 @@ def serve(reactor, settings: RelaySettings):
         url = metrics_url(service)
         if url:
             log.info("Prometheus metrics at {url}", url=url)
+        url = admin_url(service)
+        if url:
+            log.info("admin interface at {url} (needs a token with Manage rights)", url=url)
         yield defer.Deferred()  # until SIGINT/SIGTERM stops the reactor
 
     return go()

@@ -72,6 +72,8 @@ class RelayConfig:
     limits: Limits = field(default_factory=Limits)
     #: Extra host names a token's audience may name (besides the Host header).
     hosts: tuple[str, ...] = ()
+    #: Twisted server endpoint of the admin interface (txhyco.relay.admin); None: none.
+    admin: str | None = None
 
     @classmethod
     def with_key(cls, key_name: str = DEFAULT_KEY_NAME, key: str | None = None) -> RelayConfig:
@@ -146,6 +148,17 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
+def _endpoint_problem(description: str) -> str | None:
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(None, description)  # parsing only; nothing listens yet
+    except Exception as e:  # the endpoint parsers raise ValueError, TypeError, KeyError, OSError…
+        detail = str(e).strip().rstrip(".") or e.__class__.__name__
+        return f"must be a Twisted server endpoint string such as 'tcp:9091:interface=127.0.0.1' ({detail})"
+    return None
+
+
 _rule_key = text(max_length=1024, secret=True, valid=_connection_string_part_problem)
 _RULE = {
     "name": Setting(text(max_length=256, valid=_connection_string_part_problem), "name", required=True),
@@ -202,6 +215,7 @@ DOCUMENT = Table(
         "restrict": Setting(boolean(), "restrict"),
         "limits": Setting(table(LIMITS), "limits"),
         "hosts": Setting(array(text(max_length=253, valid=_host_problem)), "hosts"),
+        "admin": Setting(text(max_length=1024, valid=_endpoint_problem), "admin"),
     },
 )
 
@@ -227,6 +241,7 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
         restrict=fields.get("restrict", bool(hcs)),
         limits=fields.get("limits", Limits()),
         hosts=tuple(h.lower() for h in fields.get("hosts", [])),
+        admin=fields.get("admin"),
     )
 
 

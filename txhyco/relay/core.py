@@ -30,6 +30,7 @@ from txhyco.protocol.sas import Rights
 from .auth import TokenCache, azure_reason, find_token, host_only
 from .config import RelayConfig
 from .connect import PendingConnect
+from .faults import WEBSOCKET, ArmedFaults
 from .http import RelayedHttpExchange
 from .metrics import RelayMetrics
 from .registry import Entity, Registry
@@ -75,6 +76,8 @@ class Relay:
         self._http_counters: dict[tuple[str, int], Any] = {}
         #: front doors (one per TCP connection), for a clean shutdown
         self.connections: set[Any] = set()
+        #: refusals and delays armed through the fault switch (txhyco.relay.faults); empty (false) unless one is
+        self.faults = ArmedFaults()
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -159,6 +162,8 @@ class Relay:
             token = find_token(lower, target.token, http=False, consume_authorization=False)
             self.tokens.check(entity, token, host=host, required=Rights.SEND, now=self.now())
         listener = choose_listener(self.registry, entity, lower, no_listener_status=404)
+        if self.faults:
+            self.faults.refuse_if_armed(entity.name, WEBSOCKET)
         pending = PendingConnect(self, proto, entity, request.protocols or [], listener)
         tracking_id = target.tracking_id or str(uuid.uuid4())
         address = listener.rendezvous_address("accept", tracking_id, raw_suffix(target.raw_path, entity.name), target.app_query, pending.key)
@@ -303,6 +308,8 @@ class ControlChannel:
 
     def send(self, command, body: bytes | None = None) -> None:
         """Send ``command`` (and its inline body, one write for both)."""
+        if self.relay.faults and self.relay.faults.hold_command(self, command, body):
+            return  # a delay armed through the fault switch sends it later
         self.proto.send_command(command, body)
 
     def send_body(self, body: bytes) -> None:

@@ -19,6 +19,7 @@ from txhyco.protocol.http import request_headers_for_listener
 from txhyco.protocol.sas import Rights
 
 from .auth import find_token, host_only
+from .faults import HTTP
 from .http import RelayedHttpExchange
 from .routing import choose_listener
 
@@ -115,6 +116,8 @@ def open_exchange(sender, request: h11.Request) -> RelayedHttpExchange:
             token = find_token(lower, target.token, http=True, consume_authorization=True)
             relay.tokens.check(entity, token, host=host, required=Rights.SEND, now=relay.now())
         listener = choose_listener(relay.registry, entity, lower, no_listener_status=relay.config.limits.no_listener_status)
+        if relay.faults:
+            relay.faults.refuse_if_armed(entity.name, HTTP)
         via_host = host or "relay"
         headers = request_headers_for_listener(forward, via="1.1 " + via_host, consume_authorization=consume)
     except ProtocolError as e:

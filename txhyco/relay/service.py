@@ -35,6 +35,7 @@ class RelayService(Service):
         *,
         tls: tuple[str, str] | None = None,
         metrics_endpoint: str | None = None,
+        admin_endpoint: str | None = None,
         reactor=None,
         announce=None,
     ) -> None:
@@ -45,10 +46,13 @@ class RelayService(Service):
         self.listen_description = listen
         self.tls = tls
         self.metrics_endpoint = metrics_endpoint
+        #: the admin interface's endpoint (txhyco.relay.admin); None: no admin interface
+        self.admin_endpoint = admin_endpoint if admin_endpoint is not None else config.admin
         self.announce = announce
         self.relay = Relay(config, reactor=reactor, secure=tls is not None)
         self.port = None
         self.metrics_port = None
+        self.admin_port = None
         self.ready: defer.Deferred = defer.Deferred()
 
     def factory(self):
@@ -71,6 +75,10 @@ class RelayService(Service):
             root = Resource()
             root.putChild(b"metrics", MetricsResource(registry=self.relay.metrics.registry))
             self.metrics_port = yield serverFromString(self.reactor, self.metrics_endpoint).listen(Site(root))
+        if self.admin_endpoint:
+            from .admin import admin_site
+
+            self.admin_port = yield serverFromString(self.reactor, self.admin_endpoint).listen(admin_site(self.relay))
         if self.announce is not None:
             self.announce(self.connection_string().format())
         return self
@@ -98,6 +106,8 @@ class RelayService(Service):
             ds.append(defer.maybeDeferred(self.port.stopListening))
         if self.metrics_port is not None:
             ds.append(defer.maybeDeferred(self.metrics_port.stopListening))
+        if self.admin_port is not None:
+            ds.append(defer.maybeDeferred(self.admin_port.stopListening))
         self.relay.close_all()
         return defer.DeferredList(ds)
 
