@@ -32,7 +32,7 @@ from txhyco.relay.config import HybridConnectionConfig, RelayConfig
 from txhyco.relay.registry import Entity
 from txhyco._twisted.handshake import split_ws_url
 
-SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 
 #: Text with what a hostile peer puts in headers: CR, LF, NUL, colons, spaces, non-ASCII.
 hostile_text = st.text(st.sampled_from("aZ09-_:; ,\t\r\n\x00\x7f\u00e9\u2028=/%"), max_size=12) | st.text(max_size=12)
