@@ -82,6 +82,11 @@ def test_websocket_senders_and_listeners_verify_by_default(tls_relay, misnamed_r
         port = yield factory.listen().addTimeout(30, reactor)
         yield port.stopListening()
     assert UNTRUSTED in str(info.value), info.value
+    factory = RelayedServerFactory(misnamed_relay.connection_string.format(), path="echo", ca_file=misnamed_files[0])
+    with pytest.raises(Exception) as info:
+        port = yield factory.listen().addTimeout(30, reactor)
+        yield port.stopListening()
+    assert WRONG_NAME in str(info.value), info.value
 
 
 @pytest_twisted.inlineCallbacks
