@@ -15,7 +15,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from tests.support.rawlistener import RawListener, make_token
+from tests.support.rawlistener import RawListener
 from tests.support.wsclient import HandshakeFailed, ws_connect
 from tests.test_relay_http import fetch
 from txhyco.protocol import sas

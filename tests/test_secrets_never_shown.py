@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.logger import formatEvent, globalLogPublisher
 
 from tests.support.wsclient import Leg
