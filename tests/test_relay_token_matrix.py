@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import tomllib
+from urllib.parse import quote
 
 import pytest
 import pytest_twisted
@@ -121,10 +122,32 @@ def _http_send_status(relay, tok):
     return (None if status == 200 else status), reason + " " + body.decode("utf-8", "replace")
 
 
-@pytest.mark.parametrize("door", ["listen", "ws-send", "http-send"])
+@defer.inlineCallbacks
+def _ws_send_in_query_status(relay, tok):
+    url = connect_url(Namespace.parse(relay.host, secure=False), "b", token=tok)
+    try:
+        sender = yield ws_connect(url)
+    except HandshakeFailed as e:
+        return e.status, e.reason
+    sender.sendClose(1000)
+    yield sender.closed
+    return None, ""
+
+
+@defer.inlineCallbacks
+def _http_send_in_query_status(relay, tok):
+    status, reason, _, body = yield fetch(relay, "GET", "/b/x" + ("?sb-hc-token=" + quote(tok, safe="") if tok else ""))
+    return (None if status == 200 else status), reason + " " + body.decode("utf-8", "replace")
+
+
+DOORS = {"listen": _listen_status, "ws-send": _ws_send_status, "http-send": _http_send_status,
+         "ws-send, token in the query": _ws_send_in_query_status, "http-send, token in the query": _http_send_in_query_status}
+
+
+@pytest.mark.parametrize("door", list(DOORS))
 @pytest_twisted.inlineCallbacks
 def test_every_wrong_token_is_refused_with_the_right_status(guarded, door):
-    attempt = {"listen": _listen_status, "ws-send": _ws_send_status, "http-send": _http_send_status}[door]
+    attempt = DOORS[door]
     if door != "listen":  # a listener to send to: only the token can stand in the way
         yield RawListener(guarded, "b", token=token(guarded)).start()
     outcomes = []
