@@ -163,3 +163,10 @@ def test_a_rendezvous_address_that_would_break_the_upgrade_request_is_refused(ur
     # Found by the property test above: urlsplit keeps NUL and spaces.
     with pytest.raises(RelayError, match="Not a WebSocket URL"):
         split_ws_url(url)
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "127.0.0.1:\u00b2", "1:\u0663"])
+def test_a_port_of_digits_int_cannot_read_is_a_usage_error(text):
+    # Found by the property test above: str.isdigit() takes superscripts and other scripts' digits.
+    with pytest.raises(CliError, match="no valid port"):
+        host_port(text, default_host="127.0.0.1")
