@@ -54,6 +54,10 @@ class RelayedServerFactory(WebSocketServerFactory):
         super().__init__(**kwargs)
         # The synthetic Upgrade names the namespace host without a port.
         self.externalPort = None
+        # A sender that breaks the protocol (invalid UTF-8: 1007, a bad frame:
+        # 1002) is told so with a close frame the relay passes on; Autobahn's
+        # default drops the connection, which the sender only sees as 1006.
+        self.setProtocolOptions(failByDrop=False)
 
     def listen(self) -> defer.Deferred:
         """Register with the relay; fires with a :class:`RelayListeningPort`, cancellable."""

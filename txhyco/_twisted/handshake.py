@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from urllib.parse import urlsplit
 
 import h11
@@ -158,7 +159,16 @@ def split_ws_url(url: str) -> tuple[bool, str, int, str, str]:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    return secure, parts.hostname, port, parts.netloc.rsplit("@", 1)[-1], target
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    if _NOT_URL_TEXT.search(host_header) or _NOT_URL_TEXT.search(target):
+        # (urlsplit drops CR, LF and tab, but keeps NUL, spaces and the like,
+        # which would break, or smuggle into, the upgrade request.)
+        raise RelayProtocolError(f"Not a WebSocket URL: {url!r} holds spaces, control or non-ASCII characters.")
+    return secure, parts.hostname, port, host_header, target
+
+
+#: What a URL may not hold once split: anything but printable ASCII (RFC 3986 §2).
+_NOT_URL_TEXT = re.compile(r"[^\x21-\x7e]")
 
 
 class RawUpgrade(Protocol):

@@ -249,7 +249,8 @@ def host_port(text: str, *, default_host: str | None = None, option: str = "--fo
         if default_host is None:
             raise CliError(f"{option} {text!r} needs a host: write HOST:PORT, e.g. 127.0.0.1:5432.", 2)
         host = default_host
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    # (isdigit alone takes '²' and other digits int() refuses)
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise CliError(f"{option} {text!r} has no valid port: write [HOST:]PORT with PORT in 0-65535.", 2)
     if default_host is None and int(port) == 0:
         raise CliError(f"{option} {text!r}: port 0 cannot be connected to.", 2)

@@ -59,6 +59,9 @@ class RelayedHttpExchange(ResponseToSender):
         self._response = None
         self._deadline = None
         self._idle = None
+        #: while an inline body arrives: its timer, and when it began and last moved
+        self._body_wait = None
+        self._body_began = self._body_moved = 0.0
 
     # -- sending the request -------------------------------------------------
 
@@ -82,6 +85,8 @@ class RelayedHttpExchange(ResponseToSender):
             # Address-only: the listener comes to a rendezvous for the rest (§4.3).
             self.listener.send(Request(address=self.address, id=self.id))
             self._arm_deadline()
+        elif self.content_length:
+            self._arm_body_wait()
 
     def _full_request(self, body: bool) -> Request:
         return Request(
@@ -103,11 +108,14 @@ class RelayedHttpExchange(ResponseToSender):
             self._body.append(data)
             if not self.inline:
                 self.sender.pause()
+            elif self._body_wait is not None:
+                self._body_moved = self.relay.reactor.seconds()
 
     def sender_end(self) -> None:
         if self.finished:
             return
         self._body_done = True
+        self._stop_body_wait()
         if self.inline and not self._sent:
             if self.listener.backlogged:  # it fell behind while the body arrived
                 self._fail(503, NOT_READING)
@@ -119,6 +127,30 @@ class RelayedHttpExchange(ResponseToSender):
             self._arm_deadline()
         elif self._body_streaming:
             self._end_fragments()
+
+    # An inline body is sent whole, so the listener hears of the request only once
+    # it is complete: until then the relay alone holds the sender to time. Its
+    # body may pause no longer than streamIdleTimeout, and must be complete within
+    # responseTimeout (no trickle holds a connection for ever).
+
+    def _arm_body_wait(self) -> None:
+        self._body_began = self._body_moved = self.relay.reactor.seconds()
+        self._body_wait = self.relay.reactor.callLater(self.relay.config.limits.stream_idle_timeout, self._check_body_wait)
+
+    def _stop_body_wait(self) -> None:
+        call, self._body_wait = self._body_wait, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _check_body_wait(self) -> None:
+        limits, now = self.relay.config.limits, self.relay.reactor.seconds()
+        due = min(self._body_moved + limits.stream_idle_timeout, self._body_began + limits.response_timeout)
+        if now < due:
+            self._body_wait = self.relay.reactor.callLater(due - now, self._check_body_wait)
+            return
+        self._body_wait = None
+        self.sender.close_after_error = True  # the rest of the body may still come: no next request
+        self._fail(408, "The request body did not arrive in time.")
 
     def rendezvous_claimed(self, proto) -> None:
         self.rendezvous = proto
@@ -188,7 +220,7 @@ class RelayedHttpExchange(ResponseToSender):
         self.finished = True
         self.listener.exchanges.pop(self.id, None)
         self.relay.registry.drop(self.key)
-        for call in (self._deadline, self._idle):
+        for call in (self._deadline, self._idle, self._body_wait):
             if call is not None and call.active():
                 call.cancel()
         proto = self.rendezvous

@@ -96,9 +96,12 @@ class HttpSender(SenderAnswers):
             else:
                 exchange.start()
         elif isinstance(event, h11.Data):
-            if self.exchange is not None and event.data:
-                # h11 hands out bytearray slices; transports take bytes only.
-                self.exchange.sender_data(bytes(event.data))
+            if self.exchange is not None:
+                if event.data:
+                    # h11 hands out bytearray slices; transports take bytes only.
+                    self.exchange.sender_data(bytes(event.data))
+            else:  # the rest of an answered request's body, dropped: it must keep coming
+                self._next_head.waiting()
         elif isinstance(event, h11.EndOfMessage):
             if self.exchange is not None:
                 self.exchange.sender_end()
@@ -149,5 +152,7 @@ class HttpSender(SenderAnswers):
             self._go_on()
         elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY and self.exchange is None:
             # Answered before the body was sent (an error, or an early
-            # response): read and drop the rest so the connection can go on.
+            # response): read and drop the rest so the connection can go on,
+            # as long as it does not stall longer than a next head may.
+            self._next_head.waiting()
             self.resume()
