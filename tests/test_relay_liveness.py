@@ -1,0 +1,70 @@
+"""The relay notices a listener that went silent (issue 14, "Liveness").
+
+A frozen listener process (``kill -STOP``) or a silently cut network looks
+the same to the relay: the control channel stays open and nothing is read.
+The relay pings control channels; one that answers neither a Ping nor with
+anything else within ``listenerPingTimeout`` is dropped, and its senders go
+to the other listeners.
+"""
+import pytest_twisted
+from twisted.internet import defer
+
+from tests.support.rawlistener import RawListener
+from tests.support.rawtcp import limited_config, wait_until
+from tests.support.wsclient import ws_connect
+from tests.test_relay_websocket import auth, sender_url
+from txhyco.testing import start_relay
+
+
+def _frozen(listener: RawListener) -> RawListener:
+    """Stop reading the listener's control channel, as a stopped process would."""
+    listener.control.transport.pauseProducing()
+    return listener
+
+
+@defer.inlineCallbacks
+def _echo_senders(relay, path: str, count: int):
+    for n in range(count):
+        sender = yield ws_connect(sender_url(relay, path), headers=auth(relay, path))
+        sender.sendMessage(b"ping %d" % n, isBinary=True)
+        payload, _ = yield sender.messages.get()
+        assert payload == b"ping %d" % n
+        sender.sendClose(1000)
+        yield sender.closed
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_silent_listener_is_dropped_and_the_other_gets_every_sender():
+    relay = yield start_relay(limited_config(listener_ping_interval=0.2, listener_ping_timeout=0.3))
+    try:
+        frozen = _frozen((yield RawListener(relay, "live").start()))
+        alive = yield RawListener(relay, "live").start()
+        entity = relay.relay.registry.entity("live", create=False)
+        yield wait_until(lambda: len(entity.listeners) == 1, timeout=10)
+        (survivor,) = entity.listeners.values()
+        assert survivor.tracking_id == alive.tracking_id
+        yield _echo_senders(relay, "live", 6)
+        assert len(alive.accepts) == 6 and frozen.accepts == []
+        # The one that answers is kept: pings do not cut a healthy listener.
+        assert alive.control.state == alive.control.STATE_OPEN
+        assert relay.relay.metrics.listeners.labels("live")._value.get() == 1
+    finally:
+        yield relay.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_listener_with_a_ping_long_unanswered_gets_no_work_while_others_answer():
+    # A long timeout: the frozen listener is still registered, but its Ping
+    # has waited more than half the timeout, so routing passes it over.
+    relay = yield start_relay(limited_config(listener_ping_interval=0.1, listener_ping_timeout=4.0))
+    try:
+        frozen = _frozen((yield RawListener(relay, "slow").start()))
+        alive = yield RawListener(relay, "slow").start()
+        entity = relay.relay.registry.entity("slow", create=False)
+        channel = next(ch for ch in entity.listeners.values() if ch.tracking_id == frozen.tracking_id)
+        yield wait_until(lambda: channel.unanswered, timeout=10)
+        yield _echo_senders(relay, "slow", 6)
+        assert len(alive.accepts) == 6 and frozen.accepts == []
+        assert channel in entity.listeners.values(), "dropped already: the test proved nothing"
+    finally:
+        yield relay.stop()
