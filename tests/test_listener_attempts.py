@@ -33,7 +33,7 @@ def test_a_listener_retries_a_silent_relay_quickly_and_is_back_when_the_relay_is
     relay = RelayService(config, listen)
     relay.startService()
     yield relay.ready
-    factory = RelayedServerFactory(relay.connection_string().format(), path="back", keepalive=1)
+    factory = RelayedServerFactory(relay.connection_string().format(), path="back", keepalive=2)
     factory.protocol = Echo
     port = yield factory.listen()
     silent = Factory.forProtocol(Silent)

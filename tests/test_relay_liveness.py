@@ -35,7 +35,7 @@ def _echo_senders(relay, path: str, count: int):
 
 @pytest_twisted.inlineCallbacks
 def test_a_silent_listener_is_dropped_and_the_other_gets_every_sender():
-    relay = yield start_relay(limited_config(listener_ping_interval=0.2, listener_ping_timeout=0.3))
+    relay = yield start_relay(limited_config(listener_ping_interval=0.2, listener_ping_timeout=1.5))
     try:
         frozen = _frozen((yield RawListener(relay, "live").start()))
         alive = yield RawListener(relay, "live").start()
