@@ -105,7 +105,7 @@ class StreamLeg(LeanClientProtocol):
     def done(self) -> defer.Deferred:
         return self.is_closed
 
-    def going_away(self, reason: str = "The listener is stopping.") -> None:
+    def going_away(self, reason: str) -> None:
         """Close with 1001 after the messages already written (sendClose allows only 1000 and 3000-4999)."""
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code=1001, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)

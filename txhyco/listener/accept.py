@@ -317,7 +317,7 @@ class AcceptBridge:
 
     # -- ending ---------------------------------------------------------------
 
-    def going_away(self, reason: str = "The listener is stopping.") -> None:
+    def going_away(self, reason: str) -> None:
         """The listener stops: close with 1001 after what the application already sent (:mod:`txhyco.listener.drain`)."""
         protocol = self.transport.protocol
         if self.state == self.HANDSHAKE:
@@ -333,7 +333,7 @@ class AcceptBridge:
     def abort(self) -> None:
         """Drop the connection now (a stopping listener's drain time is over)."""
         if self.state == self.HANDSHAKE:
-            self._reject(503, "The listener is stopping.")
+            self._reject(503, "The listener stopped.")
         elif self.state != self.CLOSED:
             self.close(abort=True)
 

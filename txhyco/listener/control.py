@@ -40,8 +40,8 @@ from txhyco.protocol.messages import RenewToken, Response, serialize_command
 from txhyco.sender.leg import open_leg
 
 __all__ = [
-    "ATTEMPT_TIMEOUT_MAX", "ATTEMPT_TIMEOUT_MIN", "BACKOFF", "CONNECTING", "CONTROL_MESSAGE_LIMIT", "ControlProtocol", "HybridConnectionListener", "KEEPALIVE",
-    "ListenerStatus", "OFFLINE", "ONLINE", "STABLE_AFTER",
+    "ATTEMPT_TIMEOUT_MAX", "ATTEMPT_TIMEOUT_MIN", "BACKOFF", "CONNECTING", "CONTROL_MESSAGE_LIMIT", "ControlProtocol",
+    "HybridConnectionListener", "KEEPALIVE", "ListenerStatus", "OFFLINE", "ONLINE", "STABLE_AFTER", "attempt_timeout",
 ]
 
 log = Logger()

@@ -8,8 +8,8 @@ what is still open then is dropped. Senders thus get every message sent
 before the stop, then 1001, instead of a bare drop (1006).
 
 A connection registers itself here with ``add``; it offers ``done`` (a
-Deferred that fires when it is over), ``going_away()`` (start closing with
-1001) and ``abort()`` (drop it now).
+Deferred that fires when it is over), ``going_away(reason)`` (start closing
+with 1001) and ``abort()`` (drop it now).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class RelayedConnections:
         self._live.add(connection)
         connection.done.addBoth(self._ended, connection)
         if self.closing and connection in self._live:
-            connection.going_away()
+            connection.going_away(GOING_AWAY_REASON)
 
     def _ended(self, result, connection):
         self._live.discard(connection)
@@ -54,7 +54,7 @@ class RelayedConnections:
         waiting: defer.Deferred = defer.Deferred()
         self._waiting.append(waiting)
         for connection in list(self._live):
-            connection.going_away()
+            connection.going_away(GOING_AWAY_REASON)
         if not self._live:
             self._drained()
         elif self._drain_call is None:

@@ -7,7 +7,9 @@ relay sends a Ping (RFC 6455 §5.5.2); a listener that neither answers with a
 Pong nor sends anything else within ``timeout`` seconds is dropped, so a
 silent listener is gone at most ``interval + timeout`` seconds after it went
 silent. Any frame from the listener counts as an answer, so one that is busy
-sending is never cut.
+sending is never cut. A Ping queues behind what the relay has for the
+listener already (at most ``core.CONTROL_BACKLOG_LIMIT``): a listener that
+cannot read that much within the timeout is taken for gone.
 
 The timers are the reactor's own: Autobahn's auto-ping rounds its deadlines
 to whole seconds, which made short timeouts fire at once.
@@ -28,6 +30,7 @@ class PingWatch:
         self._silent = silent
         self._next_ping = None
         self._deadline = None
+        self._stopped = False
         #: reactor time the unanswered Ping went out, or None
         self.ping_sent_at: float | None = None
 
@@ -36,6 +39,7 @@ class PingWatch:
             self._next_ping = self._reactor.callLater(self._interval, self._ping)
 
     def stop(self) -> None:
+        self._stopped = True
         for call in (self._next_ping, self._deadline):
             if call is not None and call.active():
                 call.cancel()
@@ -43,7 +47,7 @@ class PingWatch:
 
     def heard(self) -> None:
         """The listener sent something (a Pong or any frame): it is alive."""
-        if self.ping_sent_at is None:
+        if self.ping_sent_at is None or self._stopped:
             return
         self.ping_sent_at = None
         if self._deadline is not None and self._deadline.active():
