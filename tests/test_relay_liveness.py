@@ -68,3 +68,45 @@ def test_a_listener_with_a_ping_long_unanswered_gets_no_work_while_others_answer
         assert channel in entity.listeners.values(), "dropped already: the test proved nothing"
     finally:
         yield relay.stop()
+
+
+class _Leg:
+    """Just what PingWatch uses of a control channel leg."""
+
+    STATE_OPEN, STATE_CLOSED = 3, 0
+
+    def __init__(self):
+        self.state = self.STATE_OPEN
+        self.pings = 0
+        self.dropped = None
+
+    def sendPing(self, payload):
+        self.pings += 1
+
+    def dropConnection(self, abort=False):
+        self.dropped = abort
+        self.state = self.STATE_CLOSED
+
+
+def test_the_ping_cycle_on_a_clock():
+    from twisted.internet.task import Clock
+
+    from txhyco.relay.liveness import PingWatch
+
+    clock, leg, silent = Clock(), _Leg(), []
+    watch = PingWatch(leg, clock, interval=20, timeout=10, silent=lambda: silent.append(clock.seconds()))
+    watch.start()
+    clock.advance(20)
+    assert leg.pings == 1 and not watch.unanswered
+    clock.advance(5.5)
+    assert watch.unanswered  # half the timeout: routing passes it over
+    watch.heard()  # a Pong, or any frame
+    assert not watch.unanswered
+    clock.advance(19.9)
+    assert leg.pings == 1
+    clock.advance(0.1)
+    assert leg.pings == 2
+    clock.advance(10)  # silent from here: dropped at interval + timeout at most
+    assert silent == [55.5] and leg.dropped is True and not leg.wasClean
+    watch.stop()
+    assert clock.getDelayedCalls() == []
