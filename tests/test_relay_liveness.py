@@ -11,7 +11,7 @@ from twisted.internet import defer
 
 from tests.support.rawlistener import RawListener
 from tests.support.rawtcp import limited_config, wait_until
-from tests.support.wsclient import ws_connect
+from tests.support.wsclient import HandshakeFailed, ws_connect
 from tests.test_relay_websocket import auth, sender_url
 from txhyco.testing import start_relay
 
@@ -68,6 +68,29 @@ def test_a_listener_with_a_ping_long_unanswered_gets_no_work_while_others_answer
         assert channel in entity.listeners.values(), "dropped already: the test proved nothing"
     finally:
         yield relay.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_closing_control_channel_gets_no_work(relay):
+    # The relay closed the channel (say, a refused renewToken: 1008) and
+    # waits for the listener's answer, which does not come: the channel is
+    # still registered until the closing handshake times out, but senders
+    # go to the other listener (they used to get 500 half of the time).
+    closing = _frozen((yield RawListener(relay, "closing").start()))
+    entity = relay.relay.registry.entity("closing", create=False)
+    (channel,) = entity.listeners.values()
+    channel.proto.close_with(1008, "renewToken refused")
+    alive = yield RawListener(relay, "closing").start()
+    assert channel in entity.listeners.values()
+    yield _echo_senders(relay, "closing", 6)
+    assert len(alive.accepts) == 6 and closing.accepts == []
+    yield alive.stop()
+    try:
+        yield ws_connect(sender_url(relay, "closing"), headers=auth(relay, "closing"))
+    except HandshakeFailed as e:
+        assert e.status == 404 and "no listeners" in e.reason
+    else:
+        raise AssertionError("a sender was offered to a closing listener")
 
 
 class _Leg:

@@ -303,6 +303,11 @@ class ControlChannel:
         return f"{self.tracking_id}_G{n}"
 
     # liveness (see txhyco.relay.liveness)
+    @property
+    def closing(self) -> bool:
+        """Whether the channel's closing handshake has begun: it takes no more work."""
+        return self.proto.state != self.proto.STATE_OPEN
+
     def pong_received(self) -> None:
         self.pings.heard()
 
