@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from txhyco.address import HybridConnection
 from txhyco.listener.control import KEEPALIVE
+from txhyco.listener.drain import RelayedConnections
 from txhyco.listener.port import listen
 from txhyco.protocol.errors import ProtocolError
 
@@ -73,15 +74,17 @@ class HybridConnectionServerEndpoint:
         log.info("listening on {address} in {mode} mode for {factory!r}", address=str(self.hc.address), mode=mode, factory=factory)
         reactor, hc = self.reactor, self.hc
         on_accept = on_request = None
+        connections = RelayedConnections(reactor)
         if mode == "stream":
             from txhyco.listener.stream import accept_stream
 
-            on_accept = partial(accept_stream, reactor, hc, factory)
+            on_accept = partial(accept_stream, reactor, hc, factory, connections=connections)
         elif mode == "http":
             from txhyco.listener.http import serve_request
 
             on_request = partial(serve_request, reactor, hc, factory)
-        d = listen(reactor, hc, factory, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive)
+        d = listen(reactor, hc, factory, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive,
+                   connections=connections)
 
         def failed(failure):
             if failure.check(defer.CancelledError):

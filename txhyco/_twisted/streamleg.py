@@ -99,6 +99,23 @@ class StreamLeg(LeanClientProtocol):
     def onMessageEnd(self) -> None:
         pass
 
+    # A listener's relayed connection (txhyco.listener.drain)
+
+    @property
+    def done(self) -> defer.Deferred:
+        return self.is_closed
+
+    def going_away(self, reason: str) -> None:
+        """Close with 1001 after the messages already written (sendClose allows only 1000 and 3000-4999)."""
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=1001, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
+        elif self.state == self.STATE_CONNECTING:
+            self.dropConnection(abort=True)
+
+    def abort(self) -> None:
+        if self.state != self.STATE_CLOSED:
+            self.dropConnection(abort=True)
+
     def onClose(self, wasClean, code, reason) -> None:
         app = self.app
         if app is not None:

@@ -241,6 +241,10 @@ def echo_factories(reactor, monitor, hc):
 
         def onMessage(self, payload, isBinary):
             self.counts[0] += len(payload)
+            if self.state != self.STATE_OPEN:
+                # Closing (the listener is stopping): no more echoes.
+                monitor.count(len(payload), 0)
+                return
             self.counts[1] += len(payload)
             monitor.count(len(payload), len(payload))
             self.sendMessage(payload, isBinary)

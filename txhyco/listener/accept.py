@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import h11
 
+from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -315,6 +316,26 @@ class AcceptBridge:
             self.rendezvous.transport.resumeProducing()
 
     # -- ending ---------------------------------------------------------------
+
+    def going_away(self, reason: str) -> None:
+        """The listener stops: close with 1001 after what the application already sent (:mod:`txhyco.listener.drain`)."""
+        protocol = self.transport.protocol
+        if self.state == self.HANDSHAKE:
+            self._reject(503, reason)
+        elif isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN:
+            # Through the application's own protocol, so that its Close
+            # follows its last frame and it sees the closing handshake.
+            # (Its sendClose allows only 1000 and 3000-4999.)
+            protocol.sendCloseFrame(code=1001, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
+        elif self.state != self.CLOSED:
+            self.close(abort=False)
+
+    def abort(self) -> None:
+        """Drop the connection now (a stopping listener's drain time is over)."""
+        if self.state == self.HANDSHAKE:
+            self._reject(503, "The listener stopped.")
+        elif self.state != self.CLOSED:
+            self.close(abort=True)
 
     def close(self, abort: bool) -> None:
         if self.state == self.OPEN:

@@ -40,8 +40,8 @@ from txhyco.protocol.messages import RenewToken, Response, serialize_command
 from txhyco.sender.leg import open_leg
 
 __all__ = [
-    "BACKOFF", "CONNECTING", "CONTROL_MESSAGE_LIMIT", "ControlProtocol", "HybridConnectionListener", "KEEPALIVE",
-    "ListenerStatus", "OFFLINE", "ONLINE", "STABLE_AFTER",
+    "ATTEMPT_TIMEOUT_MAX", "ATTEMPT_TIMEOUT_MIN", "BACKOFF", "CONNECTING", "CONTROL_MESSAGE_LIMIT", "ControlProtocol",
+    "HybridConnectionListener", "KEEPALIVE", "ListenerStatus", "OFFLINE", "ONLINE", "STABLE_AFTER", "attempt_timeout",
 ]
 
 log = Logger()
@@ -50,6 +50,23 @@ log = Logger()
 #: a command (64 KiB at most) or an inline body (64 KiB). Larger is a broken
 #: or hostile relay: Autobahn closes with 1009 instead of buffering it.
 CONTROL_MESSAGE_LIMIT = 256 * 1024
+
+#: Bounds of a connection attempt's set-up time (TCP, TLS, opening handshake).
+ATTEMPT_TIMEOUT_MIN = 3.0
+ATTEMPT_TIMEOUT_MAX = 30.0
+
+
+def attempt_timeout(keepalive: float) -> float:
+    """Seconds one control-channel connection attempt may take to open.
+
+    As long as the keep-alive interval, within 3-30 s (30 s without
+    keep-alive): a listener that notices a dead path within its keep-alive
+    does not then wait 30 s per attempt into it, and is back soon after the
+    path returns.
+    """
+    if keepalive <= 0:
+        return ATTEMPT_TIMEOUT_MAX
+    return min(ATTEMPT_TIMEOUT_MAX, max(ATTEMPT_TIMEOUT_MIN, keepalive))
 
 
 class Lifecycle(Enum):
@@ -168,10 +185,11 @@ class HybridConnectionListener:
         return defer.succeed(None)
 
     def _attempt_connect(self) -> defer.Deferred:
+        timeout = attempt_timeout(self.keepalive)
         factory = WebSocketClientFactory(reactor=self.reactor)
         factory.protocol = lambda: ControlProtocol(self)
         factory.setProtocolOptions(
-            openHandshakeTimeout=30,
+            openHandshakeTimeout=timeout,
             closeHandshakeTimeout=5,
             autoPingInterval=self.keepalive,
             autoPingTimeout=min(KEEPALIVE_TIMEOUT, self.keepalive),
@@ -184,7 +202,7 @@ class HybridConnectionListener:
             self._renewal.connected(token)
 
         url = listen_url(self.hc.namespace, self.hc.path, tracking_id=self.tracking_id)
-        return open_leg(self.reactor, self.hc, factory, lambda _: url, on_connected=connected)
+        return open_leg(self.reactor, self.hc, factory, lambda _: url, on_connected=connected, connect_timeout=timeout)
 
     def _connect(self) -> None:
         if self._lifecycle is Lifecycle.STOPPED:

@@ -3,7 +3,9 @@
 :func:`listen` starts a control channel for any protocol factory and fires
 with a :class:`RelayListeningPort` once the relay has registered it; every
 public way to listen (``RelayedServerFactory.listen``, the ``hyco:`` server
-endpoint, ``txhyco listen``) comes through here.
+endpoint, ``txhyco listen``) comes through here. The port knows its relayed
+connections (:mod:`txhyco.listener.drain`): stopping it, or the reactor
+shutting down, closes them with 1001 after a bounded drain.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT
 from txhyco.address import HybridConnection, peer_address
 from txhyco.listener.accept import AcceptBridge
 from txhyco.listener.control import KEEPALIVE, HybridConnectionListener, ListenerStatus
+from txhyco.listener.drain import DRAIN_TIMEOUT, RelayedConnections
 from txhyco.listener.stream import reject_accept
 
 
@@ -25,10 +28,22 @@ from txhyco.listener.stream import reject_accept
 class RelayListeningPort:
     """A port listening through a relay: ``getHost()``, ``stopListening()``, status."""
 
-    def __init__(self, listener: HybridConnectionListener, factory) -> None:
+    #: Seconds ``stopListening`` waits for relayed connections to close before dropping them.
+    drain_timeout = DRAIN_TIMEOUT
+
+    def __init__(self, listener: HybridConnectionListener, factory, connections: RelayedConnections | None = None) -> None:
         self.listener = listener
         self.factory = factory
         self.connected = True
+        #: the live relayed connections, closed when the port stops
+        self.connections = connections if connections is not None else RelayedConnections(listener.reactor)
+        self._stopped: defer.Deferred | None = None
+        add_trigger = getattr(listener.reactor, "addSystemEventTrigger", None)  # (a test's fake reactor may have none)
+        self._shutdown_trigger = add_trigger("before", "shutdown", self._shutting_down) if add_trigger else None
+
+    def _shutting_down(self) -> defer.Deferred:
+        self._shutdown_trigger = None  # firing: not to be removed
+        return self.stopListening()
 
     def getHost(self):
         return self.listener.hc.address
@@ -37,10 +52,21 @@ class RelayListeningPort:
         return None
 
     def stopListening(self) -> defer.Deferred:
-        self.connected = False
-        d = self.listener.stop()
-        d.addBoth(lambda r: self.factory.doStop() if hasattr(self.factory, "doStop") else None)
-        return d
+        """Close the control channel and every relayed connection (1001, then at most ``drain_timeout`` s).
+
+        Fires when both are done; a second call fires with the first.
+        """
+        if self._stopped is None:
+            self.connected = False
+            trigger, self._shutdown_trigger = self._shutdown_trigger, None
+            if trigger is not None:
+                self.listener.reactor.removeSystemEventTrigger(trigger)
+            d = defer.gatherResults([self.listener.stop(), self.connections.close_all(self.drain_timeout)], consumeErrors=True)
+            d.addBoth(lambda r: self.factory.doStop() if hasattr(self.factory, "doStop") else None)
+            self._stopped = d
+        forked: defer.Deferred = defer.Deferred()
+        self._stopped.addBoth(lambda r: (forked.callback(None), r)[1])
+        return forked
 
     loseConnection = stopListening
 
@@ -60,8 +86,8 @@ class RelayListeningPort:
         self.listener.add_status_observer(observer)
 
 
-def accept_with_factory(reactor, hc, factory, accept) -> None:
-    """Serve one ``accept`` with a fresh protocol from ``factory`` over a bridge."""
+def accept_with_factory(reactor, hc, factory, accept, *, connections: RelayedConnections | None = None) -> None:
+    """Serve one ``accept`` with a fresh protocol from ``factory`` over a bridge (kept in ``connections``)."""
     protocol = factory.buildProtocol(peer_address(accept.remote_endpoint))
     if protocol is None:
         # The factory declined (as a Twisted factory may): tell the sender.
@@ -84,20 +110,27 @@ def accept_with_factory(reactor, hc, factory, accept) -> None:
         timeout = getattr(protocol, "closeHandshakeTimeout", getattr(factory, "closeHandshakeTimeout", None))
         if timeout and timeout < CLOSE_HANDSHAKE_TIMEOUT:
             protocol.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
-    AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us).start()
+    bridge = AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us)
+    if connections is not None:
+        connections.add(bridge)
+    bridge.start()
 
 
 def listen(reactor, hc: HybridConnection, factory, *, on_accept=None, on_request=None,
-           keepalive: float = KEEPALIVE) -> defer.Deferred:
+           keepalive: float = KEEPALIVE, connections: RelayedConnections | None = None) -> defer.Deferred:
     """Listen on ``hc`` for ``factory``; fires with a :class:`RelayListeningPort`, cancellable.
 
     ``on_accept(accept)`` serves each relayed WebSocket (by default a
     protocol from ``factory`` over the accept bridge); ``on_request`` serves
-    relayed HTTP requests (none: the listener answers 501). The factory is
-    started here and stopped when listening fails or stops.
+    relayed HTTP requests (none: the listener answers 501). Relayed
+    connections kept in ``connections`` (the default accept's are) are closed
+    when the port stops. The factory is started here and stopped when
+    listening fails or stops.
     """
+    if connections is None:
+        connections = RelayedConnections(reactor)
     if on_accept is None:
-        on_accept = partial(accept_with_factory, reactor, hc, factory)
+        on_accept = partial(accept_with_factory, reactor, hc, factory, connections=connections)
     listener = HybridConnectionListener(reactor, hc, on_accept=on_accept, on_request=on_request, keepalive=keepalive)
     if hasattr(factory, "doStart"):
         factory.doStart()
@@ -108,5 +141,5 @@ def listen(reactor, hc: HybridConnection, factory, *, on_accept=None, on_request
             factory.doStop()
         return f
 
-    d.addCallbacks(lambda _: RelayListeningPort(listener, factory), failed)
+    d.addCallbacks(lambda _: RelayListeningPort(listener, factory, connections), failed)
     return d

@@ -12,12 +12,18 @@ from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.protocol.addresses import reject_url
 
 
-def accept_stream(reactor, hc, factory, accept) -> None:
-    """Serve one ``accept`` in stream mode (the listener's ``on_accept``)."""
+def accept_stream(reactor, hc, factory, accept, *, connections=None) -> None:
+    """Serve one ``accept`` in stream mode (the listener's ``on_accept``); the leg is kept in ``connections``."""
     peer = peer_address(accept.remote_endpoint)
     local = HybridConnectionAddress(hc.namespace, hc.path)
-    d = open_websocket(reactor, accept.address, lambda: StreamLeg(factory, peer, local),
-                       ca_file=hc.ca_file, **STREAM_LEG_OPTIONS)
+
+    def leg() -> StreamLeg:
+        made = StreamLeg(factory, peer, local)
+        if connections is not None:
+            connections.add(made)
+        return made
+
+    d = open_websocket(reactor, accept.address, leg, ca_file=hc.ca_file, **STREAM_LEG_OPTIONS)
     # Could not open the rendezvous: nothing to tell the application.
     d.addErrback(lambda failure: None)
 

@@ -49,6 +49,12 @@ class Limits:
     handshake_timeout: float = 10.0
     #: Seconds a token may be past its expiry before the relay refuses it.
     token_grace: float = 300.0
+    #: Seconds between the relay's Pings on a quiet control channel (0 = none).
+    listener_ping_interval: float = 20.0
+    #: Seconds a control channel has to answer a Ping (or send anything)
+    #: before the relay drops it: a silent listener is gone within
+    #: interval + timeout.
+    listener_ping_timeout: float = 10.0
     #: Status an HTTP sender gets when no listener is connected: 502 per
     #: Microsoft's documentation (404 is what WebSocket senders see).
     no_listener_status: int = 502
@@ -202,6 +208,8 @@ LIMITS = Table(
         "streamIdleTimeout": Setting(seconds(0, _DAY), "stream_idle_timeout"),
         "handshakeTimeout": Setting(seconds(0, _DAY), "handshake_timeout"),
         "tokenGrace": Setting(seconds(0, _DAY, low_included=True), "token_grace"),
+        "listenerPingInterval": Setting(seconds(0, 3600, low_included=True), "listener_ping_interval"),
+        "listenerPingTimeout": Setting(seconds(0, 3600), "listener_ping_timeout"),
         "noListenerStatus": Setting(whole(400, 599), "no_listener_status"),
     },
     build=Limits,

@@ -75,6 +75,7 @@ class RelaySplice:
     def __init__(self, relay, entity: Entity, sender, listener) -> None:
         self.relay = relay
         self.entity = entity
+        self.sender = sender
         self._open = 0
         self._counted = False
         sender.partner, listener.partner = listener, sender
@@ -108,7 +109,14 @@ class RelaySplice:
             other.answer_close(1001 if proto.remoteCloseCode is None else proto.remoteCloseCode, proto.remoteCloseReason)
         elif other.state == other.STATE_OPEN and not was_clean:
             # A leg dropped without a Close: the other side must see an error,
-            # not a clean end (§6).
-            other.dropConnection(abort=True)
+            # not a clean end (§6), and why: a Close 1011 with a reason rather
+            # than a bare TCP drop it would report as 1006. What it was sent
+            # before is written first. A frame half-forwarded into it cannot
+            # be ended, so that leg is dropped.
+            if other.frame_in_progress:
+                other.dropConnection(abort=True)
+            else:
+                lost = "sender's" if proto is self.sender else "listener's"
+                other.close_with(1011, f"The {lost} connection was lost.")
         elif other.state == other.STATE_OPEN:
             other.close_with(1001, "The peer went away.")

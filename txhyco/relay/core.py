@@ -32,6 +32,7 @@ from .config import RelayConfig
 from .connect import PendingConnect
 from .faults import WEBSOCKET, ArmedFaults
 from .http import RelayedHttpExchange
+from .liveness import PingWatch
 from .metrics import RelayMetrics
 from .registry import Entity, Registry
 from .routing import choose_listener
@@ -263,6 +264,10 @@ class ControlChannel:
         self._broken: str | None = None
         self._ns: Namespace | None = None
         self._request_prefix: str | None = None
+        limits = relay.config.limits
+        self.pings = PingWatch(
+            proto, relay.reactor, interval=limits.listener_ping_interval, timeout=limits.listener_ping_timeout, silent=self._went_silent
+        )
 
     # role interface
     def leg_opened(self, proto) -> None:
@@ -270,9 +275,11 @@ class ControlChannel:
         self.entity.listeners[self.key] = self
         self.relay.metrics.listeners.labels(self.entity.name).inc()
         self._schedule_expiry()
+        self.pings.start()
         log.info("listener {id} online for {path}", id=self.tracking_id, path=self.entity.name)
 
     def leg_closed(self, proto, was_clean, code, reason) -> None:
+        self.pings.stop()
         if self._expiry_call is not None and self._expiry_call.active():
             self._expiry_call.cancel()
         if self.key is not None and self.entity.listeners.pop(self.key, None) is not None:
@@ -299,6 +306,24 @@ class ControlChannel:
         while f"{self.tracking_id}_G{n}" in self.entity.listeners:
             n += 1
         return f"{self.tracking_id}_G{n}"
+
+    # liveness (see txhyco.relay.liveness)
+    @property
+    def closing(self) -> bool:
+        """Whether the channel's closing handshake has begun: it takes no more work."""
+        return self.proto.state != self.proto.STATE_OPEN
+
+    def pong_received(self) -> None:
+        self.pings.heard()
+
+    @property
+    def unanswered(self) -> bool:
+        """Whether the relay's Ping waited past half its timeout (routing then prefers others)."""
+        return self.pings.unanswered
+
+    def _went_silent(self) -> None:
+        log.warn("listener {id} of {path} answered no Ping in time; dropping its control channel", id=self.tracking_id, path=self.entity.name)
+        self._broken = "The listener stopped answering the relay's pings; its connection is gone."
 
     # sending
     @property
@@ -339,6 +364,7 @@ class ControlChannel:
 
     # CommandSink handler interface
     def channel_event(self, event) -> None:
+        self.pings.heard()
         if isinstance(event, CommandReceived):
             command = event.command
             if isinstance(command, RenewToken):

@@ -3,7 +3,8 @@
 WebSocket senders (:mod:`txhyco.relay.core`) and HTTP senders
 (:mod:`txhyco.relay.httprequest`) are routed alike: a random listener of the
 hybrid connection, honouring the sender's Allowed/DisallowedListeners headers
-and skipping listeners that do not keep up with their control channel; when
+and skipping listeners that do not keep up with their control channel or
+have left the relay's Ping unanswered for half its timeout; when
 none can take the sender, a refusal with the status and sentence that .NET
 and Java senders expect.
 """
@@ -54,15 +55,22 @@ def choose_listener(registry: Registry, entity: Entity, lower_headers: dict[str,
         if listeners:
             raise RemoteProtocolError("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria.", 404)
         raise RemoteProtocolError("There are no listeners connected for the endpoint.", no_listener_status)
-    # Listeners that keep up come first; a backlogged one is refused only if
-    # none does. Usually the first pick keeps up, and the others are not
-    # looked at.
+    # A channel already closing (its Close sent or received; it leaves the
+    # registry when the handshake ends) gets nothing. Listeners that keep up
+    # come first; a backlogged one is refused only if none does. One whose
+    # Ping has long gone unanswered (probably gone, and dropped at the ping
+    # timeout) gets work only if no other can take it. Usually the first pick
+    # is fine, and the others are not looked at.
     choice = random.choice(candidates)
-    if choice.backlogged:
-        ready = [ch for ch in candidates if not ch.backlogged]
+    if choice.closing or choice.backlogged or choice.unanswered:
+        open_channels = [ch for ch in candidates if not ch.closing]
+        if not open_channels:
+            raise RemoteProtocolError("There are no listeners connected for the endpoint.", no_listener_status)
+        ready = [ch for ch in open_channels if not ch.backlogged]
         if not ready:
             raise RemoteProtocolError(NOT_READING, 503)
-        choice = random.choice(ready)
+        answering = [ch for ch in ready if not ch.unanswered]
+        choice = random.choice(answering or ready)
     return choice
 
 

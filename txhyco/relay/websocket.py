@@ -204,6 +204,12 @@ class RelayWebSocketProtocol(LeanServerProtocol):
             return
         super().onPing(payload)
 
+    def onPong(self, payload: bytes) -> None:
+        # A control channel's answer to the relay's Ping (txhyco.relay.liveness).
+        pong_received = getattr(self.role, "pong_received", None)
+        if pong_received is not None:
+            pong_received()
+
     def sendFrame(self, opcode, payload=b"", fin=True, rsv=0, mask=None, payload_len=None, chopsize=None, sync=False):
         # A control frame (pong, close) must not land inside a frame that is
         # being forwarded into this leg piece by piece: hold it until the
@@ -341,6 +347,7 @@ class RelayWebSocketFactory(WebSocketServerFactory):
             utf8validateIncoming=False,
             maxMessagePayloadSize=limits.max_message_size,
             failByDrop=False,
+            # The relay pings control channels itself (txhyco.relay.liveness).
             autoPingInterval=0,
         )
         self.server = "txhyco-relay"
