@@ -242,10 +242,11 @@ def test_senders_of_a_listener_that_stops_answering_get_404_and_504():
         yield relay.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="needs the relay to ping listeners and drop a silent one (w1's relay→listener pings)")
 @pytest_twisted.inlineCallbacks
 def test_a_silent_listener_gets_no_new_work():
-    relay = yield relay_with(accept_timeout=1, response_timeout=1)
+    # The relay pings control channels: a stalled one is dropped within
+    # listenerPingInterval + listenerPingTimeout (here 0.5 + 1.5 s).
+    relay = yield relay_with(accept_timeout=1, response_timeout=1, listener_ping_interval=0.5, listener_ping_timeout=1.5)
     proxy = yield FaultProxy("127.0.0.1", relay.port).start()
     mute = Mute(via(proxy, relay), "hushed")
     yield mute.start()
@@ -255,7 +256,7 @@ def test_a_silent_listener_gets_no_new_work():
     try:
         for conn in proxy.live:
             conn.stall()
-        yield wait_for(lambda: len(relay.relay.registry.entities["hushed"].listeners) == 1, timeout=5,
+        yield wait_for(lambda: len(relay.relay.registry.entities["hushed"].listeners) == 1, timeout=15,
                        what="the relay dropping the silent listener")
         results = yield defer.gatherResults([ws_sender(relay, "hushed", b"%d" % i) for i in range(6)]).addTimeout(20, reactor)
         assert results == [b"%d" % i for i in range(6)]

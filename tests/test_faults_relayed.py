@@ -208,7 +208,6 @@ def test_messages_in_flight_at_a_clean_close_all_arrive_in_order_both_ways(setup
     print(f"\n{slowed} slowed: {count} + {count} messages ({total / 1e6:.1f} MB, up to {MAX_SIZE // 1024} KiB each) all delivered, in order, byte-identical")
 
 
-@pytest.mark.xfail(strict=False, reason="w1's item: the relay closes a sender's leg with 1011 and a reason when its rendezvous leg vanishes")
 @pytest_twisted.inlineCallbacks
 def test_a_sender_whose_rendezvous_is_reset_hears_1011(setup):
     state = setup
