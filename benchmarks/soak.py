@@ -633,6 +633,13 @@ class Sender:
             return
         t = self.soak.tally
         t.by_code[code] += 1
+        if self.closing_ourselves:
+            t.c["closures_requested_by_sender"] += 1
+            if code != 1000:
+                t.c["closures_requested_by_sender_unclean"] += 1
+                if t.c["closures_requested_by_sender_unclean"] <= 3:
+                    sys.stderr.write(f"sender {self.index}: our close ended {code} {reason!r} ({proto.wasClean}, "
+                                     f"{proto.wasNotCleanReason!r})\n")
         stopping = self.listener_id in self.soak.stopping
         t.c["closures_on_stopping_listener" if stopping else "closures_other"] += 1
         if not stopping and not self.closing_ourselves:
