@@ -393,6 +393,7 @@ class Soak:
             size = self.rng.choice([0, 100, 4000, 60000, 100000])
             body = BINARY_POOL[n % 1000:n % 1000 + size]
             self.tally.c["http_sent"] += 1
+            response = None
             try:
                 d = agent.request(b"POST", url, Headers({b"ServiceBusAuthorization": [token.encode()]}),
                                   FileBodyProducer(io.BytesIO(body)))
@@ -402,6 +403,9 @@ class Soak:
             except defer.TimeoutError:
                 self.tally.c["http_lost"] += 1
             except Exception as e:
+                # No status at all is a failure (the relay owes every sender one);
+                # a response cut after its head is what a listener stopping mid-response leaves.
+                self.tally.c["http_unanswered" if response is None else "http_cut_mid_response"] += 1
                 self.tally.http_errors[type(e).__name__] += 1
             else:
                 self.tally.http_status[response.code] += 1
@@ -494,7 +498,7 @@ class Soak:
             "no_message_lost": t.c["lost"] == 0,
             "no_message_corrupt_or_out_of_order": t.c["mismatched"] == 0,
             "closures_only_from_stopping_listeners": t.c["closed_in_flight_other"] == 0,
-            "no_http_request_lost_or_corrupt": t.c["http_lost"] == 0 and t.c["http_corrupt"] == 0,
+            "every_http_request_answered_intact": not (t.c["http_lost"] or t.c["http_unanswered"] or t.c["http_corrupt"]),
             "relay_fds_back_after_each_round": fds_rounds_ok,
             "relay_fds_back_to_baseline": fds_end == fds_alone,
             "relay_connection_gauge_zero": gauges_ok,
@@ -511,6 +515,7 @@ class Soak:
                          "closed_in_flight_other": t.c["closed_in_flight_other"], "lost": t.c["lost"],
                          "mismatched": t.c["mismatched"], "bytes_echoed": t.c["bytes_echoed"]},
             "http": {"sent": t.c["http_sent"], "echoed": t.c["http_echoed"], "refused_with_status": t.c["http_refused"],
+                     "cut_mid_response": t.c["http_cut_mid_response"], "unanswered": t.c["http_unanswered"],
                      "lost": t.c["http_lost"], "corrupt": t.c["http_corrupt"],
                      "status": {str(k): v for k, v in t.http_status.items()}, "errors": dict(t.http_errors)},
             "counts": t.as_dict(),
@@ -717,7 +722,8 @@ def summary_text(result: dict) -> str:
         f"lost {m['lost']}, mismatched {m['mismatched']}",
         f"  closures by code: {result['counts']['closures_by_code']}; reconnect failures: {result['counts']['connect_failures']}",
         f"  http: sent {h['sent']}, echoed {h['echoed']}, refused {h['refused_with_status']} {h['status']}, "
-        f"errors {h['errors']}, lost {h['lost']}, corrupt {h['corrupt']}",
+        f"cut mid-response {h['cut_mid_response']}, unanswered {h['unanswered']} {h['errors']}, "
+        f"lost {h['lost']}, corrupt {h['corrupt']}",
         f"  relay fds: alone {r['fds_alone']}, with listeners {r['fds_with_listeners']}, peak {r['fds_peak']}, "
         f"after rounds {[x['relay_fds'] for x in result['rounds']]}, end {r['fds_end']}",
         f"  relay RSS MiB: alone {r['rss_alone_mib']}, with listeners {r['rss_with_listeners_mib']}, peak {r['rss_peak_mib']}, "

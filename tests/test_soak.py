@@ -44,7 +44,8 @@ def test_short_soak_loses_nothing_and_leaks_no_descriptors(tmp_path):
     assert messages["sent"] == messages["echoed"] + messages["closed_in_flight"], report
     assert result["counts"]["connections_opened"] >= 50, report
     assert result["counts"].get("listeners_replaced", 0) >= 1, report
-    assert result["http"]["echoed"] > 0 and result["http"]["lost"] == 0 and result["http"]["corrupt"] == 0, report
+    http = result["http"]
+    assert http["echoed"] > 0 and http["lost"] == 0 and http["unanswered"] == 0 and http["corrupt"] == 0, report
 
     relay = result["relay"]
     assert all(r["relay_fds"] == relay["fds_with_listeners"] for r in result["rounds"]), report
