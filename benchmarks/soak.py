@@ -254,6 +254,7 @@ class Tally:
         self.c = collections.Counter()
         self.by_code = collections.Counter()
         self.connect_failures = collections.Counter()
+        self.connect_failure_examples: list[str] = []
         self.http_status = collections.Counter()
         self.http_errors = collections.Counter()
 
@@ -261,6 +262,7 @@ class Tally:
         out = dict(sorted(self.c.items()))
         out["closures_by_code"] = {str(k): v for k, v in sorted(self.by_code.items(), key=lambda kv: str(kv[0]))}
         out["connect_failures"] = dict(self.connect_failures)
+        out["connect_failure_examples"] = self.connect_failure_examples
         out["http_status"] = {str(k): v for k, v in sorted(self.http_status.items())}
         out["http_errors"] = dict(self.http_errors)
         return out
@@ -560,6 +562,9 @@ class Sender:
         self.connecting = None
         self.timer = None
         self.drained = None
+        #: set while this side closes its connection (the end of a round), and what fires when it has
+        self.closing_ourselves = False
+        self.closed = None
 
     @property
     def reactor(self):
@@ -591,7 +596,11 @@ class Sender:
     def connect_failed(self, failure):
         self.connecting = None
         e = failure.value
-        self.soak.tally.connect_failures[str(getattr(e, "status", None) or type(e).__name__)] += 1
+        key = str(getattr(e, "status", None) or type(e).__name__)
+        failures = self.soak.tally.connect_failures
+        failures[key] += 1
+        if failures[key] <= 2:  # what the relay said, in the summary
+            self.soak.tally.connect_failure_examples.append(f"{key}: {getattr(e, 'reason', None) or e}")
         if self.soak.running:
             self.reactor.callLater(0.2 + self.soak.rng.random() * 0.8, self.connect)
 
@@ -668,9 +677,6 @@ class Sender:
         if self.soak.running:
             self.reactor.callLater(0.1 + self.soak.rng.random() * 0.4, self.connect)
 
-    closing_ourselves = False
-    closed = None
-
     def check_drained(self):
         if self.drained is not None and not self.drained.called and not self.outstanding:
             self.drained.callback(None)
@@ -723,7 +729,8 @@ def summary_text(result: dict) -> str:
         f"  messages: sent {m['sent']}, echoed {m['echoed']}, closed in flight {m['closed_in_flight']} "
         f"({m['closed_in_flight_on_stopping_listener']} on a stopping listener, {m['closed_in_flight_other']} other), "
         f"lost {m['lost']}, mismatched {m['mismatched']}",
-        f"  closures by code: {result['counts']['closures_by_code']}; reconnect failures: {result['counts']['connect_failures']}",
+        f"  closures by code: {result['counts']['closures_by_code']}; reconnect failures: {result['counts']['connect_failures']}"
+        + "".join(f"\n    {example}" for example in result["counts"]["connect_failure_examples"]),
         f"  http: sent {h['sent']}, echoed {h['echoed']}, refused {h['refused_with_status']} {h['status']}, "
         f"cut mid-response {h['cut_mid_response']}, unanswered {h['unanswered']} {h['errors']}, "
         f"lost {h['lost']}, corrupt {h['corrupt']}",
