@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NODEDIR := tests/interop/node
 
-.PHONY: test test-oldest test-crossbar demo bench clean setup
+.PHONY: test test-oldest test-crossbar demo bench soak clean setup
 
 setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
 
@@ -68,6 +68,11 @@ demo: $(VENV)/.stamp-install
 
 bench: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp
 	$(PY) benchmarks/run.py
+
+# Not in CI: 1,000 relayed connections for three minutes while listeners come
+# and go; writes benchmarks/results/soak.json and fails if a check fails.
+soak: $(VENV)/.stamp-install
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) $(OLD_VENV) $(CB_VENV) $(NODEDIR)/node_modules *.egg-info

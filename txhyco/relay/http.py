@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import uuid
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from txhyco.interfaces import IChannelSink
 from txhyco.protocol.errors import ProtocolError
@@ -27,6 +29,29 @@ log = Logger()
 
 #: The most a character can grow when serialized to a command (JSON's \uXXXX).
 _JSON_GROWTH = 6
+
+
+@implementer(IPushProducer)
+class SenderBodyPacing:
+    """The sender's request body as the producer of the rendezvous it streams to.
+
+    Pausing and resuming go through the sender (so its own paused state stays
+    true). Stopping does nothing: Twisted stops a producer when its consumer's
+    connection is lost, and a lost rendezvous must not end the sender's
+    connection, which still gets the relay's answer and keeps reading.
+    """
+
+    def __init__(self, sender) -> None:
+        self.sender = sender
+
+    def pauseProducing(self) -> None:
+        self.sender.pause()
+
+    def resumeProducing(self) -> None:
+        self.sender.resume()
+
+    def stopProducing(self) -> None:
+        pass  # the exchange's failure handling answers the sender
 
 
 class RelayedHttpExchange(ResponseToSender):
@@ -172,7 +197,7 @@ class RelayedHttpExchange(ResponseToSender):
         else:
             if self.sender.conn.they_are_waiting_for_100_continue:
                 self.sender.send_continue()
-            proto.transport.registerProducer(self.sender.transport, True)
+            proto.transport.registerProducer(SenderBodyPacing(self.sender), True)
             self.sender.resume()
 
     def _write_fragment(self, data: bytes) -> None:
