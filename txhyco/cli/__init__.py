@@ -20,7 +20,7 @@ from typing import Sequence
 from .common import CliError, Parser
 
 #: Subcommand modules under ``txhyco.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("relay", "tokens", "listen", "connect", "request")
+COMMANDS: tuple[str, ...] = ("relay", "tokens", "listen", "connect", "request", "completion")
 
 EPILOG = """\
 examples:
