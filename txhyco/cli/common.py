@@ -148,9 +148,20 @@ def run_reactor(main: Callable[[Any], Any]) -> int:
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
 
 
-def add_relay_options(parser) -> None:
-    """``PATH``, ``--connection-string`` and ``--ca-file``: how a command reaches its hybrid connection."""
-    parser.add_argument("path", metavar="PATH", help="the hybrid connection's name (its entity path), e.g. db")
+def add_relay_options(parser, *, path_optional: bool = False) -> None:
+    """``PATH``, ``--connection-string`` and ``--ca-file``: how a command reaches its hybrid connection.
+
+    With ``path_optional``, PATH may be left out when the connection string names an ``EntityPath``.
+    """
+    if path_optional:
+        parser.add_argument(
+            "path",
+            metavar="PATH",
+            nargs="?",
+            help="the hybrid connection's name (its entity path), e.g. db (default: the connection string's EntityPath)",
+        )
+    else:
+        parser.add_argument("path", metavar="PATH", help="the hybrid connection's name (its entity path), e.g. db")
     parser.add_argument(
         "--connection-string",
         metavar="TEXT",
@@ -187,9 +198,10 @@ def check_ca_file_option(path: str, option: str) -> None:
 def hybrid_connection(args):
     """The :class:`txhyco.address.HybridConnection` that ``args`` (see :func:`add_relay_options`) name."""
     from txhyco.address import HybridConnection
+    from txhyco.protocol.connection_string import ConnectionString
     from txhyco.protocol.errors import ProtocolError
 
-    path = check_path(args.path)
+    path = check_path(args.path) if args.path is not None else None
     text = args.connection_string
     if text is None:
         text = os.environ.get(CONNECTION_STRING_ENV, "").strip()
@@ -204,6 +216,14 @@ def hybrid_connection(args):
         source = "--connection-string"
     if args.ca_file is not None:
         check_ca_file_option(args.ca_file, "--ca-file")
+    if path is None:
+        try:
+            entity_path = ConnectionString.parse(text).entity_path
+        except ProtocolError as e:
+            raise CliError(f"the connection string in {source} is not usable: {e.message}", 2) from None
+        if not entity_path:
+            raise CliError(f"no PATH given and the connection string in {source} has no EntityPath: name the hybrid connection, e.g. db.", 2)
+        path = check_path(entity_path)
     try:
         return HybridConnection.from_args(connection_string=text, path=path, ca_file=args.ca_file)
     except ProtocolError as e:

@@ -65,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EPILOG,
         run=run,
     )
-    add_relay_options(parser)
+    add_relay_options(parser, path_optional=True)
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--echo", action="store_true", help="echo WebSocket messages (and answer HTTP requests with what they carried)")
     kind.add_argument("--forward", metavar="HOST:PORT", help="connect each relayed connection to this TCP service")
