@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from tests.test_cli_tunnels import assert_one_line_error, cli, finished, stopped
+from tests.test_cli_tunnels import Collect, assert_one_line_error, cli, echo_server, finished, stopped, tunnel
 from txhyco.protocol.connection_string import ConnectionString
 from txhyco.websocket import RelayedServerFactory
 
@@ -107,3 +108,57 @@ def test_path_comes_from_the_connection_strings_entity_path(relay):
 
     code, _, err = yield finished(cli("listen", "--echo", cs=relay.connection_string))
     assert_one_line_error(code, err, "no PATH given", "EntityPath", status=2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_tunnel_sender_learns_why_the_listener_closed_it(relay):
+    spare = echo_server()
+    dead_port = spare.getHost().port
+    yield spare.stopListening()
+    listener, sender, (host, port) = yield tunnel(relay.connection_string, "gone", dead_port)
+    client = Collect()
+    yield connectProtocol(TCP4ClientEndpoint(reactor, host, port), client)
+    data = yield client.done.addTimeout(30, reactor)
+    assert data == b""
+    yield stopped(listener)
+    _, _, log = yield stopped(sender)
+    assert f"cannot connect to 127.0.0.1:{dead_port}" in log, log
+    # txhyco's own words only: no Autobahn log lines without --debug.
+    assert "autobahn" not in log.lower() and "dropping connection" not in log, log
+
+
+@pytest_twisted.inlineCallbacks
+def test_live_panel_leaves_no_stale_frame_around_stdout_lines(relay):
+    """On a terminal, the 'listening on' line goes above the panel, not glued to an old frame's bottom."""
+    import os
+    import re
+    import sys
+
+    from tests.support.procs import ROOT, Child
+
+    child = Child()
+    env = dict(os.environ, HYCO_CONNECTION_STRING=relay.connection_string.format(), PYTHONUNBUFFERED="1",
+               PYTHONPATH=ROOT, COLUMNS="100", TERM="xterm")
+    reactor.spawnProcess(child, sys.executable, [sys.executable, "-m", "txhyco", "listen", "tty", "--echo"],
+                         env=env, path=ROOT, usePTY=True)
+    try:
+        line = yield child.wait_for("listening on")
+    finally:
+        yield child.stop()
+    # What is left on the terminal's line: the text after the last "erase line".
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line.rsplit("\x1b[2K", 1)[-1]).replace("\r", "")
+    assert shown.startswith("listening on ws://"), repr(line)
+
+
+@pytest_twisted.inlineCallbacks
+def test_autobahn_log_lines_only_with_debug(relay):
+    logs = {}
+    for extra in ((), ("--debug",)):
+        sender = cli("connect", "nobody", "--forward", "0", *extra, cs=relay.connection_string)
+        host, port = (yield sender.wait_for("127.0.0.1:")).strip().rsplit(":", 1)
+        client = Collect()
+        yield connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), client)
+        yield client.done.addTimeout(30, reactor)
+        _, _, logs[extra] = yield stopped(sender)
+    assert "no listeners" in logs[()] and "[autobahn." not in logs[()], logs[()]
+    assert "[autobahn." in logs[("--debug",)], logs[("--debug",)]

@@ -45,6 +45,7 @@ def add_subcommand(subparsers, name: str, *, help: str, description: str, epilog
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run, _parser=parser)
+    add_debug_option(parser)
     return parser
 
 
@@ -86,6 +87,29 @@ def choose_key(key: str | None, key_file: str | None, env_var: str = "HYCO_RELAY
     return value or None
 
 
+#: Set by ``--debug`` (or by hand): library log lines and tracebacks of unexpected errors are shown.
+DEBUG_ENV = "TXHYCO_DEBUG"
+
+
+def add_debug_option(parser) -> None:
+    """``--debug``, accepted before or after the subcommand (SUPPRESS: one does not reset the other)."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"show Autobahn's own log lines and tracebacks of unexpected errors (also: {DEBUG_ENV}=1)",
+    )
+
+
+def library_lines_hidden(event):
+    """A log predicate: Autobahn's own lines repeat what txhyco says in its words; shown with --debug."""
+    from twisted.logger import PredicateResult
+
+    if not os.environ.get(DEBUG_ENV) and str(event.get("log_namespace", "")).startswith("autobahn."):
+        return PredicateResult.no
+    return PredicateResult.maybe
+
+
 def start_logging(stream=None, level: str = "info") -> None:
     """Send twisted.logger events at ``level`` and above to ``stream`` (stderr)."""
     from twisted.logger import (
@@ -97,7 +121,7 @@ def start_logging(stream=None, level: str = "info") -> None:
     )
 
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    observer = FilteringLogObserver(textFileLogObserver(stream or sys.stderr), [predicate])
+    observer = FilteringLogObserver(textFileLogObserver(stream or sys.stderr), [predicate, library_lines_hidden])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 

@@ -129,7 +129,7 @@ def forward_factory(reactor, monitor, host: str, port: int):
     def far_failed(splice, failure) -> None:
         splice.why = f"cannot connect to {host}:{port}: {_reason(failure)}"
         monitor.error(f"connection #{splice.number}: {splice.why}")
-        splice.near.transport.loseConnection()
+        close_with_reason(splice.near.transport, splice.why)
 
     return SpliceFactory(lambda: Splice(monitor, endpoint.connect, describe=describe, far_failed=far_failed))
 
@@ -346,6 +346,15 @@ def serve(reactor, args, hc, kind: str, target):
         yield finished
 
     return go()
+
+
+def close_with_reason(transport, why: str) -> None:
+    """Close a relayed connection, telling the sender why (in the WebSocket Close) where it can be told."""
+    tell = getattr(transport, "loseConnectionWithReason", None)
+    if tell is not None:
+        tell(why)
+    else:
+        transport.loseConnection()
 
 
 def _peer(transport) -> str:
