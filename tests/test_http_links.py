@@ -38,7 +38,7 @@ def get(agent, relay, path: str, target: str):
 
 
 def site_with_directory(tmp_path):
-    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub").mkdir(parents=True)
     (tmp_path / "sub" / "index.html").write_bytes(b"inside sub\n")
     return tmp_path
 
@@ -91,18 +91,40 @@ def test_python_http_server_behind_listen_http_redirects_inside(relay, tmp_path)
         [sys.executable, "-u", "-m", "http.server", str(web_port), "--bind", "127.0.0.1", "--directory", str(site)],
         env=dict(os.environ), path=str(site),
     )
+    site_with_directory(site / "app")  # the same site under a path: --http URL/app
     listener = cli("listen", "web", "--http", f"http://127.0.0.1:{web_port}", cs=relay.connection_string)
+    under_path = cli("listen", "deep", "--http", f"http://127.0.0.1:{web_port}/app", "--host-header", "rewrite",
+                     cs=relay.connection_string)
     try:
         yield server.wait_for("Serving HTTP")
         yield listener.wait_for("listening on")
+        yield under_path.wait_for("listening on")
         response, _ = yield get(Agent(reactor), relay, "web", "/web/sub")
         assert response.code == 301
         assert response.headers.getRawHeaders(b"location") == [b"/web/sub/"]
         response, body = yield get(RedirectAgent(Agent(reactor)), relay, "web", "/web/sub")
         assert (response.code, body) == (200, b"inside sub\n")
+        # The server sees /app/sub and answers /app/sub/: the listener maps it back to /deep/sub/.
+        response, _ = yield get(Agent(reactor), relay, "deep", "/deep/sub")
+        assert response.headers.getRawHeaders(b"location") == [b"/deep/sub/"]
+        response, body = yield get(RedirectAgent(Agent(reactor)), relay, "deep", "/deep/sub")
+        assert (response.code, body) == (200, b"inside sub\n")
     finally:
         yield stopped(listener)
+        yield stopped(under_path)
         yield server.stop()
+
+
+def test_upstream_links_under_the_url_path_become_site_relative():
+    from txhyco.listener.httplinks import UpstreamLinks
+
+    links = UpstreamLinks("/app", "127.0.0.1:8080")
+    head = (b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:8080/app/x?y=1\r\n"
+            b"Set-Cookie: a=1; Path=/app\r\nContent-Location: /elsewhere\r\nX-Other: /app/z")
+    assert links.response_head(head) == (b"HTTP/1.1 302 Found\r\nLocation: /x?y=1\r\n"
+                                         b"Set-Cookie: a=1; Path=/\r\nContent-Location: /elsewhere\r\nX-Other: /app/z")
+    assert links.header("location", "http://other:1/app/x") == "http://other:1/app/x"
+    assert links.header("location", "/application") == "/application"
 
 
 def test_links_elsewhere_are_left_alone():

@@ -89,3 +89,60 @@ class LinkRewriter:
         if folded == prefix or folded.startswith(prefix + "/") or folded.startswith(prefix + "?"):
             return path  # already inside: the application knew its prefix
         return self.prefix + path
+
+
+class UpstreamLinks:
+    """For a web server reached under a path (``listen --http http://host/app``): its links made site-relative.
+
+    The server sees ``/app/sub`` for the sender's ``/web/sub``; its answer's
+    ``Location: /app/sub/`` (or ``http://HOST/app/sub/`` with the Host it was
+    sent) becomes ``/sub/``, and a cookie's ``Path=/app`` becomes ``Path=/``,
+    which :class:`LinkRewriter` then puts under the hybrid connection.
+
+    :param prefix: the URL's path (``/app``, or empty).
+    :param host: the Host header the web server was sent.
+    """
+
+    def __init__(self, prefix: str, host: str) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.host = host.lower()
+
+    def header(self, lower_name: str, value: str) -> str:
+        if lower_name == COOKIE_HEADER:
+            parts = value.split(";")
+            for i in range(1, len(parts)):
+                name, sep, path = parts[i].partition("=")
+                if sep and name.strip().lower() == "path":
+                    parts[i] = f"{name}={self._site_path(path.strip())}"
+            return ";".join(parts)
+        if value[:7].lower() == "http://" or value[:8].lower() == "https://":
+            try:
+                parts = urlsplit(value)
+            except ValueError:
+                return value
+            if parts.netloc.lower() != self.host:
+                return value
+            value = (parts.path or "/") + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+        if value.startswith("/") and not value.startswith("//"):
+            return self._site_path(value)
+        return value
+
+    def _site_path(self, path: str) -> str:
+        if not self.prefix or not path.startswith("/"):
+            return path
+        if path == self.prefix or path.startswith(self.prefix + "?"):
+            return "/" + path[len(self.prefix):]
+        if path.startswith(self.prefix + "/"):
+            return path[len(self.prefix):]
+        return path
+
+    def response_head(self, head: bytes) -> bytes:
+        """A response head (up to its blank line) with its link-bearing headers made site-relative."""
+        lines = head.split(b"\r\n")
+        for i in range(1, len(lines)):
+            name, sep, value = lines[i].partition(b":")
+            lower = name.strip().lower().decode("latin-1")
+            if sep and lower in REWRITTEN:
+                text = value.strip().decode("latin-1")
+                lines[i] = name + b": " + self.header(lower, text).encode("latin-1")
+        return b"\r\n".join(lines)
