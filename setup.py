@@ -34,6 +34,7 @@ setup(
         "prometheus-client>=0.20",
         "wsaccel>=0.6",
         "rich>=13",
+        "shtab>=1.7",
     ],
     extras_require={
         "test": [

@@ -1,7 +1,18 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import pytest_twisted
 
 from txhyco.testing import start_relay
+
+# `txhyco relay` stores its key in the user's config directory: the suite (its
+# child processes and README blocks too) gets a scratch one, never the real home.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="txhyco-tests-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 
 
 @pytest.fixture

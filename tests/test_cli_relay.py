@@ -5,6 +5,7 @@ import os
 import queue
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -207,6 +208,32 @@ def test_key_from_file_and_from_environment(spawn, tmp_path):
     assert proc.connection_string().shared_access_key == "ZmlsZS1rZXk="
     proc = spawn("relay", "--listen", LOOPBACK, env=child_env(HYCO_RELAY_KEY="ZW52LWtleQ=="))
     assert proc.connection_string().shared_access_key == "ZW52LWtleQ=="
+
+
+def test_generated_key_is_stored_and_reused_until_new_key(spawn, tmp_path):
+    """Connection strings survive a restart: the generated key is kept (0600) in the config dir."""
+    env = child_env(XDG_CONFIG_HOME=str(tmp_path / "config"))
+    stored = tmp_path / "config" / "txhyco" / "relay.key"
+
+    def run_relay(*extra: str) -> tuple[str, str]:
+        proc = spawn("relay", "--listen", LOOPBACK, *extra, env=env)
+        key = proc.connection_string().shared_access_key
+        proc.popen.send_signal(signal.SIGTERM)
+        status, _, stderr = proc.finish()
+        assert status == 0, stderr
+        assert key not in stderr
+        return key, stderr
+
+    first, stderr = run_relay()
+    assert f"stored it in {stored}" in stderr
+    assert stored.read_text() == first + "\n"
+    assert stat.S_IMODE(os.stat(stored).st_mode) == 0o600
+    again, stderr = run_relay()
+    assert again == first and f"using the key stored in {stored}" in stderr
+    fresh, stderr = run_relay("--new-key")
+    assert fresh != first and stored.read_text() == fresh + "\n"
+    status, _, stderr = run_cli(spawn, "relay", "--new-key", "--key", "a2V5", env=env)
+    assert_one_line_error(status, stderr, "--new-key", code=2)
 
 
 @pytest_twisted.inlineCallbacks

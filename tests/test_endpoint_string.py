@@ -14,11 +14,9 @@ BASE = "hyco:127.0.0.1\\:9090:hc:tls=no:key=c2VjcmV0"
 
 
 @pytest.mark.parametrize("option, meant", [
-    ("keepalive=30", "keepAlive"),
-    ("KeepAlive=30", "keepAlive"),
-    ("keyname=send", "keyName"),
-    ("cafile=x.pem", "caFile"),
-    ("Mode=stream", "mode"),
+    ("keepAlve=30", "keepAlive"),
+    ("keyNam=send", "keyName"),
+    ("caFil=x.pem", "caFile"),
     ("tsl=no", "tls"),
 ])
 def test_misspelt_option_says_what_was_meant(option, meant):
@@ -29,6 +27,22 @@ def test_misspelt_option_says_what_was_meant(option, meant):
         name = option.split("=")[0]
         assert f"unknown option {name!r} (did you mean {meant!r}?)" in message
         assert "known options: caFile, connectionStringEnv, keepAlive, key, keyEnv, keyFile, keyName, mode, path, tls" in message
+
+
+@pytest.mark.parametrize("option, name, value", [
+    ("keepalive=30", "keepalive", 30.0),
+    ("KeepAlive=30", "keepalive", 30.0),
+    ("MODE=stream", "mode", "stream"),
+    ("keyname=send", "key_name", "send"),
+])
+def test_option_names_ignore_case(option, name, value):
+    options = parse_hyco(("127.0.0.1:9090", "hc"), dict([option.split("=")] + [("key", "c2VjcmV0")]))
+    assert options[name] == value
+
+
+def test_an_option_twice_in_two_cases_is_refused():
+    with pytest.raises(EndpointStringError, match="keepAlive= is given twice"):
+        serverFromString(reactor, f"{BASE}:keepAlive=1:keepalive=2")
 
 
 def test_unrelated_unknown_option_lists_the_known_ones():

@@ -104,7 +104,10 @@ def test_readme_block(how, lang, body, relay, tmp_path):
         body = body.replace("127.0.0.1:9090", relay.host)
     wanted = re.search(r'"(.*)"', how).group(1) if '"' in how else None
     if how == "run":
+        before = set(os.listdir(tmp_path))
         yield threads.deferToThread(_run, body, env, str(tmp_path))
+        # A reader runs these in their own tree: scratch files go to a temporary directory.
+        assert set(os.listdir(tmp_path)) == before, f"the block left files behind:\n{body}"
     elif how.startswith("background "):
         yield threads.deferToThread(_background, ["bash", "-e", "-c", body], wanted, env, str(tmp_path))
     elif how.startswith("python-background "):

@@ -194,8 +194,10 @@ def test_tls_failures_are_told_apart_with_the_fix(tls_files):
 
     untrusted = SSL.Error([("SSL routines", "", "certificate verify failed")])
     assert "ca_file=" in tls_failure(Failure(untrusted)) and "--ca-file" in tls_failure(untrusted)
-    other = tls_failure(SSL.Error([("SSL routines", "", "wrong version number")]))
-    assert other == "the TLS handshake with the relay failed (wrong version number)"
+    other = tls_failure(SSL.Error([("SSL routines", "", "sslv3 alert handshake failure")]))
+    assert other == "the TLS handshake with the relay failed (sslv3 alert handshake failure)"
+    plain = tls_failure(SSL.Error([("SSL routines", "", "wrong version number")]))
+    assert "speaks plain" in plain and "UseDevelopmentEmulator=true" in plain
     with open(tls_files[0], "rb") as pem:
         certificate = x509.load_pem_x509_certificate(pem.read())
     with pytest.raises(VerificationError) as wrong_name:  # what Twisted's hostname check raises

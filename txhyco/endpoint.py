@@ -57,6 +57,11 @@ def detect_mode(factory) -> str:
 class HybridConnectionServerEndpoint:
     """Listen through a relay with any protocol factory."""
 
+    #: Set by the ``hyco:`` parser under twistd: a refused listen is logged
+    #: here in one line, and twistd, which would log it again with a traceback,
+    #: is told (by a CancelledError) that nothing is left to report.
+    log_refusal = False
+
     def __init__(self, reactor, hc: HybridConnection, *, mode: str = "auto", keepalive: float | None = None) -> None:
         self.reactor = reactor
         self.hc = hc
@@ -89,6 +94,10 @@ class HybridConnectionServerEndpoint:
         def failed(failure):
             if failure.check(defer.CancelledError):
                 return failure
+            if self.log_refusal:
+                reported = ReportedCannotListen(hc.namespace.authority, hc.path, failure.value)
+                log.error("{why}", why=str(reported))
+                raise reported
             raise RelayCannotListen(hc.namespace.authority, hc.path, failure.value)
 
         d.addErrback(failed)
@@ -101,6 +110,10 @@ class RelayCannotListen(error.CannotListenError):
     def __str__(self) -> str:
         why = str(self.socketError).rstrip(".")
         return f"Couldn't listen on hybrid connection {self.port!r} at {self.interface}: {why}."
+
+
+class ReportedCannotListen(RelayCannotListen, defer.CancelledError):
+    """A :class:`RelayCannotListen` already logged: twistd's endpoint service ignores a CancelledError."""
 
 
 @implementer(IStreamClientEndpoint)

@@ -48,4 +48,7 @@ def tls_failure(error) -> str | None:
         return ("the relay's TLS certificate is not trusted here (certificate verify failed); for a relay "
                 "with a self-signed or private CA certificate, pass that certificate as ca_file= "
                 "(--ca-file on the command line, caFile= in a hyco: string)")
+    if "wrong version number" in detail:  # OpenSSL's words for a plain-text answer to its ClientHello
+        return (f"the TLS handshake with the relay failed ({detail}): the relay speaks plain http:// and ws://, "
+                "not TLS; add UseDevelopmentEmulator=true to the connection string or drop tls (tls=no in a hyco: string)")
     return f"the TLS handshake with the relay failed ({detail})"

@@ -33,11 +33,24 @@ def connect(reactor, host: str, port: int, factory, *, secure: bool, ca_file: st
         proto = yield endpoint.connect(factory)
     except (error.ConnectError, error.DNSLookupError, error.TimeoutError) as e:
         why = " ".join(str(e).split()).rstrip(".")  # Twisted's own sentences end with a full stop
-        raise RelayUnreachable(f"Cannot reach the relay at {host}:{port}: {e.__class__.__name__}: {why}.") from None
+        raise RelayUnreachable(
+            f"Cannot reach the relay at {host}:{port}: {e.__class__.__name__}: {why}; {_advice(e, host)}."
+        ) from None
     eagerwrite.install(proto.transport)
     if secure:
         _remember_loss(proto)
     return proto
+
+
+def _advice(e: Exception, host: str) -> str:
+    """What a newcomer does next when the relay cannot be reached."""
+    if isinstance(e, error.ConnectionRefusedError):
+        if host in ("127.0.0.1", "::1", "localhost"):
+            return "no relay runs there: start one with 'txhyco relay', or check the connection string's Endpoint"
+        return "nothing listens on that port: check the connection string's Endpoint (host and port)"
+    if isinstance(e, error.DNSLookupError):
+        return "check the host name in the connection string's Endpoint"
+    return "check the connection string's Endpoint and the network between here and the relay"
 
 
 def _remember_loss(proto) -> None:

@@ -11,8 +11,9 @@ escapes ``:`` with a backslash). ``tls`` defaults to yes. Prefer ``keyFile``
 or ``keyEnv`` to ``key``: endpoint strings end up in process listings and
 config files.
 
-Strict on purpose: an unknown or misspelt option (``keepalive=30``), an
-option without a value, a number out of range, a key file that is not one
+Option names are matched ignoring case (``keepalive=30`` is ``keepAlive=30``).
+Otherwise strict on purpose: an unknown or misspelt option (``keepAlve=30``:
+"did you mean keepAlive?"), the same option twice, an option without a value, a number out of range, a key file that is not one
 line or a CA file without a certificate is an :class:`EndpointStringError`
 (a ``ValueError``), never ignored.
 """
@@ -36,6 +37,7 @@ USAGE = (
 MODES = ("auto", "http", "websocket", "stream")
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
 _OPTIONS = {"keyName", "key", "keyFile", "keyEnv", "tls", "caFile", "mode", "keepAlive", "connectionStringEnv", "path"}
+_BY_FOLDED_NAME = {name.lower(): name for name in _OPTIONS}
 #: keepAlive's bounds in seconds: a ping interval beyond a day would never notice a dead relay.
 MAX_KEEPALIVE = 86400.0
 
@@ -56,11 +58,23 @@ def _yes_no(value: str, name: str) -> bool:
     raise EndpointStringError(f"{name}={value!r} must be yes or no")
 
 
+def _canonical_names(kwargs: dict) -> dict:
+    """``kwargs`` with option names spelt as documented, whatever their case."""
+    named: dict = {}
+    for option, value in kwargs.items():
+        name = _BY_FOLDED_NAME.get(option.lower(), option)
+        if name in named:
+            raise EndpointStringError(f"{name}= is given twice")
+        named[name] = value
+    return named
+
+
 def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
     """Turn the parts Twisted split a ``hyco:`` string into keyword arguments for
     :meth:`txhyco.address.HybridConnection.from_args` plus ``mode`` and ``keepalive``.
     """
     environ = os.environ if environ is None else environ
+    kwargs = _canonical_names(kwargs)
     for option in sorted(kwargs):
         if option not in _OPTIONS:
             raise EndpointStringError(unknown_name("option", option, _OPTIONS))

@@ -51,9 +51,87 @@ def handshake_error(proto, url: str = "") -> RelayError:
             return RelayProtocolError(f"The WebSocket to {url} was refused by this side after the relay's 101: {why}.")
     if getattr(proto, "txhyco_bad_answer", False):
         return RelayProtocolError(f"The WebSocket to {url} failed: {proto.wasNotCleanReason}.")
-    why = (tls_failure(getattr(proto, "txhyco_lost", None)) or getattr(proto, "wasNotCleanReason", None)
-           or "the connection closed during the WebSocket handshake")
+    why = tls_failure(getattr(proto, "txhyco_lost", None))
+    if why is not None and "wrong version number" in why:
+        # What OpenSSL says when the answer to its ClientHello is plain text.
+        return RelayUnreachable(f"No WebSocket to {url}: {speaks_plain(url)}.")
+    why = why or getattr(proto, "wasNotCleanReason", None) or "the connection closed during the WebSocket handshake"
     return RelayUnreachable(f"No WebSocket to {url}: {why}.")
+
+
+def _where(url: str) -> str:
+    try:
+        return urlsplit(url).netloc.rsplit("@", 1)[-1] or url
+    except ValueError:
+        return url
+
+
+def speaks_plain(url: str) -> str:
+    """The plain/TLS mix-up, named: a wss:// leg to a relay without TLS."""
+    return (f"the relay at {_where(url)} speaks plain ws://, not TLS; add UseDevelopmentEmulator=true "
+            "to the connection string or drop tls (tls=no in a hyco: string)")
+
+
+def speaks_tls(url: str) -> str:
+    """The plain/TLS mix-up, named: a ws:// leg to a relay that serves TLS."""
+    return (f"the relay at {_where(url)} speaks TLS (wss://), not plain ws://; remove UseDevelopmentEmulator=true "
+            "from the connection string or use tls=yes in a hyco: string (and --ca-file / caFile= for a "
+            "self-signed certificate)")
+
+
+#: Seconds the check for a TLS server behind a silent close may take.
+TLS_PROBE_TIMEOUT = 2.0
+
+
+def _client_hello() -> bytes:
+    """The bytes of a TLS ClientHello, made by OpenSSL itself (nothing is verified: it is a probe)."""
+    from OpenSSL import SSL
+
+    conn = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+    except SSL.WantReadError:
+        pass
+    return conn.bio_read(65536)
+
+
+class _TlsProbe(Protocol):
+    """Sends a ClientHello; ``answer`` fires True if a TLS handshake record comes back."""
+
+    def __init__(self) -> None:
+        self.answer: defer.Deferred = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(_client_hello())
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.answer.called:
+            self.answer.callback(data[:1] == b"\x16" and data[1:2] == b"\x03")
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason) -> None:
+        if not self.answer.called:
+            self.answer.callback(False)
+
+
+def serves_tls(reactor, host: str, port: int, timeout: float = TLS_PROBE_TIMEOUT) -> defer.Deferred:
+    """Fires True if ``host:port`` answers a TLS ClientHello like a TLS server (never fails)."""
+    from twisted.internet.endpoints import HostnameEndpoint
+
+    probe = _TlsProbe()
+    connecting = HostnameEndpoint(reactor, host, port, timeout=timeout).connect(Factory.forProtocol(lambda: probe))
+    connecting.addErrback(lambda _: probe.answer.called or probe.answer.callback(False))
+    timer = reactor.callLater(timeout, lambda: probe.answer.called or probe.answer.callback(False))
+
+    def done(result):
+        if timer.active():
+            timer.cancel()
+        if probe.transport is not None:
+            probe.transport.abortConnection()
+        return result
+
+    return probe.answer.addBoth(done)
 
 
 #: Bytes a relay's answer to an upgrade may take before its head ends. Azure's
@@ -136,13 +214,33 @@ def wait_open(proto, url: str = "") -> defer.Deferred:
         return _
 
     def closed(_):
-        if not result.called:
-            result.errback(handshake_error(proto, url))
+        if result.called:
+            return _
+        error = handshake_error(proto, url)
+        if _silent_plain_close(proto, url):
+            # Nothing at all came back on ws://: a TLS server drops a plain
+            # request so. Ask it (bounded) before blaming the connection.
+            _, host, port, _, _ = split_ws_url(url)
+            checking = serves_tls(proto.factory.reactor, host, port)
+            checking.addCallback(
+                lambda tls: result.errback(RelayUnreachable(f"No WebSocket to {url}: {speaks_tls(url)}.") if tls else error)
+            )
+        else:
+            result.errback(error)
         return _
 
     proto.is_open.addCallback(opened)
     proto.is_closed.addCallback(closed)
     return result
+
+
+def _silent_plain_close(proto, url: str) -> bool:
+    return (
+        url.startswith("ws://")
+        and not getattr(proto, "http_status_line", None)
+        and not getattr(proto, "txhyco_bad_answer", False)
+        and not getattr(proto, "data", b"")
+    )
 
 
 def split_ws_url(url: str) -> tuple[bool, str, int, str, str]:

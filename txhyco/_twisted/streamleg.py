@@ -17,6 +17,25 @@ from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT, KEEPALIVE
 from txhyco._twisted.transport import TransportBase
 
 
+#: Bytes a Close frame's reason may take (RFC 6455 §5.5: 125 bytes of payload, 2 for the code).
+MAX_CLOSE_REASON = 123
+
+
+class ClosedByPeer(ConnectionDone):
+    """The other side closed the stream; ``reason`` is the text it gave in its Close (may be empty)."""
+
+    def __init__(self, code, reason: str) -> None:
+        super().__init__(f"closed ({code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
+
+
+def fit_close_reason(text: str) -> str:
+    """``text`` cut to what a Close frame carries, on a character boundary."""
+    data = text.encode("utf-8")[:MAX_CLOSE_REASON]
+    return data.decode("utf-8", "ignore")
+
+
 class StreamTransport(TransportBase):
     """The application's transport: bytes in binary messages on a WebSocket leg."""
 
@@ -32,6 +51,12 @@ class StreamTransport(TransportBase):
         if not self.disconnecting:
             self.disconnecting = True
             self.leg.sendClose(1000)
+
+    def loseConnectionWithReason(self, reason: str) -> None:
+        """Close, telling the other side why in the Close frame (a tunnel's sender logs it)."""
+        if not self.disconnecting:
+            self.disconnecting = True
+            self.leg.sendClose(1000, fit_close_reason(reason))
 
     def abortConnection(self) -> None:
         self.disconnecting = True
@@ -120,5 +145,5 @@ class StreamLeg(LeanClientProtocol):
         app = self.app
         if app is not None:
             self.app = None
-            why = ConnectionDone(f"closed ({code})") if wasClean else ConnectionLost(reason or "connection lost")
+            why = ClosedByPeer(code, reason or "") if wasClean else ConnectionLost(reason or "connection lost")
             app.connectionLost(Failure(why))

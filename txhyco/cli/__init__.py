@@ -17,10 +17,10 @@ import os
 import sys
 from typing import Sequence
 
-from .common import CliError, Parser
+from .common import DEBUG_ENV, CliError, Parser, add_debug_option
 
 #: Subcommand modules under ``txhyco.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("relay", "tokens", "listen", "connect", "request")
+COMMANDS: tuple[str, ...] = ("relay", "tokens", "listen", "connect", "request", "completion")
 
 EPILOG = """\
 examples:
@@ -47,6 +47,7 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"txhyco {__version__}")
+    add_debug_option(parser)
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as e:  # --help, --version and usage errors
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if getattr(args, "debug", False):
+        os.environ[DEBUG_ENV] = "1"
     run = getattr(args, "run", None)
     if run is None:
         parser.print_help(sys.stderr)
@@ -85,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(e, ProtocolError):
             return _fail(prog, e.message, 1)
-        if os.environ.get("TXHYCO_DEBUG"):
+        if os.environ.get(DEBUG_ENV):
             raise
-        return _fail(prog, f"unexpected {e.__class__.__name__}: {e} (set TXHYCO_DEBUG=1 for a traceback)", 1)
+        return _fail(prog, f"unexpected {e.__class__.__name__}: {e} (--debug shows a traceback)", 1)
 
 
 def _fail(prog: str, message: str, code: int) -> int:

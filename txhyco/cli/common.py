@@ -45,6 +45,7 @@ def add_subcommand(subparsers, name: str, *, help: str, description: str, epilog
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run, _parser=parser)
+    add_debug_option(parser)
     return parser
 
 
@@ -86,6 +87,29 @@ def choose_key(key: str | None, key_file: str | None, env_var: str = "HYCO_RELAY
     return value or None
 
 
+#: Set by ``--debug`` (or by hand): library log lines and tracebacks of unexpected errors are shown.
+DEBUG_ENV = "TXHYCO_DEBUG"
+
+
+def add_debug_option(parser) -> None:
+    """``--debug``, accepted before or after the subcommand (SUPPRESS: one does not reset the other)."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"show Autobahn's own log lines and tracebacks of unexpected errors (also: {DEBUG_ENV}=1)",
+    )
+
+
+def library_lines_hidden(event):
+    """A log predicate: Autobahn's own lines repeat what txhyco says in its words; shown with --debug."""
+    from twisted.logger import PredicateResult
+
+    if not os.environ.get(DEBUG_ENV) and str(event.get("log_namespace", "")).startswith("autobahn."):
+        return PredicateResult.no
+    return PredicateResult.maybe
+
+
 def start_logging(stream=None, level: str = "info") -> None:
     """Send twisted.logger events at ``level`` and above to ``stream`` (stderr)."""
     from twisted.logger import (
@@ -97,7 +121,7 @@ def start_logging(stream=None, level: str = "info") -> None:
     )
 
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    observer = FilteringLogObserver(textFileLogObserver(stream or sys.stderr), [predicate])
+    observer = FilteringLogObserver(textFileLogObserver(stream or sys.stderr), [predicate, library_lines_hidden])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
@@ -148,9 +172,20 @@ def run_reactor(main: Callable[[Any], Any]) -> int:
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
 
 
-def add_relay_options(parser) -> None:
-    """``PATH``, ``--connection-string`` and ``--ca-file``: how a command reaches its hybrid connection."""
-    parser.add_argument("path", metavar="PATH", help="the hybrid connection's name (its entity path), e.g. db")
+def add_relay_options(parser, *, path_optional: bool = False) -> None:
+    """``PATH``, ``--connection-string`` and ``--ca-file``: how a command reaches its hybrid connection.
+
+    With ``path_optional``, PATH may be left out when the connection string names an ``EntityPath``.
+    """
+    if path_optional:
+        parser.add_argument(
+            "path",
+            metavar="PATH",
+            nargs="?",
+            help="the hybrid connection's name (its entity path), e.g. db (default: the connection string's EntityPath)",
+        )
+    else:
+        parser.add_argument("path", metavar="PATH", help="the hybrid connection's name (its entity path), e.g. db")
     parser.add_argument(
         "--connection-string",
         metavar="TEXT",
@@ -187,9 +222,10 @@ def check_ca_file_option(path: str, option: str) -> None:
 def hybrid_connection(args):
     """The :class:`txhyco.address.HybridConnection` that ``args`` (see :func:`add_relay_options`) name."""
     from txhyco.address import HybridConnection
+    from txhyco.protocol.connection_string import ConnectionString
     from txhyco.protocol.errors import ProtocolError
 
-    path = check_path(args.path)
+    path = check_path(args.path) if args.path is not None else None
     text = args.connection_string
     if text is None:
         text = os.environ.get(CONNECTION_STRING_ENV, "").strip()
@@ -204,6 +240,14 @@ def hybrid_connection(args):
         source = "--connection-string"
     if args.ca_file is not None:
         check_ca_file_option(args.ca_file, "--ca-file")
+    if path is None:
+        try:
+            entity_path = ConnectionString.parse(text).entity_path
+        except ProtocolError as e:
+            raise CliError(f"the connection string in {source} is not usable: {e.message}", 2) from None
+        if not entity_path:
+            raise CliError(f"no PATH given and the connection string in {source} has no EntityPath: name the hybrid connection, e.g. db.", 2)
+        path = check_path(entity_path)
     try:
         return HybridConnection.from_args(connection_string=text, path=path, ca_file=args.ca_file)
     except ProtocolError as e:

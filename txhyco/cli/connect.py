@@ -2,8 +2,10 @@
 
 Interactive: each line on stdin goes out as a text message (``--binary``: a
 binary one); each message received is written to stdout followed by a
-newline. End of input closes the WebSocket with 1000 and exits 0; a close
-from the other side exits 0 with its code and reason on stderr.
+newline. At end of input, while fewer messages have come back than were
+sent, it waits for them (at most ``--wait`` seconds, or until the other side
+closes), then closes the WebSocket with 1000 and exits 0; a close from the
+other side exits 0 with its code and reason on stderr.
 
 ``--forward [HOST:]PORT`` listens on a local TCP port (127.0.0.1 unless HOST
 is given; port 0 picks a free one) and tunnels each connection through the
@@ -38,6 +40,20 @@ examples:
 )
 
 
+#: seconds ``connect`` waits at end of input for replies still due
+DEFAULT_WAIT = 2.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 86400")
+    return value
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = add_subcommand(
         subparsers,
@@ -47,10 +63,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EPILOG,
         run=run,
     )
-    add_relay_options(parser)
+    add_relay_options(parser, path_optional=True)
     parser.add_argument("--forward", metavar="[HOST:]PORT", help="listen on this local TCP port and tunnel each connection through the relay")
     parser.add_argument("--suffix", metavar="PATH", default="", help="interactive: a path after the hybrid connection's, seen by the listener (e.g. /room)")
     parser.add_argument("--binary", action="store_true", help="interactive: send lines as binary messages")
+    parser.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=_seconds,
+        default=DEFAULT_WAIT,
+        help=f"interactive: at end of input, wait this long at most for replies still due before closing (default: {DEFAULT_WAIT:g})",
+    )
     parser.add_argument("--log", action="store_true", help="--forward: log lines on stderr even on a terminal (no live panel)")
     return parser
 
@@ -58,8 +81,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     hc = hybrid_connection(args)
     if args.forward is not None:
-        if args.suffix or args.binary:
-            raise CliError("--suffix and --binary are for the interactive session, not --forward.", 2)
+        if args.suffix or args.binary or args.wait != DEFAULT_WAIT:
+            raise CliError("--suffix, --binary and --wait are for the interactive session, not --forward.", 2)
         host, port = host_port(args.forward, default_host="127.0.0.1")
         return run_reactor(lambda reactor: forward(reactor, args, hc, host, port))
     return run_reactor(lambda reactor: interactive(reactor, args, hc))
@@ -102,6 +125,10 @@ def interactive(reactor, args, hc):
 
     class Session(WebSocketClientProtocol):
         closing = False
+        sent = 0
+        received = 0
+        #: fires (with None) once as many messages came back as were sent
+        caught_up: defer.Deferred | None = None
 
         # Each message is printed as it arrives, then its newline: a peer's
         # huge (or endless) message is never held whole in memory.
@@ -116,8 +143,13 @@ def interactive(reactor, args, hc):
         def onMessageEnd(self):
             out.write(b"\n")
             out.flush()
+            self.received += 1
+            if self.caught_up is not None and self.received >= self.sent and not self.caught_up.called:
+                self.caught_up.callback(None)
 
         def onClose(self, wasClean, code, reason):
+            if self.caught_up is not None and not self.caught_up.called:
+                self.caught_up.callback(None)
             if done.called or not self.is_open.called:
                 return
             if self.closing:
@@ -145,13 +177,39 @@ def interactive(reactor, args, hc):
             sys.stderr.write(f"connected to {hc.address}; type lines to send them, Ctrl-D closes.\n")
             sys.stderr.flush()
 
+        def close_when_answered() -> None:
+            """End of input: give replies still due up to --wait seconds (or the peer's close), then close."""
+            due = proto.sent - proto.received
+            if due <= 0:
+                close()
+                return
+            proto.caught_up = defer.Deferred()
+            proto.caught_up.addTimeout(args.wait, reactor)
+
+            def waited(result) -> None:
+                missing = proto.sent - proto.received
+                if missing > 0 and proto.state == proto.STATE_OPEN:
+                    sys.stderr.write(
+                        f"txhyco connect: end of input: {missing} of {proto.sent} messages got no reply within "
+                        f"{args.wait:g} s; closing (--wait SECONDS waits longer).\n"
+                    )
+                    sys.stderr.flush()
+                close()
+
+            proto.caught_up.addBoth(waited)
+
+        def close() -> None:
+            if not done.called and proto.state == proto.STATE_OPEN:
+                proto.closing = True
+                proto.sendClose(1000)
+
         def deliver(line: bytes) -> None:
             if done.called or proto.state != proto.STATE_OPEN:
                 return
             if not line:
-                proto.closing = True
-                proto.sendClose(1000)
+                close_when_answered()
                 return
+            proto.sent += 1
             if line.endswith(b"\n"):
                 line = line[:-1]
                 if line.endswith(b"\r"):

@@ -65,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EPILOG,
         run=run,
     )
-    add_relay_options(parser)
+    add_relay_options(parser, path_optional=True)
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--echo", action="store_true", help="echo WebSocket messages (and answer HTTP requests with what they carried)")
     kind.add_argument("--forward", metavar="HOST:PORT", help="connect each relayed connection to this TCP service")
@@ -129,7 +129,7 @@ def forward_factory(reactor, monitor, host: str, port: int):
     def far_failed(splice, failure) -> None:
         splice.why = f"cannot connect to {host}:{port}: {_reason(failure)}"
         monitor.error(f"connection #{splice.number}: {splice.why}")
-        splice.near.transport.loseConnection()
+        close_with_reason(splice.near.transport, splice.why)
 
     return SpliceFactory(lambda: Splice(monitor, endpoint.connect, describe=describe, far_failed=far_failed))
 
@@ -137,6 +137,8 @@ def forward_factory(reactor, monitor, host: str, port: int):
 def http_factory(reactor, monitor, target, host_header: str | None, ca_file: str | None):
     """Http mode: each relayed request or upgrade piped to a fresh connection to the web server."""
     from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+    from txhyco.listener.httplinks import UpstreamLinks
 
     from .pipe import Splice, SpliceFactory
 
@@ -165,6 +167,8 @@ def http_factory(reactor, monitor, target, host_header: str | None, ca_file: str
             self.request_line = ""
             self.upgrade = False
             self.status_seen = False
+            self.sent_host = ""  # the Host header the web server was sent
+            self.response_head = b""  # the answer's head, while links in it may need rewriting
 
         def _describe(self, transport) -> str:
             return f"from {_peer(transport)} to {where}"
@@ -181,6 +185,15 @@ def http_factory(reactor, monitor, target, host_header: str | None, ca_file: str
             return rewrite_head(head, prefix=prefix, host=new_host, splice=self) + rest
 
         def to_near(self, data: bytes) -> bytes:
+            if self.response_head is not None and (prefix or new_host is not None):
+                # A path in URL, or another Host: the server's own links point there (see UpstreamLinks).
+                self.response_head += data
+                end = self.response_head.find(b"\r\n\r\n")
+                if end < 0:
+                    return b""
+                head, rest = self.response_head[:end], self.response_head[end:]
+                self.response_head = None
+                data = UpstreamLinks(prefix, self.sent_host).response_head(head) + rest
             if not self.status_seen:
                 self.status_seen = True
                 line = data.split(b"\r\n", 1)[0].decode("latin-1", "replace")
@@ -218,6 +231,8 @@ def rewrite_head(head: bytes, *, prefix: str, host: str | None, splice=None) -> 
         name = line.split(b":", 1)[0].strip().lower()
         if name == b"host" and host is not None:
             line = b"Host: " + host.encode("latin-1")
+        if name == b"host" and splice is not None:
+            splice.sent_host = line.split(b":", 1)[1].strip().decode("latin-1")
         elif name == b"upgrade" and splice is not None:
             splice.upgrade = True
         out.append(line)
@@ -350,6 +365,15 @@ def serve(reactor, args, hc, kind: str, target):
         yield finished
 
     return go()
+
+
+def close_with_reason(transport, why: str) -> None:
+    """Close a relayed connection, telling the sender why (in the WebSocket Close) where it can be told."""
+    tell = getattr(transport, "loseConnectionWithReason", None)
+    if tell is not None:
+        tell(why)
+    else:
+        transport.loseConnection()
 
 
 def _peer(transport) -> str:

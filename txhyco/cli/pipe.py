@@ -22,6 +22,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
+from txhyco._twisted.streamleg import ClosedByPeer
+
 from .status import Monitor
 
 
@@ -168,6 +170,9 @@ class Splice:
             if self.far_gone:
                 return
             self.far_gone = True
+            told = getattr(reason, "value", None)
+            if isinstance(told, ClosedByPeer) and told.reason and not self.why:
+                self.why = f"closed by the other side: {told.reason}"  # a listener's reason, say
             if not self.near_gone:
                 _release(self.near.transport)
                 self.near.transport.loseConnection()

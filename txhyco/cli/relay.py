@@ -19,8 +19,9 @@ DEFAULT_LISTEN = "tcp:9090:interface=127.0.0.1"  # txhyco.relay.service.DEFAULT_
 EPILOG = """\
 examples:
   txhyco relay
-      listen on 127.0.0.1:9090 with a fresh key; the first line on stdout is
-      the connection string clients use.
+      listen on 127.0.0.1:9090 with the key stored in ~/.config/txhyco/relay.key
+      (made on the first run); the first line on stdout is the connection
+      string clients use.
   HYCO_RELAY_KEY=$(cat relay.key) txhyco relay --listen tcp:0:interface=127.0.0.1
       a free port, a key from the environment.
   txhyco relay --config relay.toml --self-signed ./tls --metrics tcp:9100:interface=127.0.0.1
@@ -30,7 +31,9 @@ examples:
 
 """ + paragraph(
     "The key comes from --key, else --key-file, else $HYCO_RELAY_KEY, else the config file's rules, "
-    f"else a fresh random key. {SECRET_NOTE} Logs go to stderr and never contain keys or tokens. "
+    "else the key stored by an earlier run in $XDG_CONFIG_HOME/txhyco/relay.key (~/.config/txhyco/relay.key; "
+    "mode 0600), else a fresh random key, stored there for the next run (--new-key: a fresh one in any case). "
+    f"{SECRET_NOTE} Logs go to stderr and never contain keys or tokens. "
     "SIGINT/SIGTERM stop the relay, close every socket and exit with status 0."
 )
 
@@ -56,6 +59,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--key", metavar="KEY", help="the rule's key (visible in process listings: prefer --key-file)")
     keys.add_argument("--key-file", metavar="FILE", help="read the key from FILE, which holds it alone on one line ('-': the first line of stdin)")
+    keys.add_argument(
+        "--new-key",
+        action="store_true",
+        help="make a fresh key and store it for later runs instead of reusing the stored one",
+    )
     parser.add_argument("--config", metavar="FILE", help="TOML file with rules, hybrid connections and limits")
     tls = parser.add_argument_group("TLS (wss:// and https://)")
     tls.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) to serve; needs --tls-key")
@@ -89,6 +97,8 @@ class RelaySettings:
     admin: str | None = None
     #: the self-signed certificate clients must trust, when --self-signed made one
     trust_pem: str | None = None
+    #: where the key came from when it was the stored one (a line for stderr)
+    key_note: str | None = None
 
 
 def _check_endpoint(description: str, option: str, example: str = DEFAULT_LISTEN) -> None:
@@ -117,8 +127,16 @@ def relay_settings(
     self_signed: str | None = None,
     metrics: str | None = None,
     admin: str | None = None,
+    remember_key: bool = False,
+    new_key: bool = False,
 ) -> RelaySettings:
-    """Validate the options and load files; raises :class:`CliError` (exit 2 for usage)."""
+    """Validate the options and load files; raises :class:`CliError` (exit 2 for usage).
+
+    With ``remember_key`` (``txhyco relay``) a relay given no key by option,
+    environment or config rules uses the one stored by an earlier run, or
+    stores the one it makes (``new_key``: always a fresh one), see
+    :mod:`txhyco.cli.relaykey`.
+    """
     from txhyco.protocol.connection_string import ConnectionString
     from txhyco.protocol.errors import ProtocolError
     from txhyco.relay.config import DEFAULT_KEY_NAME, RelayConfig, load_config
@@ -135,6 +153,18 @@ def relay_settings(
     if admin is not None:
         _check_endpoint(admin, "--admin", "tcp:9091:interface=127.0.0.1")
     key = choose_key(key, key_file)
+    key_note = None
+    if new_key and key is not None:
+        raise CliError("--new-key makes a key: give it without --key, --key-file or $HYCO_RELAY_KEY.", 2)
+    if remember_key and key is None and not _config_has_rules(config_file):
+        from .relaykey import remembered_key
+
+        key, stored_at, created = remembered_key(new=new_key)
+        key_note = (
+            f"made a new key and stored it in {stored_at} (mode 0600); later runs reuse it (--new-key replaces it)"
+            if created
+            else f"using the key stored in {stored_at} (--new-key replaces it)"
+        )
     try:
         if config_file is not None:
             config = load_config(config_file, key_name=key_name, key=key)
@@ -169,7 +199,21 @@ def relay_settings(
         except ProtocolError as e:
             raise CliError(e.message) from None
     admin = admin if admin is not None else config.admin
-    return RelaySettings(config=config, listen=listen, tls=tls, metrics=metrics, admin=admin, trust_pem=trust_pem)
+    return RelaySettings(config=config, listen=listen, tls=tls, metrics=metrics, admin=admin, trust_pem=trust_pem,
+                         key_note=key_note)
+
+
+def _config_has_rules(config_file: str | None) -> bool:
+    """Whether the TOML file names its own rules (then their keys, not a stored one, apply)."""
+    if config_file is None:
+        return False
+    import tomllib
+
+    try:
+        with open(config_file, "rb") as f:
+            return bool(tomllib.load(f).get("rules"))
+    except (OSError, ValueError):
+        return False  # load_config reports the problem in its own words
 
 
 def make_service(settings: RelaySettings, *, reactor=None, announce: Callable[[str], None] | None = None):
@@ -255,6 +299,8 @@ def run(args: argparse.Namespace) -> int:
         self_signed=args.self_signed,
         metrics=args.metrics,
         admin=args.admin,
+        remember_key=True,
+        new_key=args.new_key,
     )
     if settings.trust_pem is not None:
         sys.stderr.write(
@@ -291,6 +337,8 @@ def serve(reactor, settings: RelaySettings):
         # events buffered so far are written out.
         start_logging(sys.stderr)
         log.info("{summary}", summary=listening_summary(service))
+        if settings.key_note is not None:
+            log.info("{note}", note=settings.key_note)
         url = metrics_url(service)
         if url:
             log.info("Prometheus metrics at {url}", url=url)

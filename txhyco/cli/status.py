@@ -184,7 +184,10 @@ def use_live_display(stream=None, *, plain: bool = False) -> bool:
     """Whether to draw the rich panel: only on a terminal, and not when ``--log`` asks for lines."""
     if plain:
         return False
-    stream = sys.stderr if stream is None else stream
+    return _is_terminal(sys.stderr if stream is None else stream)
+
+
+def _is_terminal(stream) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
@@ -201,9 +204,13 @@ class LiveDisplay:
         self.reactor = reactor
         self.monitor = monitor
         self.console = Console(stderr=True)
+        # A line the command prints on stdout (``listening on ...``) while the
+        # panel is up must go above it through rich, or the panel's redraw
+        # misses a line and leaves a stale frame behind; only when stdout is
+        # this terminal too, so a piped stdout stays plain.
         self.live = Live(
             render_status(monitor.snapshot()), console=self.console, auto_refresh=False,
-            redirect_stdout=False, redirect_stderr=False, transient=False,
+            redirect_stdout=_is_terminal(sys.stdout), redirect_stderr=False, transient=False,
         )
         self.interval = interval
         self._loop = None
@@ -255,7 +262,11 @@ def _not_noise(event):
 def _at_least_info(observer):
     from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate
 
-    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=LogLevel.info), _not_noise])
+    from .common import library_lines_hidden
+
+    return FilteringLogObserver(
+        observer, [LogLevelFilterPredicate(defaultLogLevel=LogLevel.info), _not_noise, library_lines_hidden]
+    )
 
 
 def start_display(reactor, monitor: Monitor, *, plain: bool = False) -> None:

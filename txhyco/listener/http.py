@@ -28,6 +28,8 @@ from txhyco._twisted.masking import fast_masker
 from txhyco.address import HybridConnectionAddress, peer_address
 from txhyco.interfaces import IBridge, IChannelHandler
 from txhyco.listener.accept import RelayedTransport
+from txhyco.listener.httplinks import REWRITTEN as LINK_BEARING
+from txhyco.listener.httplinks import LinkRewriter
 from txhyco.listener.httprequest import synthetic_request_head
 from txhyco.listener.httpresponse import ResponseReader
 from txhyco.protocol.channel import BodyData, BodyEnded, ChannelReader, CommandReceived
@@ -206,12 +208,17 @@ class HttpExchange:
     def response_head(self, status_code: int, reason: bytes, raw_headers, small_and_known: bool) -> None:
         headers = []
         seen = set()
+        links = None
         for name, value in raw_headers:
             lower = name.lower().decode("ascii")
             if lower in _HOP:
                 continue
             seen.add(lower)
-            headers.append((name.decode("ascii"), value.decode("utf-8", "replace")))
+            text = value.decode("utf-8", "replace")
+            if lower in LINK_BEARING:  # a redirect, a cookie: kept inside the hybrid connection
+                links = links or LinkRewriter.for_request(self.hc, self.request)
+                text = links.header(lower, text)
+            headers.append((name.decode("ascii"), text))
         try:
             self._response = Response(
                 request_id=self.request.id,

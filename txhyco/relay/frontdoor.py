@@ -38,6 +38,10 @@ def _is_websocket_upgrade(request: h11.Request) -> bool:
 #: for pausing a producer writing to the connection.
 READ_SIZE = 120 * 1024
 
+#: The first byte of a TLS handshake record (RFC 8446 §5.1, content type 22):
+#: a client speaking TLS to a plain relay starts with it.
+TLS_HANDSHAKE_RECORD = b"\x16"
+
 
 class FrontDoor(Protocol):
     def __init__(self, relay) -> None:
@@ -67,6 +71,11 @@ class FrontDoor(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._delegate is not None:
             self._delegate.dataReceived(data)
+            return
+        if not self._buffer and data[:1] == TLS_HANDSHAKE_RECORD and data[1:2] == b"\x03":
+            # A TLS ClientHello on a plain port: say so at once rather than
+            # wait out the head timeout (the client reports "wrong version number").
+            self._refuse(400, "This relay speaks plain HTTP and ws://, not TLS: connect with http:// or ws://.")
             return
         self._buffer += data
         limit = self.relay.config.limits.max_header_size
