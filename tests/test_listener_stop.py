@@ -5,11 +5,16 @@ leave relayed connections to die with the process (the sender saw 1006 and
 lost what was still in flight). Now the sender gets every message the
 application sent before the stop, then a Close 1001.
 """
+import http.client
+
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, threads
 from twisted.internet.protocol import Factory, Protocol
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
+from tests.support.rawlistener import make_token
 from tests.support.rawtcp import wait_until
 from tests.support.wsclient import ws_connect
 from tests.test_cli_tunnels import cli, finished
@@ -128,3 +133,49 @@ def _hc(relay, path):
     from txhyco.address import HybridConnection
 
     return HybridConnection.from_args(connection_string=relay.connection_string.format(), path=path)
+
+
+class Held(Resource):
+    """Answers each GET when the test says so (``release``), with a body to check."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = []
+
+    def render_GET(self, request):
+        self.waiting.append(request)
+        return NOT_DONE_YET
+
+    def release(self):
+        for request in self.waiting:
+            request.write(b"answered after the stop began")
+            request.finish()
+
+
+def _get_in_thread(relay, path: str):
+    def run():
+        conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+        conn.request("GET", f"/{path}/slow", headers={"ServiceBusAuthorization": make_token(relay, path)})
+        response = conn.getresponse()
+        return response.status, response.read()
+    return threads.deferToThread(run)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stopping_listener_still_answers_the_http_requests_it_is_serving(relay):
+    # The control channel stays open until the requests being served are
+    # answered (within the drain time): their responses travel on it. It
+    # used to close at once, and the sender got 502 for a request its
+    # application was about to answer.
+    resource = Held()
+    endpoint = HybridConnectionServerEndpoint(reactor, _hc(relay, "stopping-http"), mode="http")
+    port = yield endpoint.listen(Site(resource))
+    answered = _get_in_thread(relay, "stopping-http")
+    yield wait_until(lambda: resource.waiting, timeout=10)
+    stopped = port.stopListening()
+    reactor.callLater(0.2, resource.release)
+    status, body = yield answered
+    assert (status, body) == (200, b"answered after the stop began")
+    yield stopped

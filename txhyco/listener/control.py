@@ -30,6 +30,7 @@ from txhyco.errors import RelayError, RelayRefused
 from txhyco.interfaces import IResponder
 from txhyco.listener.accept import send_messages
 from txhyco.listener.commands import CommandDispatcher
+from txhyco.listener.drain import RelayedConnections
 from txhyco.listener.reconnect import BACKOFF, STABLE_AFTER, ReconnectSchedule
 from txhyco.listener.renewal import TokenRenewal
 from txhyco.listener.status import CONNECTING, OFFLINE, ONLINE, ListenerStatus, StatusReport
@@ -118,6 +119,9 @@ class HybridConnectionListener:
                  tracking_id: str | None = None, backoff=BACKOFF, jitter: float = 0.25) -> None:
         self.reactor = reactor
         self.hc = hc
+        #: relayed HTTP requests being served: their responses may need the
+        #: control channel, so a stopping port lets them finish before it closes
+        self.requests = RelayedConnections(reactor)
         self.keepalive = keepalive
         self.tracking_id = tracking_id or str(uuid.uuid4())
         self.commands = CommandDispatcher(self, on_accept, on_request)

@@ -16,6 +16,7 @@ from, and answered on, their rendezvous.
 from __future__ import annotations
 
 import h11
+from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -103,6 +104,10 @@ class HttpExchange:
         self._message_started = False
         self.finished = False  # the response is complete, or answered for the application
         self._closed = False
+        self._rendezvous_gone = False  # a rendezvous was needed and could not be opened
+        self._awaiting_rendezvous_close = False  # answered, its rendezvous still opening
+        #: fires when the exchange is over: answered, and its rendezvous (if any) closed
+        self.done: defer.Deferred = defer.Deferred()
         self._via_rendezvous = request.address_only
         self._request_wait = None  # the timer for an address-only request's arrival
 
@@ -151,11 +156,15 @@ class HttpExchange:
     # -- rendezvous --------------------------------------------------------------
 
     def _rendezvous_failed(self, failure) -> None:
+        self._rendezvous_gone = True
         log.warn("request rendezvous for {id} failed: {why}", id=self.request.id, why=failure.getErrorMessage())
         self._abandon(failure)
+        self._over()
 
     def rendezvous_open(self, leg: RendezvousLeg) -> None:
         self.rendezvous = leg
+        if self._awaiting_rendezvous_close:
+            leg.is_closed.addBoth(self._over)
         self._via_rendezvous = True
         if self.app is not None:
             # Opened to carry a response that outgrew the control channel.
@@ -343,12 +352,42 @@ class HttpExchange:
         if self._closed:
             return
         self._closed = True
+        self._when_answered()
         if self.transport is not None:
             self.producer_changed(release=True)
             # Usually called from inside the application's own write (the end
             # of its response): let that call return before the connection
             # goes, as a socket's loss would also come later.
             self.reactor.callLater(0, self._app_lost, reason or Failure(ConnectionDone("response complete")))
+
+    def _when_answered(self) -> None:
+        """Fire ``done`` once the answer has left: at once, or when its rendezvous closes."""
+        leg = self.rendezvous
+        if leg is not None and leg.state != leg.STATE_CLOSED:
+            leg.is_closed.addBoth(self._over)
+        elif leg is None and self._via_rendezvous and not self._rendezvous_gone and self.finished:
+            # The answer waits for a rendezvous still opening; it is over when that closes.
+            self._awaiting_rendezvous_close = True
+        else:
+            self._over()
+
+    def _over(self, result=None):
+        if not self.done.called:
+            self.done.callback(None)
+        return result
+
+    # -- a stopping listener (txhyco.listener.drain) -------------------------------
+
+    def going_away(self, reason: str) -> None:
+        """The listener is stopping: this request is still answered (the drain waits for it)."""
+
+    def abort(self) -> None:
+        """The drain time is up: answer 503 if nothing was answered yet, and let go."""
+        if not self.finished:
+            self.answer_error(503, "The listener stopped before it answered.")
+        if self.rendezvous is not None:
+            self.rendezvous.dropConnection(abort=True)
+        self._over()
 
     def _app_lost(self, reason) -> None:
         self.transport.disconnected = True
@@ -414,4 +453,6 @@ def websocket_only_site():
 
 def serve_request(reactor, hc, factory, request: Request, body: bytes | None, listener) -> None:
     """The listener's ``on_request`` handler for an HTTP/1.1 factory."""
-    HttpExchange(reactor, hc, factory, listener, request).start(body)
+    exchange = HttpExchange(reactor, hc, factory, listener, request)
+    listener.requests.add(exchange)  # a stopping listener waits for its answer
+    exchange.start(body)

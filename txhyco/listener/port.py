@@ -61,7 +61,11 @@ class RelayListeningPort:
             trigger, self._shutdown_trigger = self._shutdown_trigger, None
             if trigger is not None:
                 self.listener.reactor.removeSystemEventTrigger(trigger)
-            d = defer.gatherResults([self.listener.stop(), self.connections.close_all(self.drain_timeout)], consumeErrors=True)
+            # Relayed HTTP requests may answer on the control channel: it
+            # closes once they are answered (or the drain time is up).
+            requests = self.listener.requests.close_all(self.drain_timeout)
+            requests.addBoth(lambda _: self.listener.stop())
+            d = defer.gatherResults([requests, self.connections.close_all(self.drain_timeout)], consumeErrors=True)
             d.addBoth(lambda r: self.factory.doStop() if hasattr(self.factory, "doStop") else None)
             self._stopped = d
         forked: defer.Deferred = defer.Deferred()
