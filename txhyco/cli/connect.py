@@ -56,9 +56,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--suffix", metavar="PATH", default="", help="interactive: a path after the hybrid connection's, seen by the listener (e.g. /room)")
     parser.add_argument("--binary", action="store_true", help="interactive: send lines as binary messages")
     parser.add_argument("--log", action="store_true", help="--forward: log lines on stderr even on a terminal (no live panel)")
+    from .events import add_json_option
     from .udp import add_idle_option
 
     add_idle_option(parser)
+    add_json_option(parser, "--forward: one JSON object per event on stdout (log lines stay on stderr)")
     return parser
 
 
@@ -67,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.forward is not None:
         if args.suffix or args.binary:
             raise CliError("--suffix and --binary are for the interactive session, not --forward.", 2)
+    elif args.json:
+        raise CliError("--json goes with --forward (the interactive session prints messages as they are).", 2)
+    if args.forward is not None:
         from .targets import parse_target
 
         target = parse_target(args.forward, listening=True)
@@ -203,6 +208,9 @@ def forward(reactor, args, hc, target):
     from .targets import describe_address, server_endpoint
 
     monitor = Monitor(f"txhyco connect {hc.path} --forward", namespace="txhyco.connect")
+    from .events import monitor_events
+
+    emit = monitor_events(args, monitor, command="connect", path=hc.path)
     tunnel = HybridConnectionClientEndpoint(reactor, hc)
 
     def describe(transport) -> str:
@@ -226,9 +234,13 @@ def forward(reactor, args, hc, target):
         monitor.detail = f"{address} -> {hc.address}"
 
         reactor.addSystemEventTrigger("before", "shutdown", listening.stopListening)
-        sys.stdout.write(address + "\n")
-        sys.stdout.flush()
-        start_display(reactor, monitor, plain=args.log)
+        if emit is None:
+            sys.stdout.write(address + "\n")
+            sys.stdout.flush()
+        else:
+            emit("started", address=address, target=str(hc.address))
+            reactor.addSystemEventTrigger("before", "shutdown", emit, "stopped")
+        start_display(reactor, monitor, plain=args.log or emit is not None)
         monitor.set_state(LISTENING)
         yield defer.Deferred()  # until SIGINT/SIGTERM
 

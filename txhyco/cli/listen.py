@@ -81,9 +81,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--upstream-ca-file", metavar="PEM", help="with an https:// --http URL: trust this certificate for the web server")
     parser.add_argument("--log", action="store_true", help="log lines on stderr even on a terminal (no live panel)")
+    from .events import add_json_option
     from .udp import add_idle_option
 
     add_idle_option(parser)
+    add_json_option(parser)
     return parser
 
 
@@ -311,6 +313,9 @@ def serve(reactor, args, hc, kind: str, target):
     }[kind]
     monitor = Monitor(f"txhyco listen {hc.path}", namespace="txhyco.listen")
     monitor.detail = f"{hc.address} ({what})"
+    from .events import monitor_events
+
+    emit = monitor_events(args, monitor, command="listen", path=hc.path)
 
     @defer.inlineCallbacks
     def go():
@@ -358,13 +363,19 @@ def serve(reactor, args, hc, kind: str, target):
 
         def stop():
             stopping.append(True)
-            return port.stopListening()
+            d = defer.maybeDeferred(port.stopListening)
+            if emit is not None:
+                d.addBoth(lambda result: (emit("stopped"), result)[1])
+            return d
 
         reactor.addSystemEventTrigger("before", "shutdown", stop)
-        start_display(reactor, monitor, plain=args.log)
+        start_display(reactor, monitor, plain=args.log or emit is not None)
+        if emit is not None:
+            emit("started", address=str(hc.address), mode=kind, target=what)
         monitor.set_state(ONLINE if port.status == ONLINE else CONNECTING)
-        sys.stdout.write(f"listening on {hc.address} ({what})\n")
-        sys.stdout.flush()
+        if emit is None:
+            sys.stdout.write(f"listening on {hc.address} ({what})\n")
+            sys.stdout.flush()
         yield finished
 
     return go()

@@ -178,6 +178,9 @@ def connect_udp(reactor, args, hc, target):
 
     idle = idle_seconds(args)
     monitor = Monitor(f"txhyco connect {hc.path} --forward {target.describe()}", namespace="txhyco.connect")
+    from .events import monitor_events
+
+    emit = monitor_events(args, monitor, command="connect", path=hc.path)
     flows: dict = {}
 
     class Flow:
@@ -287,9 +290,13 @@ def connect_udp(reactor, args, hc, target):
             return port.stopListening()
 
         reactor.addSystemEventTrigger("before", "shutdown", stop)
-        sys.stdout.write(address + "\n")
-        sys.stdout.flush()
-        start_display(reactor, monitor, plain=args.log)
+        if emit is None:
+            sys.stdout.write(address + "\n")
+            sys.stdout.flush()
+        else:
+            emit("started", address=address, target=str(hc.address))
+            reactor.addSystemEventTrigger("before", "shutdown", emit, "stopped")
+        start_display(reactor, monitor, plain=args.log or emit is not None)
         monitor.set_state(LISTENING)
         yield defer.Deferred()  # until SIGINT/SIGTERM
 
