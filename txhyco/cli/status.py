@@ -214,7 +214,7 @@ class LiveDisplay:
         self.monitor = monitor
         self.console = Console(stderr=True)
         self.live = Live(
-            render_status(monitor.snapshot()), console=self.console, auto_refresh=False,
+            _render(monitor), console=self.console, auto_refresh=False,
             redirect_stdout=False, redirect_stderr=False, transient=False,
         )
         self.interval = interval
@@ -240,13 +240,36 @@ class LiveDisplay:
         self._ticks += 1
         if self._ticks % max(1, round(1 / self.interval)) == 0:
             self.monitor.sample()
-        self.live.update(render_status(self.monitor.snapshot()), refresh=True)
+        self.live.update(_render(self.monitor), refresh=True)
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        self.live.update(render_status(self.monitor.snapshot()), refresh=True)
+        self.live.update(_render(self.monitor), refresh=True)
         self.live.stop()
+
+
+def _render(monitor):
+    render = getattr(monitor, "render", None)
+    return render() if render is not None else render_status(monitor.snapshot())
+
+
+class MonitorGroup:
+    """Several monitors shown as one panel each, stacked (``txhyco up``); entries come and go."""
+
+    def __init__(self) -> None:
+        self.monitors: dict[object, Monitor] = {}
+
+    def sample(self) -> None:
+        for monitor in list(self.monitors.values()):
+            monitor.sample()
+
+    def render(self):
+        from rich.console import Group
+        from rich.text import Text
+
+        panels = [render_status(m.snapshot()) for m in list(self.monitors.values())]
+        return Group(*panels) if panels else Text("no entries running", style="dim")
 
 
 _NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
