@@ -169,3 +169,16 @@ def test_one_panel_for_all_entries():
     console.print(_render(group))
     text = console.export_text()
     assert "listen web" in text and "listen db" in text and text.count("online") == 2
+
+
+def test_the_readme_file_loads(tmp_path):
+    import re
+
+    from tests.test_readme import README
+
+    text = re.search(r"```toml\n(# tunnels\.toml\n.*?)\n```", open(README, encoding="utf-8").read(), re.S).group(1)
+    (tmp_path / "tunnels.toml").write_text(text)
+    entries = load(str(tmp_path / "tunnels.toml"))
+    assert sorted(entries) == [("connect", "db"), ("listen", "db-in"), ("listen", "echo"), ("listen", "web")]
+    assert entries[("connect", "db")].connection_string_env == "OTHER_RELAY"
+    assert entries[("listen", "web")].connection_string_env == "HYCO_CONNECTION_STRING"

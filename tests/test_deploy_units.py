@@ -25,7 +25,14 @@ def read_unit(path: Path) -> configparser.ConfigParser:
 
 def test_there_are_units():
     names = {p.name for p in UNITS}
-    assert "txhyco-relay.service" in names
+    assert {"txhyco-relay.service", "txhyco-up.service"} <= names
+
+
+def test_the_up_example_file_loads():
+    from txhyco.cli.upfile import load
+
+    entries = load(str(DEPLOY / "tunnels.toml"))
+    assert sorted(entries) == [("connect", "metrics-remote"), ("listen", "db"), ("listen", "web")]
 
 
 @pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
