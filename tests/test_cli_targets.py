@@ -139,3 +139,14 @@ def test_bad_endpoint_string_is_one_line(relay):
     child = cli("listen", "x", "--forward", "unix:nosuchoption=1=2", cs=relay.connection_string)
     code, _, err = yield finished(child)
     assert_one_line_error(code, err, "--forward", status=2)
+
+
+def test_udp_idle_goes_with_udp(capsys):
+    from txhyco.cli import main
+
+    cs = "Endpoint=sb://127.0.0.1:9/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0;UseDevelopmentEmulator=true"
+    for argv in (["listen", "x", "--echo"], ["connect", "x", "--forward", "15432"]):
+        assert main([*argv, "--udp-idle", "5", "--connection-string", cs]) == 2
+        assert "--udp-idle goes with --forward udp:" in capsys.readouterr().err
+    assert main(["listen", "x", "--forward", "udp:127.0.0.1:53", "--udp-idle", "0", "--connection-string", cs]) == 2
+    assert "--udp-idle must be a positive number" in capsys.readouterr().err

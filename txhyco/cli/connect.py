@@ -66,6 +66,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     hc = hybrid_connection(args)
+    if args.forward is None or not args.forward.strip().lower().startswith("udp:"):
+        from .udp import refuse_idle_without_udp
+
+        refuse_idle_without_udp(args)
     if args.forward is not None:
         if args.suffix or args.binary:
             raise CliError("--suffix and --binary are for the interactive session, not --forward.", 2)

@@ -104,6 +104,10 @@ def http_target(url: str) -> tuple[bool, str, int, str, str]:
 
 def run(args: argparse.Namespace) -> int:
     hc = hybrid_connection(args)
+    if args.forward is None or not args.forward.strip().lower().startswith("udp:"):
+        from .udp import refuse_idle_without_udp
+
+        refuse_idle_without_udp(args)
     if args.host_header is not None and args.http is None:
         raise CliError("--host-header goes with --http.", 2)
     if args.upstream_ca_file is not None and args.http is None:

@@ -67,7 +67,8 @@ class Monitor:
         #: called as ``sink(event, **fields)`` for each event (``--json``: txhyco.cli.events)
         self.sink: Callable[..., None] | None = None
 
-    def _emit(self, event: str, **fields) -> None:
+    def notify(self, event: str, **fields) -> None:
+        """Tell the sink (``--json``) about ``event``; fields that are None are left out."""
         if self.sink is not None:
             self.sink(event, **{k: v for k, v in fields.items() if v is not None})
 
@@ -81,7 +82,7 @@ class Monitor:
         if error is not None:
             self.last_error = error
         if changed:
-            self._emit(state, error=error, detail=self.detail or None)
+            self.notify(state, error=error, detail=self.detail or None)
             if error:
                 self.log.info("status {state}: {error}", state=state, error=error)
             else:
@@ -90,7 +91,7 @@ class Monitor:
     def error(self, message: str) -> None:
         """A failure that is not a state change (one connection's tunnel refused, say)."""
         self.last_error = message
-        self._emit("error", message=message)
+        self.notify("error", message=message)
         self.log.warn("{message}", message=message)
 
     def opened(self, description: str) -> int:
@@ -98,13 +99,13 @@ class Monitor:
         self.active += 1
         self.total += 1
         number = self.total
-        self._emit("opened", connection=number, description=description)
+        self.notify("opened", connection=number, description=description)
         self.log.info("connection #{number} opened: {description}", number=number, description=description)
         return number
 
     def closed(self, number: int, *, bytes_in: int, bytes_out: int, seconds: float, why: str = "") -> None:
         self.active = max(0, self.active - 1)
-        self._emit("closed", connection=number, seconds=round(seconds, 3), bytes_in=bytes_in, bytes_out=bytes_out,
+        self.notify("closed", connection=number, seconds=round(seconds, 3), bytes_in=bytes_in, bytes_out=bytes_out,
                    reason=why or None)
         self.log.info(
             "connection #{number} closed after {seconds:.1f} s: {bytes_in} bytes in, {bytes_out} bytes out{why}",
@@ -113,7 +114,7 @@ class Monitor:
 
     def request(self, summary: str) -> None:
         self.requests += 1
-        self._emit("request", summary=summary)
+        self.notify("request", summary=summary)
         self.log.info("request {summary}", summary=summary)
 
     def count(self, inbound: int = 0, outbound: int = 0) -> None:

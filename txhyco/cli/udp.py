@@ -33,13 +33,16 @@ MAX_DATAGRAM = 65507
 
 def add_idle_option(parser) -> None:
     parser.add_argument(
-        "--udp-idle", metavar="SECONDS", type=float, default=DEFAULT_IDLE,
+        "--udp-idle", metavar="SECONDS", type=float, default=None,
         help=f"with --forward udp:...: close a UDP flow after this many idle seconds (default {DEFAULT_IDLE:g})",
     )
 
 
 def idle_seconds(args) -> float:
-    idle = getattr(args, "udp_idle", DEFAULT_IDLE)
+    """``--udp-idle`` (default :data:`DEFAULT_IDLE`); a usage error unless positive."""
+    idle = getattr(args, "udp_idle", None)
+    if idle is None:
+        return DEFAULT_IDLE
     if not idle > 0:
         raise CliError("--udp-idle must be a positive number of seconds.", 2)
     return idle
@@ -59,6 +62,11 @@ class IdleTimer:
     def cancel(self) -> None:
         if self.call.active():
             self.call.cancel()
+
+
+def refuse_idle_without_udp(args) -> None:
+    if getattr(args, "udp_idle", None) is not None:
+        raise CliError("--udp-idle goes with --forward udp:...", 2)
 
 
 def _is_ip(host: str) -> bool:

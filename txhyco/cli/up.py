@@ -178,7 +178,7 @@ class Up:
         running = self.running.pop(key)
         self.group.monitors.pop(key, None)
         d = running.stop()
-        d.addBoth(lambda _: running.monitor._emit("stopped"))
+        d.addBoth(lambda _: running.monitor.notify("stopped"))
         return d
 
     def start_entry(self, entry):
@@ -257,7 +257,7 @@ class Up:
 
             monitor.retry_source = lambda: port.next_retry_at
             port.add_status_observer(on_status)
-            monitor._emit("started", address=str(hc.address), target=what)
+            monitor.notify("started", address=str(hc.address), target=what)
             monitor.set_state(ONLINE if port.status == ONLINE else CONNECTING)
             self.say(f"listen {entry.name}: listening on {hc.address} ({what})")
 
@@ -299,7 +299,7 @@ class Up:
                 raise CliError(f"cannot listen on {target.describe()} ({reason})") from None
             address = describe_address(running.port.getHost())
             monitor.detail = f"{address} -> {hc.address}"
-            monitor._emit("started", address=address, target=str(hc.address))
+            monitor.notify("started", address=address, target=str(hc.address))
             monitor.set_state(LISTENING)
             self.say(f"connect {entry.name}: {address} -> {hc.address}")
 
