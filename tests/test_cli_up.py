@@ -146,6 +146,7 @@ def test_an_unknown_key_fails_with_a_sentence(relay, tmp_path):
         ('[[listen]]\npath = "x"\necho = true\nconnectionStringEnv = "no-such var"\n', "environment variable name"),
         ("relay = 1\n", "unknown setting 'relay'"),
         ("", "no [[listen]] or [[connect]] entry"),
+        ('[[connect]]\npath = "x"\nforward = "1"\nudpIdle = 5\n', "'udpIdle' goes with"),
     ],
 )
 def test_bad_files(tmp_path, text, words):
@@ -182,3 +183,31 @@ def test_the_readme_file_loads(tmp_path):
     assert sorted(entries) == [("connect", "db"), ("listen", "db-in"), ("listen", "echo"), ("listen", "web")]
     assert entries[("connect", "db")].connection_string_env == "OTHER_RELAY"
     assert entries[("listen", "web")].connection_string_env == "HYCO_CONNECTION_STRING"
+
+
+@pytest_twisted.inlineCallbacks
+def test_udp_entries(relay, tmp_path):
+    from twisted.internet import reactor
+
+    from tests.test_cli_targets import UdpClient, UdpEcho
+
+    service = reactor.listenUDP(0, UdpEcho(), interface="127.0.0.1")
+    config = tmp_path / "udp.toml"
+    config.write_text(f'[[listen]]\npath = "dns"\nforward = "udp:127.0.0.1:{service.getHost().port}"\nudpIdle = 30\n'
+                      '[[connect]]\npath = "dns"\nforward = "udp:0"\n')
+    up = cli("up", str(config), "--json", cs=relay.connection_string)
+    client = UdpClient()
+    port = reactor.listenUDP(0, client, interface="127.0.0.1")
+    try:
+        started = yield event(up, "started", entry="dns")
+        while started["kind"] != "connect":
+            started = yield event(up, "started", entry="dns")
+        yield event(up, "online", entry="dns")
+        host, udp_port = started["address"].removeprefix("udp:").rsplit(":", 1)
+        client.transport.write(b"query", (host, int(udp_port)))
+        assert (yield client.received.get().addTimeout(30, reactor)) == b"QUERY"
+    finally:
+        code, _, err = yield stopped(up)
+        yield port.stopListening()
+        yield service.stopListening()
+    assert code == 0, err

@@ -171,10 +171,31 @@ def udp_listener_factory(reactor, monitor, hc, target, idle: float):
 # -- connect side ----------------------------------------------------------------------
 
 
-def connect_udp(reactor, args, hc, target):
-    """Bind ``target`` (``udp:[HOST:]PORT``) and carry each sender's datagrams in a flow of its own."""
+class UdpBinding:
+    """A bound local UDP port whose senders are carried as flows; ``stopListening`` ends them all."""
+
+    def __init__(self, port, flows: dict) -> None:
+        self.port = port
+        self.flows = flows
+        bound = port.getHost()
+        self.address = f"udp:[{bound.host}]:{bound.port}" if ":" in bound.host else f"udp:{bound.host}:{bound.port}"
+
+    def getHost(self):
+        return self.port.getHost()
+
+    def stopListening(self):
+        for flow in list(self.flows.values()):
+            if flow.ws is not None:
+                flow.ws.sendClose(1000)
+        return self.port.stopListening()
+
+
+def bind_udp(reactor, monitor, hc, target, idle: float) -> UdpBinding:
+    """Bind ``target`` (``udp:[HOST:]PORT``) and carry each sender's datagrams in a flow of its own.
+
+    Raises :class:`CliError` when the port cannot be bound.
+    """
     from autobahn.twisted.websocket import WebSocketClientProtocol
-    from twisted.internet import defer
     from twisted.internet.error import CannotListenError
     from twisted.internet.protocol import DatagramProtocol
 
@@ -182,13 +203,7 @@ def connect_udp(reactor, args, hc, target):
     from txhyco.websocket import RelayedClientFactory
 
     from .common import describe_relay_error
-    from .status import LISTENING, Monitor, start_display
 
-    idle = idle_seconds(args)
-    monitor = Monitor(f"txhyco connect {hc.path} --forward {target.describe()}", namespace="txhyco.connect")
-    from .events import monitor_events
-
-    emit = monitor_events(args, monitor, command="connect", path=hc.path)
     flows: dict = {}
 
     class Flow:
@@ -279,30 +294,35 @@ def connect_udp(reactor, args, hc, target):
             flow.to_relay(data)
 
     local = Local()
+    try:
+        port = reactor.listenUDP(target.port, local, interface=target.host, maxPacketSize=MAX_DATAGRAM + 1)
+    except CannotListenError as e:
+        reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+        raise CliError(f"cannot listen on {target.describe()} ({reason}); choose another port (0 picks a free one).") from None
+    return UdpBinding(port, flows)
+
+
+def connect_udp(reactor, args, hc, target):
+    """``txhyco connect PATH --forward udp:...``: :func:`bind_udp` until SIGINT/SIGTERM."""
+    from twisted.internet import defer
+
+    from .events import monitor_events
+    from .status import LISTENING, Monitor, start_display
+
+    idle = idle_seconds(args)
+    monitor = Monitor(f"txhyco connect {hc.path} --forward {target.describe()}", namespace="txhyco.connect")
+    emit = monitor_events(args, monitor, command="connect", path=hc.path)
 
     @defer.inlineCallbacks
     def go():
-        try:
-            port = reactor.listenUDP(target.port, local, interface=target.host, maxPacketSize=MAX_DATAGRAM + 1)
-        except CannotListenError as e:
-            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-            raise CliError(f"cannot listen on {target.describe()} ({reason}); choose another port (0 picks a free one).") from None
-        bound = port.getHost()
-        address = f"udp:[{bound.host}]:{bound.port}" if ":" in bound.host else f"udp:{bound.host}:{bound.port}"
-        monitor.detail = f"{address} -> {hc.address}"
-
-        def stop():
-            for flow in list(flows.values()):
-                if flow.ws is not None:
-                    flow.ws.sendClose(1000)
-            return port.stopListening()
-
-        reactor.addSystemEventTrigger("before", "shutdown", stop)
+        binding = bind_udp(reactor, monitor, hc, target, idle)
+        monitor.detail = f"{binding.address} -> {hc.address}"
+        reactor.addSystemEventTrigger("before", "shutdown", binding.stopListening)
         if emit is None:
-            sys.stdout.write(address + "\n")
+            sys.stdout.write(binding.address + "\n")
             sys.stdout.flush()
         else:
-            emit("started", address=address, target=str(hc.address))
+            emit("started", address=binding.address, target=str(hc.address))
             reactor.addSystemEventTrigger("before", "shutdown", emit, "stopped")
         start_display(reactor, monitor, plain=args.log or emit is not None)
         monitor.set_state(LISTENING)

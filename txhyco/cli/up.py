@@ -235,8 +235,16 @@ class Up:
             what = "echo"
         elif entry.forward is not None:
             target = parse_target(entry.forward, listening=False)
-            factory = forward_factory(reactor, monitor, target)
-            d = HybridConnectionServerEndpoint(reactor, hc, mode="stream").listen(factory)
+            if target.kind == "udp":
+                from txhyco.listener.port import listen
+
+                from .udp import DEFAULT_IDLE, udp_listener_factory
+
+                ws = udp_listener_factory(reactor, monitor, hc, target, entry.udp_idle or DEFAULT_IDLE)
+                d = listen(reactor, ws.hybrid_connection, ws, keepalive=ws.keepalive)
+            else:
+                factory = forward_factory(reactor, monitor, target)
+                d = HybridConnectionServerEndpoint(reactor, hc, mode="stream").listen(factory)
             what = f"forwarding to {target.describe()}"
         else:
             factory = http_factory(reactor, monitor, http_target(entry.http), entry.host_header, entry.upstream_ca_file)
@@ -292,12 +300,18 @@ class Up:
 
         @defer.inlineCallbacks
         def go():
-            try:
-                running.port = yield server_endpoint(reactor, target).listen(factory)
-            except CannotListenError as e:
-                reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-                raise CliError(f"cannot listen on {target.describe()} ({reason})") from None
-            address = describe_address(running.port.getHost())
+            if target.kind == "udp":
+                from .udp import DEFAULT_IDLE, bind_udp
+
+                running.port = bind_udp(reactor, monitor, hc, target, entry.udp_idle or DEFAULT_IDLE)
+                address = running.port.address
+            else:
+                try:
+                    running.port = yield server_endpoint(reactor, target).listen(factory)
+                except CannotListenError as e:
+                    reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+                    raise CliError(f"cannot listen on {target.describe()} ({reason})") from None
+                address = describe_address(running.port.getHost())
             monitor.detail = f"{address} -> {hc.address}"
             monitor.notify("started", address=address, target=str(hc.address))
             monitor.set_state(LISTENING)

@@ -18,6 +18,11 @@
     path = "db"
     forward = "15432"                   # [HOST:]PORT or a Twisted server endpoint string
 
+    [[connect]]
+    path = "dns"
+    forward = "udp:5353"                # UDP: a flow per sender address
+    udpIdle = 30                        # seconds (default 60)
+
 The tables are read with :mod:`txhyco.relay.schema`, so an unknown key is an
 error naming the closest known one. Secrets need not be in the file: a
 connection string comes from an environment variable (``connectionStringEnv``,
@@ -30,7 +35,7 @@ import os
 from dataclasses import dataclass, replace
 
 from txhyco.protocol.errors import LocalProtocolError, ProtocolError
-from txhyco.relay.schema import TOP_LEVEL, Setting, Table, boolean, tables, text
+from txhyco.relay.schema import TOP_LEVEL, Setting, Table, boolean, seconds, tables, text
 
 from .common import CONNECTION_STRING_ENV, CliError
 
@@ -66,6 +71,7 @@ class Entry:
     connection_string: str | None = None
     connection_string_env: str | None = None
     ca_file: str | None = None
+    udp_idle: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -100,6 +106,7 @@ _COMMON = {
     "connectionString": Setting(text(max_length=4096, secret=True), "connection_string"),
     "connectionStringEnv": Setting(text(max_length=200, valid=_env_name_problem), "connection_string_env"),
     "caFile": Setting(text(max_length=4096), "ca_file"),
+    "udpIdle": Setting(seconds(0, 86400), "udp_idle"),
 }
 
 LISTEN = Table(
@@ -168,8 +175,10 @@ def check_entry(path: str, entry: Entry) -> None:
     try:
         if entry.forward is not None:
             target = parse_target(entry.forward, listening=entry.kind == "connect", option="'forward'")
-            if target.kind == "udp":
-                raise CliError("udp: forwarding is not available in an up file yet; run txhyco listen/connect --forward udp:...", 2)
+            if entry.udp_idle is not None and target.kind != "udp":
+                raise CliError("'udpIdle' goes with 'forward = \"udp:...\"'.", 2)
+        elif entry.udp_idle is not None:
+            raise CliError("'udpIdle' goes with 'forward = \"udp:...\"'.", 2)
         if entry.http is not None:
             http_target(entry.http)
     except CliError as e:
