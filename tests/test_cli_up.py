@@ -211,3 +211,20 @@ def test_udp_entries(relay, tmp_path):
         yield port.stopListening()
         yield service.stopListening()
     assert code == 0, err
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_entry_that_cannot_start_is_offline_with_its_reason_and_the_others_run(relay, tmp_path):
+    busy = echo_server()
+    config = tmp_path / "t.toml"
+    config.write_text(f'[[connect]]\npath = "x"\nforward = "{busy.getHost().port}"\n'
+                      '[[listen]]\npath = "y"\necho = true\n')
+    up = cli("up", str(config), "--json", cs=relay.connection_string)
+    try:
+        offline = yield event(up, "offline", entry="x")
+        assert f"cannot listen on 127.0.0.1:{busy.getHost().port}" in offline["error"]
+        yield event(up, "online", entry="y")
+    finally:
+        code, _, err = yield stopped(up)
+        yield busy.stopListening()
+    assert code == 0, err

@@ -10,8 +10,9 @@ one JSON object per event on stdout, each naming its ``entry``.
 SIGHUP reads the file again and applies the difference: entries that are new
 start, entries that are gone stop, entries whose settings changed restart,
 and the others are left alone (their connections are not touched). A file
-that no longer reads is reported and changes nothing. SIGINT/SIGTERM stop
-everything and exit 0.
+that no longer reads is reported and changes nothing. An entry that cannot
+start shows offline with the reason; the next SIGHUP tries it again.
+SIGINT/SIGTERM stop everything and exit 0.
 """
 from __future__ import annotations
 
@@ -164,8 +165,8 @@ class Up:
         def go():
             for key in gone + changed:
                 yield self.stop_entry(key)
-            for key in changed + new:
-                yield self.start_entry(entries[key])
+            # Side by side: one slow relay does not hold the other entries back.
+            yield defer.gatherResults([self.start_entry(entries[key]) for key in changed + new])
             names = lambda keys: [f"{k[0]} {k[1]}" for k in keys]  # noqa: E731
             self.log.info("applied {file}: {n} running ({summary})", file=self.args.file, n=len(self.running),
                           summary="; ".join(f"{what} {', '.join(names(keys))}" for what, keys in
