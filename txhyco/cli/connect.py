@@ -70,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
         from .udp import refuse_idle_without_udp
 
         refuse_idle_without_udp(args)
-    if args.forward is not None:
-        if args.suffix or args.binary:
-            raise CliError("--suffix and --binary are for the interactive session, not --forward.", 2)
-    elif args.json:
+    if args.forward is None and args.json:
         raise CliError("--json goes with --forward (the interactive session prints messages as they are).", 2)
     if args.forward is not None:
         from .targets import parse_target
+
+        if args.suffix or args.binary:
+            raise CliError("--suffix and --binary are for the interactive session, not --forward.", 2)
 
         target = parse_target(args.forward, listening=True)
         if target.kind == "udp":
