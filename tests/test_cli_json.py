@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 
 from tests.test_cli_tunnels import cli, echo_server, exchange, finished, stopped
 from txhyco.cli import main

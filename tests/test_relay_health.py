@@ -1,7 +1,6 @@
 """/healthz and /ready beside /metrics."""
 from __future__ import annotations
 
-import pytest
 import pytest_twisted
 
 from tests.test_relay_metrics import get
