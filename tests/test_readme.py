@@ -47,7 +47,7 @@ def test_every_command_block_says_how_it_is_tested():
 
 def _scratch(tmp_path, relay):
     os.symlink(os.path.join(ROOT, "examples"), tmp_path / "examples")
-    toml = re.search(r"```toml\n(.*?)\n```", open(README, encoding="utf-8").read(), re.S)
+    toml = re.search(r"```toml\n(# relay\.toml\n.*?)\n```", open(README, encoding="utf-8").read(), re.S)
     (tmp_path / "relay.toml").write_text(toml.group(1))
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")

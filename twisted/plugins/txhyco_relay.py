@@ -33,7 +33,7 @@ class Options(usage.Options):
         ["tls-cert", None, None, "PEM certificate to serve (with --tls-key)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["self-signed", None, None, "Directory for a generated localhost certificate (clients trust relay-cert.pem)."],
-        ["metrics", None, None, "Endpoint for Prometheus metrics at /metrics, e.g. tcp:9100:interface=127.0.0.1."],
+        ["metrics", None, None, "Endpoint for Prometheus metrics at /metrics (and /healthz, /ready), e.g. tcp:9100:interface=127.0.0.1."],
         ["admin", None, None, "Endpoint for the admin interface (fault switch, Manage token), e.g. tcp:9091:interface=127.0.0.1."],
     ]
 

@@ -20,7 +20,7 @@ from typing import Sequence
 from .common import DEBUG_ENV, CliError, Parser, add_debug_option
 
 #: Subcommand modules under ``txhyco.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("relay", "tokens", "listen", "connect", "request", "completion")
+COMMANDS: tuple[str, ...] = ("relay", "tokens", "listen", "connect", "request", "up", "completion")
 
 EPILOG = """\
 examples:
@@ -31,6 +31,7 @@ examples:
   txhyco listen web --http http://127.0.0.1:8080   # expose a local web server (WebSockets too)
   txhyco request web /index.html            # one HTTP request through the relay, like curl -i
   txhyco listen echo --echo                 # a WebSocket echo; try: txhyco connect echo
+  txhyco up tunnels.toml                    # every listener and connector of a file; SIGHUP reloads it
 
 Run 'txhyco COMMAND --help' for a command's options and an example.
 """

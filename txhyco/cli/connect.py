@@ -8,9 +8,11 @@ closes), then closes the WebSocket with 1000 and exits 0; a close from the
 other side exits 0 with its code and reason on stderr.
 
 ``--forward [HOST:]PORT`` listens on a local TCP port (127.0.0.1 unless HOST
-is given; port 0 picks a free one) and tunnels each connection through the
-relay to a ``txhyco listen PATH --forward`` on the other side (azbridge's
-``-L``). The bound address is the first line on stdout.
+is given; port 0 picks a free one), or on any Twisted server endpoint string
+(``unix:/tmp/db.sock``), and tunnels each connection through the relay to a
+``txhyco listen PATH --forward`` on the other side (azbridge's ``-L``).
+``udp:[HOST:]PORT`` forwards UDP instead (:mod:`txhyco.cli.udp`). The bound
+address is the first line on stdout.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import argparse
 import sys
 import threading
 
-from .common import CONNECTION_STRING_ENV, CliError, add_relay_options, add_subcommand, host_port, hybrid_connection, paragraph, run_reactor
+from .common import CONNECTION_STRING_ENV, CliError, add_relay_options, add_subcommand, hybrid_connection, paragraph, run_reactor
 
 EPILOG = f"""\
 examples:
@@ -64,7 +66,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         run=run,
     )
     add_relay_options(parser, path_optional=True)
-    parser.add_argument("--forward", metavar="[HOST:]PORT", help="listen on this local TCP port and tunnel each connection through the relay")
+    parser.add_argument("--forward", metavar="[HOST:]PORT",
+                        help="listen on this local TCP port (or Twisted server endpoint, e.g. unix:/tmp/db.sock; "
+                             "udp:[HOST:]PORT for UDP) and tunnel each connection through the relay")
     parser.add_argument("--suffix", metavar="PATH", default="", help="interactive: a path after the hybrid connection's, seen by the listener (e.g. /room)")
     parser.add_argument("--binary", action="store_true", help="interactive: send lines as binary messages")
     parser.add_argument(
@@ -75,16 +79,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help=f"interactive: at end of input, wait this long at most for replies still due before closing (default: {DEFAULT_WAIT:g})",
     )
     parser.add_argument("--log", action="store_true", help="--forward: log lines on stderr even on a terminal (no live panel)")
+    from .events import add_json_option
+    from .udp import add_idle_option
+
+    add_idle_option(parser)
+    add_json_option(parser, "--forward: one JSON object per event on stdout (log lines stay on stderr)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     hc = hybrid_connection(args)
+    if args.forward is None or not args.forward.strip().lower().startswith("udp:"):
+        from .udp import refuse_idle_without_udp
+
+        refuse_idle_without_udp(args)
+    if args.forward is None and args.json:
+        raise CliError("--json goes with --forward (the interactive session prints messages as they are).", 2)
     if args.forward is not None:
+        from .targets import parse_target
+
         if args.suffix or args.binary or args.wait != DEFAULT_WAIT:
             raise CliError("--suffix, --binary and --wait are for the interactive session, not --forward.", 2)
-        host, port = host_port(args.forward, default_host="127.0.0.1")
-        return run_reactor(lambda reactor: forward(reactor, args, hc, host, port))
+
+        target = parse_target(args.forward, listening=True)
+        if target.kind == "udp":
+            from .udp import connect_udp
+
+            return run_reactor(lambda reactor: connect_udp(reactor, args, hc, target))
+        return run_reactor(lambda reactor: forward(reactor, args, hc, target))
     return run_reactor(lambda reactor: interactive(reactor, args, hc))
 
 
@@ -236,9 +258,8 @@ def interactive(reactor, args, hc):
 # -- --forward ----------------------------------------------------------------------------
 
 
-def forward(reactor, args, hc, host: str, port: int):
+def forward(reactor, args, hc, target):
     from twisted.internet import defer
-    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
     from twisted.internet.error import CannotListenError
 
     from txhyco.endpoint import HybridConnectionClientEndpoint
@@ -246,13 +267,16 @@ def forward(reactor, args, hc, host: str, port: int):
     from .common import describe_relay_error
     from .pipe import Splice, SpliceFactory
     from .status import LISTENING, Monitor, start_display
+    from .targets import describe_address, server_endpoint
 
     monitor = Monitor(f"txhyco connect {hc.path} --forward", namespace="txhyco.connect")
+    from .events import monitor_events
+
+    emit = monitor_events(args, monitor, command="connect", path=hc.path)
     tunnel = HybridConnectionClientEndpoint(reactor, hc)
 
     def describe(transport) -> str:
-        peer = transport.getPeer()
-        return f"from {peer.host}:{peer.port} through {hc.address}"
+        return f"from {describe_address(transport.getPeer())} through {hc.address}"
 
     def far_failed(splice, failure) -> None:
         splice.why = describe_relay_error(failure.value, "the relay refused the tunnel")
@@ -260,23 +284,25 @@ def forward(reactor, args, hc, host: str, port: int):
         splice.near.transport.loseConnection()
 
     factory = SpliceFactory(lambda: Splice(monitor, tunnel.connect, describe=describe, far_failed=far_failed))
-    endpoint_class = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
 
     @defer.inlineCallbacks
     def go():
         try:
-            listening = yield endpoint_class(reactor, port, interface=host).listen(factory)
+            listening = yield server_endpoint(reactor, target).listen(factory)
         except CannotListenError as e:
             reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-            raise CliError(f"cannot listen on {host}:{port} ({reason}); choose another port (0 picks a free one).") from None
-        bound = listening.getHost()
-        address = f"[{bound.host}]:{bound.port}" if ":" in bound.host else f"{bound.host}:{bound.port}"
+            raise CliError(f"cannot listen on {target.describe()} ({reason}); choose another port (0 picks a free one).") from None
+        address = describe_address(listening.getHost())
         monitor.detail = f"{address} -> {hc.address}"
 
         reactor.addSystemEventTrigger("before", "shutdown", listening.stopListening)
-        sys.stdout.write(address + "\n")
-        sys.stdout.flush()
-        start_display(reactor, monitor, plain=args.log)
+        if emit is None:
+            sys.stdout.write(address + "\n")
+            sys.stdout.flush()
+        else:
+            emit("started", address=address, target=str(hc.address))
+            reactor.addSystemEventTrigger("before", "shutdown", emit, "stopped")
+        start_display(reactor, monitor, plain=args.log or emit is not None)
         monitor.set_state(LISTENING)
         yield defer.Deferred()  # until SIGINT/SIGTERM
 

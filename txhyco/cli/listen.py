@@ -6,9 +6,12 @@ Three kinds, exactly one per run:
     WebSocket messages come back as they were sent (Autobahn through
     :class:`txhyco.websocket.RelayedServerFactory`); relayed HTTP requests are
     answered with what they carried (a small twisted.web resource).
-``--forward HOST:PORT``
+``--forward [HOST:]PORT`` (or a Twisted client endpoint string)
     stream mode: each relayed connection becomes a TCP connection to
-    HOST:PORT, bytes piped both ways with backpressure (azbridge's ``-R``).
+    HOST:PORT (127.0.0.1 unless HOST is given), or a connection to the
+    endpoint (``unix:path=/run/app.sock``, ``tls:...``), bytes piped both
+    ways with backpressure (azbridge's ``-R``). ``udp:HOST:PORT`` forwards
+    UDP instead (:mod:`txhyco.cli.udp`).
 ``--http URL``
     http mode: each relayed HTTP request and each relayed WebSocket upgrade
     arrives as real HTTP/1.1 and is piped, as bytes, to a fresh connection to
@@ -29,7 +32,6 @@ from .common import (
     add_relay_options,
     add_subcommand,
     check_ca_file_option,
-    host_port,
     hybrid_connection,
     paragraph,
     run_reactor,
@@ -68,7 +70,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_relay_options(parser, path_optional=True)
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--echo", action="store_true", help="echo WebSocket messages (and answer HTTP requests with what they carried)")
-    kind.add_argument("--forward", metavar="HOST:PORT", help="connect each relayed connection to this TCP service")
+    kind.add_argument("--forward", metavar="[HOST:]PORT",
+                      help="connect each relayed connection to this TCP service, or to a Twisted client endpoint "
+                           "(unix:path=/run/app.sock, tls:HOST:PORT...); udp:HOST:PORT forwards UDP datagrams")
     kind.add_argument("--http", metavar="URL", help="forward relayed HTTP requests and WebSocket upgrades to this web server (http:// or https://)")
     parser.add_argument(
         "--host-header",
@@ -77,6 +81,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--upstream-ca-file", metavar="PEM", help="with an https:// --http URL: trust this certificate for the web server")
     parser.add_argument("--log", action="store_true", help="log lines on stderr even on a terminal (no live panel)")
+    from .events import add_json_option
+    from .udp import add_idle_option
+
+    add_idle_option(parser)
+    add_json_option(parser)
     return parser
 
 
@@ -95,6 +104,10 @@ def http_target(url: str) -> tuple[bool, str, int, str, str]:
 
 def run(args: argparse.Namespace) -> int:
     hc = hybrid_connection(args)
+    if args.forward is None or not args.forward.strip().lower().startswith("udp:"):
+        from .udp import refuse_idle_without_udp
+
+        refuse_idle_without_udp(args)
     if args.host_header is not None and args.http is None:
         raise CliError("--host-header goes with --http.", 2)
     if args.upstream_ca_file is not None and args.http is None:
@@ -102,7 +115,14 @@ def run(args: argparse.Namespace) -> int:
     if args.upstream_ca_file is not None:
         check_ca_file_option(args.upstream_ca_file, "--upstream-ca-file")
     if args.forward is not None:
-        target = host_port(args.forward)
+        from .targets import parse_target
+
+        target = parse_target(args.forward, listening=False)
+        if target.kind == "udp":
+            from .udp import idle_seconds
+
+            idle_seconds(args)
+            return run_reactor(lambda reactor: serve(reactor, args, hc, "udp", target))
         return run_reactor(lambda reactor: serve(reactor, args, hc, "forward", target))
     if args.http is not None:
         target = http_target(args.http)
@@ -115,19 +135,19 @@ def run(args: argparse.Namespace) -> int:
 # -- the three kinds -----------------------------------------------------------------
 
 
-def forward_factory(reactor, monitor, host: str, port: int):
-    """Stream mode: each relayed connection piped to a TCP connection to host:port."""
-    from twisted.internet.endpoints import HostnameEndpoint
-
+def forward_factory(reactor, monitor, target):
+    """Stream mode: each relayed connection piped to a connection to ``target`` (a :class:`~.targets.Target`)."""
     from .pipe import Splice, SpliceFactory
+    from .targets import client_endpoint
 
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=10)
+    endpoint = client_endpoint(reactor, target)
+    where = target.describe()
 
     def describe(transport) -> str:
-        return f"from {_peer(transport)} to {host}:{port}"
+        return f"from {_peer(transport)} to {where}"
 
     def far_failed(splice, failure) -> None:
-        splice.why = f"cannot connect to {host}:{port}: {_reason(failure)}"
+        splice.why = f"cannot connect to {where}: {_reason(failure)}"
         monitor.error(f"connection #{splice.number}: {splice.why}")
         close_with_reason(splice.near.transport, splice.why)
 
@@ -310,11 +330,15 @@ def serve(reactor, args, hc, kind: str, target):
 
     what = {
         "echo": "echo",
-        "forward": f"forwarding to {target[0]}:{target[1]}" if target else "",
+        "forward": f"forwarding to {target.describe()}" if kind == "forward" else "",
         "http": f"forwarding to {args.http}",
+        "udp": f"forwarding to {target.describe()}" if kind == "udp" else "",
     }[kind]
     monitor = Monitor(f"txhyco listen {hc.path}", namespace="txhyco.listen")
     monitor.detail = f"{hc.address} ({what})"
+    from .events import monitor_events
+
+    emit = monitor_events(args, monitor, command="listen", path=hc.path)
 
     @defer.inlineCallbacks
     def go():
@@ -327,11 +351,18 @@ def serve(reactor, args, hc, kind: str, target):
             ws, site = echo_factories(reactor, monitor, hc)
             d = listen(reactor, ws.hybrid_connection, ws, keepalive=ws.keepalive,
                        on_request=partial(serve_request, reactor, hc, site))
+        elif kind == "udp":
+            from txhyco.listener.port import listen
+
+            from .udp import idle_seconds, udp_listener_factory
+
+            ws = udp_listener_factory(reactor, monitor, hc, target, idle_seconds(args))
+            d = listen(reactor, ws.hybrid_connection, ws, keepalive=ws.keepalive)
         else:
             from txhyco.endpoint import HybridConnectionServerEndpoint
 
             if kind == "forward":
-                factory, mode = forward_factory(reactor, monitor, *target), "stream"
+                factory, mode = forward_factory(reactor, monitor, target), "stream"
             else:
                 factory, mode = http_factory(reactor, monitor, target, args.host_header, args.upstream_ca_file), "http"
             d = HybridConnectionServerEndpoint(reactor, hc, mode=mode).listen(factory)
@@ -355,13 +386,19 @@ def serve(reactor, args, hc, kind: str, target):
 
         def stop():
             stopping.append(True)
-            return port.stopListening()
+            d = defer.maybeDeferred(port.stopListening)
+            if emit is not None:
+                d.addBoth(lambda result: (emit("stopped"), result)[1])
+            return d
 
         reactor.addSystemEventTrigger("before", "shutdown", stop)
-        start_display(reactor, monitor, plain=args.log)
+        start_display(reactor, monitor, plain=args.log or emit is not None)
+        if emit is not None:
+            emit("started", address=str(hc.address), mode=kind, target=what)
         monitor.set_state(ONLINE if port.status == ONLINE else CONNECTING)
-        sys.stdout.write(f"listening on {hc.address} ({what})\n")
-        sys.stdout.flush()
+        if emit is None:
+            sys.stdout.write(f"listening on {hc.address} ({what})\n")
+            sys.stdout.flush()
         yield finished
 
     return go()

@@ -74,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="create (or reuse) a certificate for localhost/127.0.0.1 in DIR; clients must trust DIR/relay-cert.pem",
     )
     parser.add_argument(
-        "--metrics", metavar="ENDPOINT", help="serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100)"
+        "--metrics", metavar="ENDPOINT", help="serve Prometheus metrics at /metrics, and /healthz and /ready, on this endpoint (e.g. tcp:9100)"
     )
     parser.add_argument(
         "--admin",

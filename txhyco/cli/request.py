@@ -59,6 +59,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-headers", action="store_true", help="print the body only")
     parser.add_argument("--max-time", metavar="SECONDS", type=float, default=DEFAULT_MAX_TIME,
                         help=f"give up after this many seconds (default: {DEFAULT_MAX_TIME:g})")
+    from .events import add_json_option
+
+    add_json_option(parser, "print one JSON object (status, headers, body size, body) instead of the response")
     return parser
 
 
@@ -173,6 +176,12 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
         if is_relay_refusal(response.code, phrase, response.headers):
             sentence = phrase.split(" TrackingId:", 1)[0].strip().rstrip(".")
             raise CliError(f"the relay refused the request to {url}: {response.code} {sentence}; {_advice(response.code)}.")
+        if getattr(args, "json", False):
+            result = yield response_as_json(reactor, response, method, url, started, args.max_time)
+            from .events import write_json
+
+            write_json(result)
+            return 0
         out = sys.stdout.buffer
         if not args.no_headers:
             out.write(format_head(response.version, response.code, phrase, response.headers))
@@ -189,6 +198,48 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
         return 0
 
     return go()
+
+
+def response_as_json(reactor, response, method: str, url: str, started: float, max_time: float):
+    """The ``request --json`` object: the response's head, and its body (text, else base64) read whole."""
+    from io import BytesIO
+
+    from twisted.internet import defer
+
+    buffer = BytesIO()
+    left = max(0.0, max_time - (reactor.seconds() - started))
+
+    def failed(failure):
+        if failure.check(defer.TimeoutError):
+            raise CliError(f"the response from {url} did not end within {max_time:g} seconds (see --max-time).")
+        raise CliError(f"the response from {url} was cut short: {_why(failure.value)}")
+
+    d = print_body(response, buffer).addTimeout(left, reactor)
+    d.addCallbacks(lambda _: _response_object(reactor, response, method, url, started, buffer.getvalue()), failed)
+    return d
+
+
+def _response_object(reactor, response, method: str, url: str, started: float, body: bytes) -> dict:
+    import base64
+
+    version = response.version
+    result = {
+        "event": "response",
+        "method": method,
+        "url": url,
+        "status": response.code,
+        "reason": response.phrase.decode("utf-8", "replace"),
+        "http_version": f"{version[1]}.{version[2]}",
+        "headers": [[name.decode("latin-1"), value.decode("latin-1")]
+                    for name, values in response.headers.getAllRawHeaders() for value in values],
+        "body_size": len(body),
+        "seconds": round(reactor.seconds() - started, 3),
+    }
+    try:
+        result["body"] = body.decode("utf-8")
+    except UnicodeDecodeError:
+        result["body_base64"] = base64.b64encode(body).decode("ascii")
+    return result
 
 
 def print_body(response, out):

@@ -64,6 +64,13 @@ class Monitor:
         self._started = clock()
         self._sample = (self._started, 0, 0, 0)
         self._rates = (0.0, 0.0, 0.0)
+        #: called as ``sink(event, **fields)`` for each event (``--json``: txhyco.cli.events)
+        self.sink: Callable[..., None] | None = None
+
+    def notify(self, event: str, **fields) -> None:
+        """Tell the sink (``--json``) about ``event``; fields that are None are left out."""
+        if self.sink is not None:
+            self.sink(event, **{k: v for k, v in fields.items() if v is not None})
 
     # -- events --------------------------------------------------------------
 
@@ -75,6 +82,7 @@ class Monitor:
         if error is not None:
             self.last_error = error
         if changed:
+            self.notify(state, error=error, detail=self.detail or None)
             if error:
                 self.log.info("status {state}: {error}", state=state, error=error)
             else:
@@ -83,6 +91,7 @@ class Monitor:
     def error(self, message: str) -> None:
         """A failure that is not a state change (one connection's tunnel refused, say)."""
         self.last_error = message
+        self.notify("error", message=message)
         self.log.warn("{message}", message=message)
 
     def opened(self, description: str) -> int:
@@ -90,11 +99,14 @@ class Monitor:
         self.active += 1
         self.total += 1
         number = self.total
+        self.notify("opened", connection=number, description=description)
         self.log.info("connection #{number} opened: {description}", number=number, description=description)
         return number
 
     def closed(self, number: int, *, bytes_in: int, bytes_out: int, seconds: float, why: str = "") -> None:
         self.active = max(0, self.active - 1)
+        self.notify("closed", connection=number, seconds=round(seconds, 3), bytes_in=bytes_in, bytes_out=bytes_out,
+                   reason=why or None)
         self.log.info(
             "connection #{number} closed after {seconds:.1f} s: {bytes_in} bytes in, {bytes_out} bytes out{why}",
             number=number, seconds=seconds, bytes_in=bytes_in, bytes_out=bytes_out, why=f" ({why})" if why else "",
@@ -102,6 +114,7 @@ class Monitor:
 
     def request(self, summary: str) -> None:
         self.requests += 1
+        self.notify("request", summary=summary)
         self.log.info("request {summary}", summary=summary)
 
     def count(self, inbound: int = 0, outbound: int = 0) -> None:
@@ -209,7 +222,7 @@ class LiveDisplay:
         # misses a line and leaves a stale frame behind; only when stdout is
         # this terminal too, so a piped stdout stays plain.
         self.live = Live(
-            render_status(monitor.snapshot()), console=self.console, auto_refresh=False,
+            _render(monitor), console=self.console, auto_refresh=False,
             redirect_stdout=_is_terminal(sys.stdout), redirect_stderr=False, transient=False,
         )
         self.interval = interval
@@ -235,13 +248,36 @@ class LiveDisplay:
         self._ticks += 1
         if self._ticks % max(1, round(1 / self.interval)) == 0:
             self.monitor.sample()
-        self.live.update(render_status(self.monitor.snapshot()), refresh=True)
+        self.live.update(_render(self.monitor), refresh=True)
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        self.live.update(render_status(self.monitor.snapshot()), refresh=True)
+        self.live.update(_render(self.monitor), refresh=True)
         self.live.stop()
+
+
+def _render(monitor):
+    render = getattr(monitor, "render", None)
+    return render() if render is not None else render_status(monitor.snapshot())
+
+
+class MonitorGroup:
+    """Several monitors shown as one panel each, stacked (``txhyco up``); entries come and go."""
+
+    def __init__(self) -> None:
+        self.monitors: dict[object, Monitor] = {}
+
+    def sample(self) -> None:
+        for monitor in list(self.monitors.values()):
+            monitor.sample()
+
+    def render(self):
+        from rich.console import Group
+        from rich.text import Text
+
+        panels = [render_status(m.snapshot()) for m in list(self.monitors.values())]
+        return Group(*panels) if panels else Text("no entries running", style="dim")
 
 
 _NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})

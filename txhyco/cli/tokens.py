@@ -69,6 +69,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="audience form: .NET's http://host/path/ (default) or Node's createRelayToken",
     )
     parser.add_argument("--query", action="store_true", help="print the token URL-encoded, for sb-hc-token=")
+    from .events import add_json_option
+
+    add_json_option(parser, "print one JSON object: the token, its audience, key name and expiry")
     return parser
 
 
@@ -105,6 +108,11 @@ def _credentials(args: argparse.Namespace):
 
 def mint(args: argparse.Namespace, now: float | None = None) -> str:
     """The token the options ask for (``now`` for tests; default the clock)."""
+    return mint_details(args, now)["token"]
+
+
+def mint_details(args: argparse.Namespace, now: float | None = None) -> dict:
+    """The token and what it says: ``token``, ``audience``, ``key_name``, ``expires_at`` (Unix time), ``expires``."""
     from txhyco.protocol.addresses import encode_component, http_url
     from txhyco.protocol.sas import create_relay_token, dotnet_audience, sign_token
 
@@ -113,13 +121,29 @@ def mint(args: argparse.Namespace, now: float | None = None) -> str:
     uri = http_url(namespace, path) if path else f"{namespace.http_base}/"
     expiry = int(time.time() if now is None else now) + args.lifetime
     if args.style == "node":
+        audience = uri
         token = create_relay_token(uri, key_name, key, expiry)
     else:
-        token = sign_token(dotnet_audience(uri), key_name, key, expiry)
-    return encode_component(token) if args.query else token
+        audience = dotnet_audience(uri)
+        token = sign_token(audience, key_name, key, expiry)
+    from .events import timestamp
+
+    return {
+        "event": "token",
+        "token": encode_component(token) if args.query else token,
+        "audience": audience,
+        "key_name": key_name,
+        "expires_at": expiry,
+        "expires": timestamp(expiry).replace(".000Z", "Z"),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "json", False):
+        from .events import write_json
+
+        write_json(mint_details(args))
+        return 0
     token = mint(args)
     sys.stdout.write(token + "\n")
     sys.stdout.flush()

@@ -15,6 +15,7 @@ from txhyco.protocol.connection_string import ConnectionString
 from .config import RelayConfig
 from .core import Relay
 from .frontdoor import FrontDoorFactory
+from .health import HealthResource, ReadyResource, Readiness
 
 log = Logger()
 
@@ -54,6 +55,7 @@ class RelayService(Service):
         self.metrics_port = None
         self.admin_port = None
         self.ready: defer.Deferred = defer.Deferred()
+        self.readiness = Readiness()
 
     def factory(self):
         factory = FrontDoorFactory(self.relay)
@@ -67,6 +69,7 @@ class RelayService(Service):
     def _start(self):
         endpoint = serverFromString(self.reactor, self.listen_description)
         self.port = yield endpoint.listen(self.factory())
+        self.readiness.listening = True
         if self.metrics_endpoint:
             from prometheus_client.twisted import MetricsResource
             from twisted.web.resource import Resource
@@ -74,6 +77,8 @@ class RelayService(Service):
 
             root = Resource()
             root.putChild(b"metrics", MetricsResource(registry=self.relay.metrics.registry))
+            root.putChild(b"healthz", HealthResource())
+            root.putChild(b"ready", ReadyResource(self.readiness))
             self.metrics_port = yield serverFromString(self.reactor, self.metrics_endpoint).listen(Site(root))
         if self.admin_endpoint:
             from .admin import admin_site
@@ -101,6 +106,7 @@ class RelayService(Service):
 
     def stopService(self):
         super().stopService()
+        self.readiness.stopping = True
         ds = []
         if self.port is not None:
             ds.append(defer.maybeDeferred(self.port.stopListening))
