@@ -1,4 +1,5 @@
-"""Addressing (protocol.md §2): namespaces, entity paths, URLs, sb-hc-* parameters."""
+"""Addressing (Hybrid Connections protocol, "Protocol reference"): namespaces, entity
+paths, URLs, sb-hc-* parameters."""
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -128,7 +129,7 @@ def test_entity_path_candidates():
     assert entity_path_candidates("") == []
 
 
-# ---------------------------------------------------------------- queries (§2.4)
+# ----------------------------- queries (Hybrid Connections protocol, "Request message")
 
 
 @pytest.mark.parametrize(
@@ -184,7 +185,7 @@ def test_query_value():
         query_value("sb-hc-id=%zz", "sb-hc-id")
 
 
-# ---------------------------------------------------------------- URL builders (§2.5)
+# --------------------- URL builders (Hybrid Connections protocol, "Protocol reference")
 
 
 def test_listen_url():
@@ -278,7 +279,7 @@ def test_parse_relay_target_errors(target):
     assert info.value.status == 400
 
 
-# ---------------------------------------------------------------- reject detection (§9.2)
+# -- reject detection (Hybrid Connections protocol, "Rejecting the socket"; Azure/azure-relay-node)
 
 
 def test_reject_parameters():
@@ -311,7 +312,7 @@ def test_reject_url_round_trips_through_relay():
         "accept", "r1", 451, "Legal reasons: no")
 
 
-# ---------------------------------------------------------------- Node-named helpers (§2.5)
+# ---------------------------------------------- Node-named helpers (Azure/azure-relay-node)
 
 
 def test_node_helpers():

@@ -1,4 +1,5 @@
-"""protocol.md §11, the client library checklist: one test per item the relay side cannot show."""
+"""What the client library owes the real service (README, "Staying up"): one test per item the
+relay side cannot show."""
 import re
 import uuid
 

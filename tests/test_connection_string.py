@@ -1,4 +1,4 @@
-"""Connection strings (protocol.md §2.1; design.md "Addressing and credentials")."""
+"""Connection strings (README, "Pointing it at Azure")."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -1,4 +1,5 @@
-"""Tests for txhyco.protocol.http: HTTP-over-relay rules and channel framing (protocol.md §4–§5)."""
+"""Tests for txhyco.protocol.http: HTTP-over-relay rules and channel framing
+(Hybrid Connections protocol, "Listener protocol" and "Request message")."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,7 +47,7 @@ def test_constants():
     assert {"connection", "content-length", "te", "trailer", "transfer-encoding", "upgrade", "close"} <= CONNECTION_HEADERS
 
 
-# -- request headers (§2.6, §4.3, §5.2) --------------------------------------
+# -- request headers (Hybrid Connections protocol, "Request operation" and "Request message")
 
 SENDER_HEADERS = [
     ("Host", "contoso.servicebus.windows.net"),
@@ -142,7 +143,7 @@ def test_bad_header_shapes_rejected():
         request_headers_for_listener([], via="bad\r\nvia", consume_authorization=False)
 
 
-# -- connect headers (§4.2) --------------------------------------------------
+# -- connect headers (Hybrid Connections protocol, "Accept handshake") -----------------
 
 
 def test_connect_headers_canonical_casing():
@@ -176,7 +177,7 @@ def test_connect_headers_canonical_casing():
     assert kept["servicebusauthorization"] == "s"
 
 
-# -- response headers (§4.4, §5.7) ------------------------------------------
+# -- response headers (Hybrid Connections protocol, "Responding to requests" and "HTTP request protocol")
 
 
 def test_response_headers_for_sender():
@@ -241,7 +242,7 @@ def test_inline_decision_boundaries():
     assert not inline_request_possible(-1)
 
 
-# -- ResponseBuffer (§5.4) ---------------------------------------------------
+# -- ResponseBuffer (Hybrid Connections protocol, "Responding via rendezvous") ---------
 
 
 def test_response_buffer_small_response():
@@ -270,7 +271,7 @@ def test_response_buffer_single_chunk_not_copied():
     assert buf.take() is chunk
 
 
-# -- ChannelReader (§4.1, §5.5, §9) -------------------------------------------
+# -- ChannelReader (Hybrid Connections protocol, "Request message" and "Responding via rendezvous")
 
 REQ_BODY = Request("wss://a", "r1", "/hc/x", "POST", Headers({"Content-Type": "text/plain"}), True)
 REQ_NOBODY = Request("wss://a", "r2", "/hc/x", "GET", Headers(), False)

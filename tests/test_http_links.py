@@ -68,7 +68,8 @@ def test_directory_redirect_of_a_twisted_web_site_is_followed_to_200(relay, tmp_
 
         response, _ = yield get(Agent(reactor), relay, "files", "/files/cookie")
         assert response.headers.getRawHeaders(b"location") == [f"http://{relay.host}/files/landing?x=1".encode()]
-        # Repeated headers travel joined with ", " in the protocol's JSON (§4.1).
+        # Repeated headers travel joined with ", " in the protocol's JSON
+        # (Hybrid Connections protocol, "Request message").
         cookies = b", ".join(response.headers.getRawHeaders(b"set-cookie"))
         assert b"session=s1; Path=/files" in cookies and b"scoped=s2; Path=/files/area; HttpOnly" in cookies, cookies
     finally:

@@ -7,11 +7,12 @@ senders run ``http.client`` in a thread (``deferToThread``). The SAS key reaches
 Node only in the ``HYCO_KEY`` environment variable (``nodeclients`` refuses it
 in argv). Every Node process is stopped at teardown by the ``fleet`` fixture.
 
-What is tolerated, and why, follows protocol.md §9.2 (Node quirks): hyco-https
-answers an empty binary message after every response header, never closes a
-response rendezvous, and crashes on any ``accept``; hyco-ws passes only the first
-offered sub-protocol on its rendezvous. Relay bugs found here are written up in
-/work/notes/interop-findings.md; such tests stay real, failing tests.
+What is tolerated, and why, follows the quirks of Microsoft's Node clients
+(Azure/azure-relay-node): hyco-https answers an empty binary message after every
+response header, never closes a response rendezvous, and crashes on any ``accept``;
+hyco-ws passes only the first offered sub-protocol on its rendezvous. Relay bugs found
+here are written up in /work/notes/interop-findings.md; such tests stay real, failing
+tests.
 
 Missing Node or node_modules is a failure (not a skip): run ``make setup``.
 """
@@ -310,8 +311,9 @@ def test_https_echo_bodies_inline_and_rendezvous(relay, fleet, method):
     seen = yield requests_seen(listener, len(ECHO_SIZES))
     assert [e["bodySize"] for e in seen] == list(ECHO_SIZES)
     # The relay sends a body of at most 64 KiB in line on the control channel, a
-    # larger one over a rendezvous (§5.3); the response then shares that rendezvous.
-    # hyco-https itself opens a rendezvous for a response over 64 KiB (§5.4).
+    # larger one over a rendezvous (Hybrid Connections protocol, "Request message"); the
+    # response then shares that rendezvous. hyco-https itself opens a rendezvous for a
+    # response over 64 KiB (Hybrid Connections protocol, "Responding via rendezvous").
     channels = {e["bodySize"]: (e["requestChannel"], e["responseChannel"]) for e in seen}
     assert channels[0] == channels[10 * 1024] == ("control", "control")
     assert channels[65536][0] == "control"
@@ -414,10 +416,11 @@ def test_https_sequential_and_concurrent_requests(relay, fleet):
 
 @pytest_twisted.inlineCallbacks
 def test_https_listener_and_websocket_sender(relay, fleet):
-    """hyco-https crashes on any ``accept`` (protocol.md §9.2: ``Extensions`` is not
-    imported). What the relay owes: the crashed listener is dropped at once, HTTP keeps
-    working with another listener, and the waiting WebSocket sender gets a clear refusal
-    promptly (its listener is gone), not a hang until the 30 s accept timeout."""
+    """hyco-https crashes on any ``accept`` (in Azure/azure-relay-node, ``Extensions``
+    is not imported). What the relay owes: the crashed listener is dropped at once, HTTP
+    keeps working with another listener, and the waiting WebSocket sender gets a clear
+    refusal promptly (its listener is gone), not a hang until the 30 s accept
+    timeout."""
     crashing = yield fleet.listener("hyco_https_listener", "mixed")
     started = time.monotonic()
     sending = fleet.send("mixed", messages="t:3", timeout=8)
@@ -489,7 +492,8 @@ def test_token_function_renewal_is_accepted(relay, fleet, script):
 @pytest_twisted.inlineCallbacks
 def test_bad_renewal_closes_control_channel_1008(relay, fleet, script):
     """A renewToken signed with a wrong key: the relay closes the control channel with
-    1008 (protocol.md §10 item 9); the library reconnects with a fresh, valid token."""
+    1008 (Hybrid Connections protocol, "Listener token renewal"); the library reconnects
+    with a fresh, valid token."""
     node = yield fleet.listener(script, "badrenew", tokenFunction=True, renewInterval="0.5", renewBad=True)
     closed = yield node.wait_event("control_close", 10)
     assert closed["code"] == 1008, node.events

@@ -1,4 +1,5 @@
-"""Tests for txhyco.protocol.messages: control-channel commands (protocol.md §4)."""
+"""Tests for txhyco.protocol.messages: control-channel commands
+(Hybrid Connections protocol, "Listener protocol")."""
 import json
 
 import pytest
@@ -18,7 +19,7 @@ from txhyco.protocol.messages import (
     serialize_command,
 )
 
-# -- the examples of protocol.md §4, verbatim --------------------------------
+# -- example commands, shaped like those of Hybrid Connections protocol, "Listener protocol"
 
 ACCEPT_EXAMPLE = """{"accept": {
   "address": "wss://gw.example:443/$hc/myhc/suffix?x=1&sb-hc-action=accept&sb-hc-id=4cb542c3-047a-4d40-a19f-bdc66441e736_G1",

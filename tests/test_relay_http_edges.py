@@ -1,5 +1,8 @@
 """HTTP through the relay at the edges: size thresholds, 100-continue, HTTP/1.0,
-pipelining, hostile or sloppy listener responses (§4.1, §4.4, §5.3-§5.7, §9)."""
+pipelining, hostile or sloppy listener responses (Hybrid Connections protocol,
+"Request message", "Responding to requests", "Responding via rendezvous" and
+"HTTP request protocol"; Azure/azure-relay-dotnet, azure-relay-node and
+azure-relay-java)."""
 import http.client
 import json
 
@@ -65,7 +68,7 @@ def parse_responses(data: bytes):
     return out
 
 
-# -- where bodies travel (§5.3) -----------------------------------------------
+# -- where bodies travel (Hybrid Connections protocol, "Request message") --------------
 
 
 @pytest_twisted.inlineCallbacks
@@ -80,7 +83,8 @@ def test_64_kib_body_goes_inline_one_byte_more_over_a_rendezvous(relay):
     status, _, _, body = yield fetch(relay, "POST", "/edge", body=b"b" * 65537, headers=tok)
     assert (status, body) == (200, b"65537")
     assert len(listener.stubs) == 1
-    assert set(listener.stubs[0]) == {"address", "id"}  # address-only form (§4.3)
+    # address-only form (Hybrid Connections protocol, "Request message")
+    assert set(listener.stubs[0]) == {"address", "id"}
     assert listener.requests[1][1] == b"b" * 65537
 
 
@@ -139,7 +143,7 @@ def test_pipelined_requests_are_answered_in_order(relay):
     assert len(listener.requests) == 4
 
 
-# -- sloppy or hostile listener responses (§4.4, §5.5, §9) ----------------------
+# -- sloppy or hostile listener responses (Hybrid Connections protocol, "Responding to requests")
 
 
 @pytest_twisted.inlineCallbacks

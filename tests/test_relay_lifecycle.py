@@ -23,7 +23,7 @@ def channel_of(relay, path):
     return channel
 
 
-# -- token lifetime (§4.5, §7.1, §7.3) ---------------------------------------
+# -- token lifetime (Hybrid Connections protocol, "Listener token renewal") ------------
 
 
 @pytest_twisted.inlineCallbacks
@@ -78,7 +78,7 @@ def test_expired_token_within_grace_is_accepted_then_expires():
         yield relay.stop()
 
 
-# -- pings and pongs (§4.7, §10.10) -----------------------------------------
+# -- pings and pongs (Hybrid Connections protocol, "Ping operation"; RFC 6455 §5.5.2–5.5.3)
 
 
 class PingLeg(Leg):
@@ -157,7 +157,7 @@ def test_pings_are_answered_on_every_socket_and_never_forwarded(relay):
     assert control.state == control.STATE_OPEN
 
 
-# -- closes (§6) ------------------------------------------------------------
+# -- closes (Hybrid Connections protocol, "Accepting the socket") ----------------------
 
 
 class HalfCloseLeg(Leg):
@@ -234,7 +234,7 @@ def test_listener_abort_is_an_unclean_close_for_the_sender(relay):
     assert code != 1000
 
 
-# -- rejects (§3.4, §9.2) ---------------------------------------------------
+# -- rejects (Hybrid Connections protocol, "Rejecting the socket"; Azure/azure-relay-node)
 
 
 class NodeRejectListener(RawListener):
@@ -268,7 +268,7 @@ def test_node_style_reject_reaches_the_sender(relay):
     assert echo.accepts
 
 
-# -- listener pinning (§2.7) ------------------------------------------------
+# -- listener pinning (Azure/azure-relay-node issue #55) -------------------------------
 
 
 @pytest_twisted.inlineCallbacks

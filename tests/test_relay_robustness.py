@@ -489,7 +489,8 @@ def test_bad_commands_close_the_control_channel_with_1008(relay):
         code, reason = yield _control_channel_closed_by(relay, f"bad{i}", send)
         assert code == 1008, (i, code, reason)
         assert reason, i
-    # An empty binary message with no body expected is tolerated (Node, §4.1).
+    # An empty binary message with no body expected is tolerated (Node's hyco-https
+    # sends them).
     ok = yield RawListener(relay, "tolerant", respond=lambda r, b: (200, {}, b"fine")).start()
     ok.control.sendMessage(b"", isBinary=True)
     ok.control.sendMessage(b"", isBinary=True)

@@ -1,4 +1,5 @@
-"""SAS tokens: protocol.md §8 vectors, Node byte-compatibility, verification rules."""
+"""SAS tokens: signing vectors (Microsoft's "Service Bus access control with Shared
+Access Signatures"), Node byte-compatibility, verification rules."""
 import base64
 import hashlib
 import hmac
@@ -55,7 +56,7 @@ def verify(token, *, entity_path="hyco", required=Rights.LISTEN, now=SE - 10, ho
     return verify_token(token, rules=rules, hosts=hosts, entity_path=entity_path, required=required, now=now, **kw)
 
 
-# ---------------------------------------------------------------- §8.2 vectors
+# ---------------------------------------------------------------- signing vectors
 
 
 @pytest.mark.parametrize(
@@ -110,7 +111,7 @@ def test_dotnet_audience():
 
 
 # Produced by running Node's createRelayToken algorithm (legacy url.parse/format,
-# crypto.createHmac) with a fixed expiry — see protocol.md §8.3.
+# crypto.createHmac) with a fixed expiry (Azure/azure-relay-node).
 NODE_VECTORS = [
     (
         "wss://contoso.servicebus.windows.net:443/$hc/hyco?sb-hc-action=listen",

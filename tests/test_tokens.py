@@ -1,4 +1,6 @@
-"""Token providers and renewal scheduling (protocol.md §7.3, §8, §11)."""
+"""Token providers and renewal scheduling (README, "Compared with Microsoft's clients"
+and "Staying up"; Microsoft's "Service Bus access control with Shared Access
+Signatures")."""
 import asyncio
 import base64
 import json

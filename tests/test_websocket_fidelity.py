@@ -99,7 +99,8 @@ def test_ping_pong_both_ways_and_close_codes(relay):
     client.sendPing(b"client-ping")
     assert (yield client.pongs.get()) == b"client-ping"  # the relay answers pings on its own leg
     client.sendMessage(b"ping-me")
-    # Pings are hop-by-hop (protocol.md §4.7): the relay answers them on each leg.
+    # Pings are hop-by-hop (Hybrid Connections protocol, "Ping operation"): the relay
+    # answers them on each leg.
     assert (yield server.pongs.get()) == b"server-ping"
     client.sendClose(3001, "client leaving")
     was_clean, code, reason = yield server.closed

@@ -41,9 +41,9 @@ class IFrameSink(Interface):
 class IChannelSink(IFrameSink):
     """A frame sink that reads a channel of commands and bodies, and must hear when the leg closed.
 
-    A peer's Close may end a body it never terminated (§5.5), so a leg that
-    closed cleanly tells its channel sink; other sinks (a splice's forwarder)
-    do not need to hear it.
+    A peer's Close may end a body it never terminated (Hybrid Connections protocol,
+    "Responding via rendezvous"), so a leg that closed cleanly tells its channel sink;
+    other sinks (a splice's forwarder) do not need to hear it.
     """
 
     def closed():

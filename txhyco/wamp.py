@@ -2,8 +2,8 @@
 
 A WAMP router behind the ``hyco:`` endpoint is an ordinary WebSocket server
 to its senders, so any Autobahn ``WebSocketClientFactory`` reaches it once
-it is pointed at the hybrid connection's sender URL (protocol.md §2.5) with
-a token (§2.6)::
+it is pointed at the hybrid connection's sender URL with a token
+(Hybrid Connections protocol, "Web Socket connect protocol")::
 
     session = ApplicationSession(ComponentConfig("realm1"))
     session = yield connect_wamp(session, connection_string=..., path="crossbar")

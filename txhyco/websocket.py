@@ -71,9 +71,10 @@ class RelayedClientFactory(WebSocketClientFactory):
     """A ``WebSocketClientFactory`` that connects to a hybrid connection as a sender.
 
     The token travels in the ``ServiceBusAuthorization`` header, or in the
-    ``sb-hc-token`` query parameter with ``token_in_query=True`` (§2.6).
-    ``suffix`` and ``query`` reach the listener as path and query; ``query``
-    is an encoded string (``"a=1&b=2"``), a mapping or (name, value) pairs.
+    ``sb-hc-token`` query parameter with ``token_in_query=True``
+    (Hybrid Connections protocol, "Web Socket connect protocol"). ``suffix`` and
+    ``query`` reach the listener as path and query; ``query`` is an encoded string
+    (``"a=1&b=2"``), a mapping or (name, value) pairs.
     """
 
     def __init__(self, connection_string=None, *, suffix: str = "", query="", token_in_query: bool = False, **kwargs) -> None:
@@ -88,8 +89,9 @@ class RelayedClientFactory(WebSocketClientFactory):
         super().__init__(**kwargs)
         self.openHandshakeTimeout = SENDER_HANDSHAKE_TIMEOUT
         # A Close travels to the listener and its answer back (the relay
-        # half-closes, protocol.md §6); Autobahn's 1 s default would turn a
-        # slow answer into an unclean drop that the listener sees as 1006.
+        # half-closes, as .NET's HybridConnectionStream.Shutdown expects); Autobahn's 1
+        # s default would turn a slow answer into an unclean drop that the listener sees
+        # as 1006.
         self.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
 
     def connect(self) -> defer.Deferred:

@@ -5,8 +5,8 @@ package-lock.json; ``make setup`` runs ``npm install`` there). Each script
 prints JSON objects, one per line, each with an ``"event"`` member; listeners
 print ``{"event": "ready"}`` once their control channel is open. Exit codes:
 0 ok, 2 usage, 3 connect/refused, 4 verification failed, 5 the client library
-crashed on its input. protocol.md §9.2 lists the client quirks these scripts
-work around or report.
+crashed on its input. These scripts work around or report the quirks of Microsoft's Node
+clients (Azure/azure-relay-node).
 
 Two ways to run a script:
 

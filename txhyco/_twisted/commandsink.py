@@ -2,7 +2,7 @@
 
 Both roles use it: the relay on control channels and request rendezvous,
 the listener on request rendezvous. Commands (text) are joined and capped at
-64 KiB (§4.1); bodies (binary) stream through piece by piece.
+64 KiB (.NET's and Java's limit); bodies (binary) stream through piece by piece.
 """
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ class CommandSink:
                 self._deliver(self.reader.binary_data, data)
         elif self._text is not None:
             # Legs whose bodies may be any size (request rendezvous) have no
-            # Autobahn message cap, so commands are capped here (§4.1: 64 KiB).
+            # Autobahn message cap, so commands are capped here (64 KiB, .NET's and
+            # Java's limit).
             self._text_size += len(data)
             if self._text_size > MAX_COMMAND_SIZE:
                 self._text = None

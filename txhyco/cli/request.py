@@ -1,8 +1,9 @@
 """``txhyco request PATH [SUFFIX]``: one HTTP request through the relay, printed like ``curl -i``.
 
 The request goes to the relay's HTTP address of the hybrid connection
-(``https://NAMESPACE/PATH/SUFFIX``, protocol.md §2.3) with the token in the
-``ServiceBusAuthorization`` header, sent with Twisted's ``Agent``.
+(``https://NAMESPACE/PATH/SUFFIX``; Hybrid Connections protocol,
+"HTTP request protocol") with the token in the ``ServiceBusAuthorization`` header, sent
+with Twisted's ``Agent``.
 
 Exit status 0 for any response from the listener, whatever its HTTP status
 (as curl without ``-f``). Non-zero, with one sentence on stderr, when no

@@ -1,4 +1,5 @@
-"""``txhyco token``: mint a SAS token for a hybrid connection (protocol.md §8).
+"""``txhyco token``: mint a SAS token for a hybrid connection (Microsoft's "Service Bus
+access control with Shared Access Signatures").
 
 Pure computation: no Twisted, no network. The token goes to stdout alone so
 shell substitution works; it is never logged.

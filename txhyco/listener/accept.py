@@ -6,7 +6,8 @@ and, through it, exactly what a direct client would have sent: an HTTP/1.1
 Upgrade request built from the ``accept`` message (with h11), then the
 sender's frames. Its answer decides the rendezvous: a 101 opens it (with the
 chosen sub-protocol), anything else rejects the connection with that status
-and reason (protocol.md §3.3, §3.4, §4.2).
+and reason (Hybrid Connections protocol, "Accepting the socket", "Rejecting the socket"
+and "Accept handshake").
 
 After that, frames are not parsed into messages: the relay's frames go into
 the protocol as they come, and the protocol's frames go out as they are
@@ -76,7 +77,8 @@ def synthetic_target(accept: Accept, entity_path: str) -> tuple[str, str]:
     """(request target, prefix) the application sees for an accepted connection.
 
     The sender's address relative to the hybrid connection, without the
-    ``sb-hc-*`` parameters (§2.4); see :func:`~txhyco.protocol.addresses.relative_target`.
+    ``sb-hc-*`` parameters (Hybrid Connections protocol, "Request message"); see
+    :func:`~txhyco.protocol.addresses.relative_target`.
     """
     parts = urlsplit(accept.address)
     query = strip_reserved_query(parts.query)
@@ -366,7 +368,8 @@ class AcceptBridge:
         log.warn("the relay accepted the reject of {id} as a connection", id=self.accept.id)
 
     def _reject_answered(self, failure) -> None:
-        # 410 Gone is the success answer to a reject (§3.4); anything else is worth a line.
+        # 410 Gone is the success answer to a reject (Hybrid Connections protocol,
+        # "Rejecting the socket"); anything else is worth a line.
         error = failure.value
         if not (isinstance(error, RelayRefused) and error.status == 410):
             log.warn("rejecting {id} failed: {why}", id=self.accept.id, why=failure.getErrorMessage())

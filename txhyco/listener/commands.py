@@ -1,4 +1,5 @@
-"""A listener's control-channel commands: each ``accept`` and ``request`` to its handler (§4.2, §4.3).
+"""A listener's control-channel commands: each ``accept`` and ``request`` to its handler
+(Hybrid Connections protocol, "Accept handshake" and "Request message").
 
 The relay's messages are read with the core's :class:`ChannelReader`: an
 ``accept`` goes to the listener's ``on_accept``, a ``request`` (once its
@@ -56,7 +57,7 @@ class CommandDispatcher:
             events = reader.binary(payload) if is_binary else reader.text(payload)
         except ProtocolError as e:
             if not is_binary and self._request is None:
-                # An unknown or malformed command: skip it, as .NET does (§11),
+                # An unknown or malformed command: skip it, as .NET does,
                 # answering 400 if it was a request we can still name.
                 log.warn("ignored a control-channel command: {why}", why=e.message)
                 self._reader = ChannelReader(ROLE_LISTENER)

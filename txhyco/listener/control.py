@@ -1,4 +1,5 @@
-"""A listener's control channel: register, stay registered, and hand out work (§4, §7).
+"""A listener's control channel: register, stay registered, and hand out work
+(Hybrid Connections protocol, "Listener protocol"; README, "Staying up").
 
 :class:`HybridConnectionListener` keeps one control channel open to the
 relay. It reconnects with backoff (0, 1, 2, 5, 10, 30 s, with jitter; reset

@@ -1,4 +1,5 @@
-"""Serving relayed HTTP requests with an ordinary HTTP/1.1 server factory (§4.3, §4.4, §5).
+"""Serving relayed HTTP requests with an ordinary HTTP/1.1 server factory
+(Hybrid Connections protocol, "Request message" and "Responding to requests").
 
 Each ``request`` gets a fresh protocol from the factory (a twisted.web
 ``Site``, Klein...) over a :class:`~txhyco.listener.accept.RelayedTransport`,
@@ -7,10 +8,10 @@ is read back (:mod:`txhyco.listener.httpresponse`) and sent as a
 ``response``. :class:`HttpExchange` here decides where that response goes
 and carries it there.
 
-Where the response goes (§5.4): up to 64 KiB, complete within 2 s, on the
-control channel; otherwise on a rendezvous to the request's ``address``,
-streamed as one fragmented binary message with backpressure from that socket
-to the application's producer. Requests that arrive address-only are read
+Where the response goes (Hybrid Connections protocol, "Responding via rendezvous"): up
+to 64 KiB, complete within 2 s, on the control channel; otherwise on a rendezvous to the
+request's ``address``, streamed as one fragmented binary message with backpressure from
+that socket to the application's producer. Requests that arrive address-only are read
 from, and answered on, their rendezvous.
 """
 from __future__ import annotations
@@ -270,7 +271,7 @@ class HttpExchange:
         # else: the rendezvous is still opening and will send everything
         self._close_app()
 
-    # -- rendezvous streaming (§5.5) -------------------------------------------
+    # -- rendezvous streaming (Hybrid Connections protocol, "Responding via rendezvous")
 
     def _flush_to_rendezvous(self) -> None:
         """The response outgrew the control channel (size or time): move it to a rendezvous."""
@@ -321,7 +322,8 @@ class HttpExchange:
     def _end_fragments(self) -> None:
         leg = self.rendezvous
         if leg.state == leg.STATE_OPEN:
-            # the empty FIN frame ends the body (§5.5)
+            # the empty FIN frame ends the body (Hybrid Connections protocol,
+            # "Responding via rendezvous")
             leg.transport.write(masked_frame(OP_CONTINUATION if self._message_started else OP_BINARY, b"", True, fast_masker))
         leg.exchange = None
         leg.sendClose(1000)  # one response per rendezvous, like .NET

@@ -4,7 +4,8 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-#: Reconnect delays in seconds (protocol.md §7.2), the last one repeating.
+#: Reconnect delays in seconds (README, "Compared with Microsoft's clients"), the last
+#: one repeating.
 BACKOFF = (0, 1, 2, 5, 10, 30)
 #: A control channel online this long counts as stable: the next loss starts
 #: the backoff over. One that a relay drops sooner keeps backing off (a relay

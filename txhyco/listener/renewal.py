@@ -1,4 +1,6 @@
-"""Renewing a control channel's token before it expires (§4.5, §7.3, §11)."""
+"""Renewing a control channel's token before it expires (Hybrid Connections protocol,
+"Listener token renewal"; README, "Compared with Microsoft's clients" and
+"Staying up")."""
 from __future__ import annotations
 
 from typing import Callable

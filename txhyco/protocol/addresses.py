@@ -1,9 +1,10 @@
 """Hybrid Connections addressing: namespaces, entity paths, URLs, ``sb-hc-*`` parameters.
 
-Everything here is pure string work (protocol.md §2). The builders produce the
-URLs that listeners and senders open (§2.5); :func:`parse_relay_target` is what a
-relay applies to an incoming request target; the Node-named helpers reproduce
-the shared helper API of Microsoft's npm packages (``createRelayListenUri`` …).
+Everything here is pure string work (Hybrid Connections protocol, "Protocol reference").
+The builders produce the URLs that listeners and senders open;
+:func:`parse_relay_target` is what a relay applies to an incoming request target; the
+Node-named helpers reproduce the shared helper API of Microsoft's npm packages
+(``createRelayListenUri`` …).
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ __all__ = [
 
 DEFAULT_DOMAIN = "servicebus.windows.net"
 
-#: The values of ``sb-hc-action`` (§2.4); absence means ``connect`` on a ``$hc`` upgrade.
+#: The values of ``sb-hc-action`` (Hybrid Connections protocol, "Protocol reference");
+#: absence means ``connect`` on a ``$hc`` upgrade.
 ACTIONS = frozenset({"listen", "connect", "accept", "request"})
 
 _RESERVED_PREFIX = "sb-hc-"
@@ -194,7 +196,8 @@ def _split_authority(authority: str, text: str) -> tuple[str, int | None, bool]:
 
 @dataclass(frozen=True)
 class Namespace:
-    """Where a relay lives: host, optional port, and whether to use TLS (§2.1).
+    """Where a relay lives: host, optional port, and whether to use TLS
+    (Hybrid Connections protocol, "Protocol reference").
 
     ``port`` is ``None`` when the default (443 / 80) applies and no port should
     appear in URLs; the official .NET/Java clients emit none.
@@ -365,10 +368,11 @@ def entity_path_candidates(path: str) -> list[str]:
     """``a/b/c`` → ``['a/b/c', 'a/b', 'a']``: longest prefix first, for entity lookup.
 
     The relay resolves the entity as the longest registered prefix; the rest of
-    the path is the suffix passed through to the listener (§2.2). Only
-    prefixes of at most :data:`MAX_ENTITY_PATH` characters are candidates: no
-    entity is longer, and a sender's deep path must not cost a string per
-    segment (a 32 KB path of one-letter segments would be 250 MB of prefixes).
+    the path is the suffix passed through to the listener (Hybrid Connections protocol,
+    "Web Socket connect protocol"). Only prefixes of at most :data:`MAX_ENTITY_PATH`
+    characters are candidates: no entity is longer, and a sender's deep path must not
+    cost a string per segment (a 32 KB path of one-letter segments would be 250 MB of
+    prefixes).
     """
     stripped = path.strip("/")
     head = stripped[: MAX_ENTITY_PATH + 1]
@@ -391,7 +395,8 @@ def _is_reserved_pair(pair: str) -> bool:
 
 
 def strip_reserved_query(query: str) -> str:
-    """Drop every ``sb-hc-*=…`` pair, keeping everything else byte-for-byte (§2.4).
+    """Drop every ``sb-hc-*=…`` pair, keeping everything else byte-for-byte
+    (Hybrid Connections protocol, "Request message").
 
     A pair is dropped only if its key starts with ``sb-hc-`` (any case) and it
     contains ``=``; a bare ``sb-hc-undefined`` survives, as do empty pairs,
@@ -491,7 +496,8 @@ def _optional_pairs(tracking_id: str | None, token: str | None) -> list[str]:
 def listen_url(
     ns: Namespace, path: str, *, tracking_id: str | None = None, token: str | None = None, query: str = ""
 ) -> str:
-    """The listener control-channel URL (§2.5): ``wss://ns/$hc/path?[query&]sb-hc-action=listen…``.
+    """The listener control-channel URL (Hybrid Connections protocol,
+    "Listener control channel connection"): ``wss://ns/$hc/path?[query&]sb-hc-action=listen…``.
 
     ``query`` is raw (``sb-hc-*`` pairs in it are dropped); ``tracking_id`` and
     ``token`` are URL-encoded into ``sb-hc-id`` / ``sb-hc-token``.
@@ -509,13 +515,15 @@ def connect_url(
     tracking_id: str | None = None,
     token: str | None = None,
 ) -> str:
-    """The sender WebSocket URL (§2.5) with ``sb-hc-action=connect``; ``suffix`` is a raw extra path."""
+    """The sender WebSocket URL (Hybrid Connections protocol, "Web Socket connect protocol") with
+    ``sb-hc-action=connect``; ``suffix`` is a raw extra path."""
     q = _join_query(_app_query(query), "sb-hc-action=connect", *_optional_pairs(tracking_id, token))
     return _hc_url(ns, path, suffix, q)
 
 
 def http_url(ns: Namespace, path: str, *, suffix: str = "", query: str = "", token: str | None = None) -> str:
-    """The HTTP sender URL (§2.3): ``https://ns/path{suffix}[?query][&sb-hc-token=…]`` — no ``$hc``."""
+    """The HTTP sender URL (Hybrid Connections protocol, "HTTP request protocol"):
+    ``https://ns/path{suffix}[?query][&sb-hc-token=…]`` — no ``$hc``."""
     q = _join_query(_app_query(query), *_optional_pairs(None, token))
     base = f"{ns.http_base}/{encode_entity_path(path)}{_suffix(suffix)}"
     return f"{base}?{q}" if q else base
@@ -524,7 +532,8 @@ def http_url(ns: Namespace, path: str, *, suffix: str = "", query: str = "", tok
 def rendezvous_url(
     ns: Namespace, path: str, *, action: str, rendezvous_id: str, suffix: str = "", query: str = ""
 ) -> str:
-    """A rendezvous address a relay hands out in ``accept``/``request`` (§2.5).
+    """A rendezvous address a relay hands out in ``accept``/``request``
+    (Hybrid Connections protocol, "Accept handshake" and "Responding via rendezvous").
 
     For ``accept`` pass the sender's suffix and query: the .NET listener shows
     them to its application, minus ``sb-hc-*`` pairs.
@@ -542,7 +551,8 @@ def _check_status(status_code: object) -> int:
 
 
 def reject_url(accept_address: str, status_code: int, description: str) -> str:
-    """The URL a listener opens to reject (§2.5, §3.4): the accept address plus status parameters.
+    """The URL a listener opens to reject (Hybrid Connections protocol, "Rejecting the socket"):
+    the accept address plus status parameters.
 
     The description is form-encoded (space → ``+``) like .NET's
     ``WebUtility.UrlEncode``; CR and LF are removed first.
@@ -566,7 +576,8 @@ def reject_url(accept_address: str, status_code: int, description: str) -> str:
 
 @dataclass(frozen=True)
 class RelayTarget:
-    """An incoming request target as a relay sees it (§2.2–2.4).
+    """An incoming request target as a relay sees it (Hybrid Connections protocol,
+    "Web Socket connect protocol", "HTTP request protocol" and "Request message").
 
     ``path`` is percent-decoded, after ``/$hc/`` (``hybrid``) or after ``/``;
     ``app_query`` is what may be forwarded to a listener.
@@ -669,10 +680,11 @@ def reject_parameters(issued_query: str, received_query: str) -> tuple[int, str]
     """Detect a reject on an accept address: ``(status, description)`` or None for an accept.
 
     ``sb-hc-statusCode``/``sb-hc-statusDescription`` (.NET, Java) count anywhere;
-    Node's un-prefixed ``statusCode``/``statusDescription`` (§9.2) count only among
-    pairs appended after ``issued_query``, so a sender's own ``statusCode`` query
-    parameter cannot turn an accept into a reject. A missing description gives
-    ``""`` (the caller fills in a standard phrase). A bad status raises 400.
+    Node's un-prefixed ``statusCode``/``statusDescription`` (Azure/azure-relay-node)
+    count only among pairs appended after ``issued_query``, so a sender's own
+    ``statusCode`` query parameter cannot turn an accept into a reject. A missing
+    description gives ``""`` (the caller fills in a standard phrase). A bad status
+    raises 400.
     """
     status = _raw_value(received_query, "sb-hc-statusCode")
     if status is not None:

@@ -1,4 +1,6 @@
-"""The framing of a control channel or rendezvous (protocol.md §4.1, §5.5, §9) as pure logic.
+"""The framing of a control channel or rendezvous (Hybrid Connections protocol,
+"Request message" and "Responding via rendezvous"; Azure/azure-relay-dotnet, azure-relay-node
+and azure-relay-java) as pure logic.
 
 :class:`ChannelReader` is the state machine both ends run over the WebSocket
 messages of a control channel or a rendezvous socket: it turns them into
@@ -58,7 +60,8 @@ class BodyEnded:
     """The current body is complete.
 
     ``by_close`` is True when a Close ended an unterminated response body
-    (Java never FIN-terminates rendezvous bodies, §5.5) — normal, not an error.
+    (Microsoft's Java listener never FIN-terminates rendezvous bodies) — normal, not an
+    error.
     """
 
     by_close: bool = False
@@ -70,7 +73,9 @@ _IDLE, _AWAIT_BODY, _IN_BODY, _STRAY, _CLOSED, _FAILED = range(6)
 
 
 class ChannelReader:
-    """Framing rules for a control channel or rendezvous (§4.1, §5.5, §9).
+    """Framing rules for a control channel or rendezvous (Hybrid Connections protocol,
+    "Request message" and "Responding via rendezvous"; Azure/azure-relay-dotnet,
+    azure-relay-node and azure-relay-java).
 
     Feed it WebSocket messages as they arrive — :meth:`text`, binary messages
     as :meth:`binary_begin` / :meth:`binary_data` … / :meth:`binary_end` (or
@@ -84,8 +89,8 @@ class ChannelReader:
       sends one after every response, even ``body: false``); a non-empty one
       is a :class:`ProtocolError`;
     * a close during a *response* body (or before it began) ends the body
-      normally (Java, §5.5); a close during a *request* body is a
-      :class:`ProtocolError` (the sender's request was cut short);
+      normally (as Microsoft's Java listener ends them); a close during a *request* body
+      is a :class:`ProtocolError` (the sender's request was cut short);
     * only the commands of the reading side are allowed: ``accept``/``request``
       for the listener (``role="listener"``), ``response``/``renewToken`` for
       the relay (``role="relay"``); ``accept`` narrows or replaces that set

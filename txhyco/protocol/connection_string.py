@@ -1,4 +1,4 @@
-"""Azure-style connection strings (protocol.md §2.1; design.md "Addressing and credentials").
+"""Azure-style connection strings (README, "Pointing it at Azure").
 
 ``Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…``
 or with ``SharedAccessSignature=…``; ``UseDevelopmentEmulator=true`` (the Azure

@@ -1,4 +1,5 @@
-"""HTTP over the relay (protocol.md §4.1, §4.3, §4.4, §5) as pure logic.
+"""HTTP over the relay (Hybrid Connections protocol, "Request message" and
+"Responding to requests") as pure logic.
 
 The relay and the listener both use this module: the header rules that turn
 a sender's request into ``requestHeaders`` (and a ``response`` back into the
@@ -40,24 +41,30 @@ __all__ = [
     "ResponseBuffer",
 ]
 
-#: Bytes of body allowed inline on the control channel, each way (§5.3, §5.4).
+#: Bytes of body allowed inline on the control channel, each way
+#: (Hybrid Connections protocol, "Request message" and "Responding via rendezvous").
 CONTROL_CHANNEL_BODY_LIMIT = 65536
-#: Limit on HTTP header metadata (§5.3 [DOC]).
+#: Limit on HTTP header metadata (Hybrid Connections protocol, "Request message").
 HEADER_METADATA_LIMIT = 32768
-#: Seconds the listener has to deliver the ``response`` header (§5.5) — else 504.
+#: Seconds the listener has to deliver the ``response`` header
+#: (Hybrid Connections protocol, "Responding to requests") — else 504.
 RESPONSE_DEADLINE = 60.0
-#: Seconds a streaming response may stay idle (§5.5) — else 504 / abort.
+#: Seconds a streaming response may stay idle (Hybrid Connections protocol,
+#: "Responding to requests") — else 504 / abort.
 STREAM_IDLE_LIMIT = 60.0
-#: Seconds a WebSocket sender waits for the listener to rendezvous (§7.6, §10.5).
+#: Seconds a WebSocket sender waits for the listener to rendezvous
+#: (Hybrid Connections protocol, "Accept message").
 ACCEPT_TIMEOUT = 30.0
 #: Seconds after the first buffered write before the listener moves a
-#: still-unfinished response to a rendezvous (.NET/Java flush timer, §5.4).
+#: still-unfinished response to a rendezvous (the flush timer of Microsoft's .NET and
+#: Java listeners).
 RESPONSE_FLUSH_DELAY = 2.0
 
 #: Connection-level (hop-by-hop) headers the relay strips in both directions
-#: (§4.3 [DOC] list plus ``Keep-Alive``/``Proxy-Connection``, RFC 7230 §6.1).
-#: ``Host`` is deliberately *not* here: the doc lists it as stripped, the .NET
-#: sources show it present (§4.3 conflict, §12.4) — see ``keep_host``.
+#: (the list in Hybrid Connections protocol, "Request message", plus
+#: ``Keep-Alive``/``Proxy-Connection``, RFC 7230 §6.1). ``Host`` is deliberately *not*
+#: here: the article lists it as stripped, the .NET sources show it present — see
+#: ``keep_host``.
 CONNECTION_HEADERS = frozenset(
     {
         "connection",
@@ -72,11 +79,13 @@ CONNECTION_HEADERS = frozenset(
     }
 )
 
-#: The relay's own token header, never forwarded to a listener (§2.6).
+#: The relay's own token header, never forwarded to a listener
+#: (Hybrid Connections protocol, "Request operation").
 AUTH_HEADER = "ServiceBusAuthorization"
 _AUTH_LOWER = AUTH_HEADER.lower()
 
-# Canonical casing for the headers Java looks up case-sensitively (§4.2).
+# Canonical casing for the headers Java looks up case-sensitively
+# (Azure/azure-relay-java).
 _CANONICAL_UPGRADE_NAMES = {
     name.lower(): name
     for name in (
@@ -165,16 +174,18 @@ def request_headers_for_listener(
     consume_authorization: bool,
     keep_host: bool = True,
 ) -> Headers:
-    """The ``requestHeaders`` the relay sends for a sender's HTTP request (§4.3, §5.2).
+    """The ``requestHeaders`` the relay sends for a sender's HTTP request
+    (Hybrid Connections protocol, "Request message").
 
     Repeated headers are joined with ``", "`` under the first-seen casing.
     ``ServiceBusAuthorization`` is always removed; ``Authorization`` only when
-    the relay consumed it as the token (``consume_authorization``, §2.6).
-    Connection-level headers and headers named in ``Connection`` are removed;
-    ``Host`` stays unless ``keep_host`` is false (§4.3 conflict: .NET shows it
-    present, and listeners doing virtual hosting need it).  ``via`` is
-    appended to an existing ``Via`` or added.  Names or values that could
-    smuggle (CR/LF/NUL, non-token names) raise :class:`ProtocolError` (400).
+    the relay consumed it as the token (``consume_authorization``;
+    Hybrid Connections protocol, "Request operation"). Connection-level headers and
+    headers named in ``Connection`` are removed; ``Host`` stays unless ``keep_host`` is
+    false (Hybrid Connections protocol, "Request message", strips it, but .NET shows it
+    present, and listeners doing virtual hosting need it).  ``via`` is appended to an
+    existing ``Via`` or added.  Names or values that could smuggle (CR/LF/NUL, non-token
+    names) raise :class:`ProtocolError` (400).
     """
     # Validate and merge once; dropping by name commutes with merging by
     # name, so the result equals merging what is kept.
@@ -192,13 +203,15 @@ def request_headers_for_listener(
 
 
 def connect_headers_for_listener(headers: HeaderPairs, *, strip_auth: bool = True) -> Headers:
-    """The ``accept.connectHeaders`` for a WebSocket sender's upgrade (§4.2).
+    """The ``accept.connectHeaders`` for a WebSocket sender's upgrade
+    (Hybrid Connections protocol, "Accept handshake").
 
     Every header of the upgrade request, repeats joined with ``", "``, with
     canonical RFC 6455 casing for ``Host``, ``Upgrade``, ``Connection`` and
     ``Sec-WebSocket-Key/-Version/-Protocol/-Extensions`` (Java looks up
     ``Sec-WebSocket-Protocol`` case-sensitively).  ``ServiceBusAuthorization``
-    is removed unless ``strip_auth`` is false (§4.2 [REC]).
+    is removed unless ``strip_auth`` is false (our choice; Hybrid Connections protocol,
+    "Accept handshake").
     """
     merged = _merged(headers)
     renamed = []
@@ -211,7 +224,8 @@ def connect_headers_for_listener(headers: HeaderPairs, *, strip_auth: bool = Tru
 
 
 def response_headers_for_sender(headers: Headers, *, via: str) -> list[tuple[str, str]]:
-    """The headers the relay sends the sender for a listener's response (§4.4, §5.7).
+    """The headers the relay sends the sender for a listener's response
+    (Hybrid Connections protocol, "Responding to requests" and "HTTP request protocol").
 
     Drops connection-level headers (``Content-Length`` included: the relay
     frames the body itself) and any header named in ``Connection``, then
@@ -230,7 +244,7 @@ def response_headers_for_sender(headers: Headers, *, via: str) -> list[tuple[str
 
 
 def reason_phrase(code: int) -> str:
-    """The standard reason phrase for ``code``; ``""`` for unknown codes (as .NET, §4.4)."""
+    """The standard reason phrase for ``code``; ``""`` for unknown codes (as .NET does)."""
     try:
         return HTTPStatus(code).phrase
     except ValueError:
@@ -244,7 +258,8 @@ REASON_LIMIT = 512
 
 
 def sanitize_reason(text: str | None, code: int) -> str:
-    """A reason phrase safe for a status line (§4.4 [REC], §5.7).
+    """A reason phrase safe for a status line (our choice; Hybrid Connections protocol,
+    "Responding to requests" and "HTTP request protocol").
 
     Control characters (CR, LF, NUL …, not HTAB) are removed and the rest
     cut to :data:`REASON_LIMIT` characters; ``None``, empty or blank text
@@ -258,7 +273,7 @@ def sanitize_reason(text: str | None, code: int) -> str:
 
 
 def response_has_body(method: str, status: int) -> bool:
-    """Whether the sender's response carries a body (§5.7; RFC 7230 §3.3.3).
+    """Whether the sender's response carries a body (RFC 7230 §3.3.3).
 
     False for ``HEAD`` (compared exactly, as methods are case-sensitive and
     h11 does the same), 1xx, 204 and 304 — even if the listener said
@@ -270,7 +285,8 @@ def response_has_body(method: str, status: int) -> bool:
 
 
 def inline_request_possible(content_length: int | None) -> bool:
-    """Whether the relay may send a request inline on the control channel (§5.3 [REC]).
+    """Whether the relay may send a request inline on the control channel (our choice;
+    Hybrid Connections protocol, "Request message").
 
     Only when the body's length is known up front (``Content-Length``; 0 for
     no body; a chunked body has none) and is at most
@@ -282,7 +298,8 @@ def inline_request_possible(content_length: int | None) -> bool:
 
 
 class ResponseBuffer:
-    """The listener's response buffer that picks control channel vs rendezvous (§5.4).
+    """The listener's response buffer that picks control channel vs rendezvous
+    (Hybrid Connections protocol, "Responding via rendezvous").
 
     Writes are kept (by reference, no copying) up to ``limit`` bytes.  When a
     write would overflow, :meth:`write` returns True from then on: the

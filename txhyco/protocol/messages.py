@@ -1,17 +1,20 @@
-"""Control-channel commands (protocol.md §4) as typed immutable values.
+"""Control-channel commands (Hybrid Connections protocol, "Listener protocol") as typed
+immutable values.
 
 Every command is one WebSocket text message holding a JSON object with one
 top-level member: ``accept``, ``request``, ``response`` or ``renewToken``
-(§4.1).  :func:`parse_command` turns such a message into a value and
-:func:`serialize_command` turns a value back into the exact JSON the official
-clients expect.  Both sides of the protocol (relay and listener) use these.
+(Hybrid Connections protocol, "Listener protocol").  :func:`parse_command` turns such a
+message into a value and :func:`serialize_command` turns a value back into the exact
+JSON the official clients expect.  Both sides of the protocol (relay and listener) use
+these.
 
-Parsing is tolerant where official clients differ (§4.1, §9, §11): any member
-order, ``\\/`` escapes, unknown members, missing optional members,
-``statusCode``/``port`` as numbers or numeric strings, non-string header values
-(Node).  It is strict where lenience would be dangerous: header names must be
-RFC 7230 tokens and no value may carry CR, LF or other control characters, so
-nothing parsed here can smuggle a header or a request line downstream.
+Parsing is tolerant where official clients differ (Azure/azure-relay-dotnet,
+azure-relay-node and azure-relay-java): any member order, ``\\/`` escapes, unknown
+members, missing optional members, ``statusCode``/``port`` as numbers or numeric
+strings, non-string header values (Node).  It is strict where lenience would be
+dangerous: header names must be RFC 7230 tokens and no value may carry CR, LF or other
+control characters, so nothing parsed here can smuggle a header or a request line
+downstream.
 """
 from __future__ import annotations
 
@@ -37,8 +40,7 @@ __all__ = [
 ]
 
 #: Largest JSON command, in UTF-8 bytes, either side may send or accept:
-#: .NET reads commands into a 64 KiB buffer, Java caps text messages at 64 KiB
-#: (§4.1).
+#: .NET reads commands into a 64 KiB buffer, Java caps text messages at 64 KiB.
 MAX_COMMAND_SIZE = 65536
 
 _OWS = " \t"
@@ -51,13 +53,14 @@ def _short(value: object, limit: int = 60) -> str:
 
 
 def _json_value_to_str(value: Any, what: str) -> str:
-    """Stringify a header value the way a relay must tolerate from Node (§4.1).
+    """Stringify a header value the way a relay must tolerate from Node
+    (Azure/azure-relay-node).
 
     Node's ``setHeader`` passes through whatever the application gave it:
     numbers become their decimal text (``str(int)`` for integral numbers, as
     JavaScript prints them), booleans ``"true"``/``"false"``, ``null`` the
     empty string, and arrays the ``", "``-join of their non-empty stringified
-    elements (the multi-value convention of §4.1; Node itself would keep only
+    elements (the multi-value convention of RFC 9110 §5.3; Node itself would keep only
     the first element).  Objects have no sensible header form and are rejected,
     as are arrays inside arrays (flattening them recursed once per level: a
     64 KiB command nests deep enough to exhaust Python's stack).
@@ -113,9 +116,9 @@ class Headers(Mapping[str, str]):
 
     Lookups (``[]``, ``get``, ``in``) ignore case, as HTTP does; iteration and
     :meth:`items` give the original names, because Java looks up
-    ``Sec-WebSocket-Protocol`` case-sensitively (§4.2).  Names repeated in any
+    ``Sec-WebSocket-Protocol`` case-sensitively (Azure/azure-relay-java).  Names repeated in any
     case are joined into one value with ``", "`` under the first-seen name
-    (the multi-value convention of §4.1; empty values add nothing).  Values
+    (the multi-value convention of RFC 9110 §5.3; empty values add nothing).  Values
     are stripped of surrounding spaces/tabs (h11 refuses them).  Equality compares the maps of original names to values,
     ignoring order.
 
@@ -192,7 +195,8 @@ class Headers(Mapping[str, str]):
 
     @classmethod
     def from_mapping(cls, obj: Any) -> Headers:
-        """Headers from a decoded JSON object (``connectHeaders`` & co, §4)."""
+        """Headers from a decoded JSON object (``connectHeaders`` & co;
+        Hybrid Connections protocol, "Listener protocol")."""
         if obj.__class__ is dict:
             return cls(obj.items())
         if isinstance(obj, Headers):
@@ -270,7 +274,8 @@ def _coerce_headers(value_object: object, field_name: str) -> None:
 
 @dataclass(frozen=True)
 class RemoteEndpoint:
-    """The sender's IP address and port as the relay saw them (§4.2)."""
+    """The sender's IP address and port as the relay saw them (``remoteEndpoint``, which
+    .NET and Java read)."""
 
     address: str
     port: int
@@ -278,7 +283,8 @@ class RemoteEndpoint:
 
 @dataclass(frozen=True)
 class Accept:
-    """``accept`` (service → listener, §4.2): a WebSocket sender waits.
+    """``accept`` (service → listener; Hybrid Connections protocol, "Accept handshake"):
+    a WebSocket sender waits.
 
     The listener answers by opening ``address`` (accept) or ``address`` plus
     ``&sb-hc-statusCode=…`` (reject); there is no reply message.
@@ -295,12 +301,13 @@ class Accept:
 
 @dataclass(frozen=True)
 class Request:
-    """``request`` (service → listener, §4.3), full or address-only form.
+    """``request`` (service → listener; Hybrid Connections protocol, "Request message"),
+    full or address-only form.
 
-    Address-only (``method`` and ``body`` both absent, §11) means: open a
-    rendezvous to ``address`` and read the full request there.  Otherwise
-    ``request_target`` must start with ``/`` (.NET resolves it against the
-    listener URI) and ``method`` must be a token; a full form without
+    Address-only (``method`` and ``body`` both absent; Hybrid Connections protocol,
+    "Request message") means: open a rendezvous to ``address`` and read the full request
+    there.  Otherwise ``request_target`` must start with ``/`` (.NET resolves it against
+    the listener URI) and ``method`` must be a token; a full form without
     ``body`` (Node's criterion is ``method``) is normalised to ``body=False``.
     """
 
@@ -337,16 +344,18 @@ class Request:
 
     @property
     def address_only(self) -> bool:
-        """True for the form that says "come and get it on a rendezvous" (§4.3, §11)."""
+        """True for the form that says "come and get it on a rendezvous"
+        (Hybrid Connections protocol, "Request message")."""
         return self.method is None and self.body is None
 
 
 @dataclass(frozen=True)
 class Response:
-    """``response`` (listener → service, §4.4).
+    """``response`` (listener → service; Hybrid Connections protocol,
+    "Responding to requests").
 
     ``status_description`` is stored with control characters (CR/LF…) removed,
-    so it can never break a status line (§5.7); ``None`` and ``""`` are kept
+    so it can never break a status line (RFC 9112 §4); ``None`` and ``""`` are kept
     apart (the relay substitutes the standard phrase for both).
     """
 
@@ -368,7 +377,8 @@ class Response:
 
 @dataclass(frozen=True)
 class RenewToken:
-    """``renewToken`` (listener → service, §4.5): replaces the channel's token."""
+    """``renewToken`` (listener → service; Hybrid Connections protocol,
+    "Listener token renewal"): replaces the channel's token."""
 
     token: str
 
@@ -414,7 +424,8 @@ def _optional_headers(obj: Mapping[str, Any], key: str) -> Headers:
 
 
 def _parse_int(value: Any, what: str) -> int:
-    """An integer sent as a JSON number or as a string of digits (§4.4)."""
+    """An integer sent as a JSON number or as a string of digits
+    (Hybrid Connections protocol, "Responding to requests")."""
     if isinstance(value, bool):
         raise RemoteProtocolError(f"{what} must be a number, not a boolean.")
     if isinstance(value, int):
@@ -509,7 +520,8 @@ _PARSERS = {
 
 
 def parse_command(data: str | bytes) -> Command:
-    """Parse one control-channel text message into a command (§4.1–§4.5).
+    """Parse one control-channel text message into a command
+    (Hybrid Connections protocol, "Listener protocol").
 
     Unknown top-level members next to exactly one known one are ignored (as
     .NET does), as are unknown members inside a command.  Raises
@@ -570,16 +582,17 @@ def _endpoint_json(endpoint: RemoteEndpoint) -> dict[str, Any]:
 
 
 def serialize_command(cmd: Command) -> str:
-    """The compact JSON text message for ``cmd``, member names as in §4.
+    """The compact JSON text message for ``cmd``, member names as in
+    Hybrid Connections protocol, "Listener protocol".
 
     A full ``request`` always carries ``requestTarget``, ``method``,
     ``requestHeaders`` and ``body`` (every client detects the form
-    differently, §4.3); an address-only one carries ``address`` and ``id``
-    (plus ``requestTarget``, ``remoteEndpoint`` and ``requestHeaders`` when
-    set, which no client uses to tell the forms apart).  Output is ASCII (non-ASCII escaped),
-    so its length in characters is its size in bytes.  Raises
+    differently; Hybrid Connections protocol, "Request message"); an address-only one carries
+    ``address`` and ``id`` (plus ``requestTarget``, ``remoteEndpoint`` and ``requestHeaders``
+    when set, which no client uses to tell the forms apart).  Output is ASCII (non-ASCII
+    escaped), so its length in characters is its size in bytes.  Raises
     :class:`ProtocolError` if the result would exceed :data:`MAX_COMMAND_SIZE`
-    — no official client can read a larger command (§4.1).
+    — no official client can read a larger command.
     """
     if isinstance(cmd, Accept):
         inner: dict[str, Any] = {

@@ -1,9 +1,11 @@
-"""Shared Access Signature tokens: sign, parse, verify (protocol.md §8).
+"""Shared Access Signature tokens: sign, parse, verify (Microsoft's "Service Bus access
+control with Shared Access Signatures").
 
 The signature covers the *encoded* resource exactly as it appears after
 ``sr=``, so verification recomputes the HMAC over the raw ``sr`` value as
-received (§8.2); the audience check is deliberately tolerant of the forms the
-official clients produce (§8.3). No clock is read: ``now`` is a parameter.
+received (Microsoft's "Service Bus access control with Shared Access Signatures"); the
+audience check is deliberately tolerant of the forms the official clients produce
+(README, "Tokens"). No clock is read: ``now`` is a parameter.
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ _NODE_AUTO_ESCAPE = {ch: quote for ch, quote in (
 
 
 class Rights(enum.Flag):
-    """SAS rule rights (§8.4.7). Manage implies Listen and Send when checking."""
+    """SAS rule rights (Microsoft's "Azure Relay authentication and authorization").
+    Manage implies Listen and Send when checking."""
 
     LISTEN = enum.auto()
     SEND = enum.auto()
@@ -130,7 +133,8 @@ def _sign(resource: str, key_name: str, key: str, expiry: int, *, encode_key_nam
 
 
 def sign_token(resource: str, key_name: str, key: str, expiry: int) -> str:
-    """Mint ``SharedAccessSignature sr=…&sig=…&se=…&skn=…`` (§8.1–8.2).
+    """Mint ``SharedAccessSignature sr=…&sig=…&se=…&skn=…`` (Microsoft's "Service Bus
+    access control with Shared Access Signatures").
 
     ``resource`` is encoded with encodeURIComponent; the HMAC-SHA256 key is the
     UTF-8 bytes of ``key`` (not base64-decoded). ``skn`` is encodeURIComponent-ed
@@ -170,7 +174,8 @@ def _strip_port(hostport: str) -> str:
 
 
 def dotnet_audience(uri: str) -> str:
-    """The audience .NET's token provider signs (§8.3): ``http://host/path/``.
+    """The audience .NET's token provider signs (README, "Tokens"):
+    ``http://host/path/``.
 
     Scheme forced to ``http``; userinfo, port, query and fragment dropped; a
     leading ``$hc/`` segment dropped; host lower-cased; trailing ``/`` ensured.
@@ -185,7 +190,7 @@ def dotnet_audience(uri: str) -> str:
 
 
 def node_audience(uri: str) -> str:
-    """The audience Node's ``createRelayToken`` signs (§8.3), byte for byte.
+    """The audience Node's ``createRelayToken`` signs (README, "Tokens"), byte for byte.
 
     Legacy ``url.parse``/``url.format``: protocol ``http``, query and fragment
     removed, userinfo and port kept as given, host lower-cased, the first
@@ -260,7 +265,8 @@ class SasToken:
 
     @classmethod
     def parse(cls, text: str) -> SasToken:
-        """Parse per §8.4.2: case-insensitive prefix, pairs in any order, sr/sig/se/skn required.
+        """Parse per Microsoft's "Service Bus access control with Shared Access Signatures":
+        case-insensitive prefix, pairs in any order, sr/sig/se/skn required.
 
         The separator after the prefix may be a space or ``+`` (what a form
         encoder leaves of the space in an ``sb-hc-token``). Malformed tokens raise
@@ -345,7 +351,8 @@ class SasRule:
 
 
 def audience_parts(resource: str) -> tuple[str, tuple[str, ...]]:
-    """Decoded ``sr`` → (lower-case host, path segments), tolerant per §8.4.6.
+    """Decoded ``sr`` → (lower-case host, path segments), tolerant per Microsoft's
+    "Service Bus access control with Shared Access Signatures".
 
     Scheme, userinfo, port, query and fragment are dropped, empty segments
     (repeated or trailing ``/``) collapse, a leading ``$hc`` segment goes, and each
@@ -378,7 +385,8 @@ def _format_time(seconds: int) -> str:
 
 
 def is_expired(token: SasToken, now: float, grace: float = 300.0) -> bool:
-    """True once ``now`` is more than ``grace`` seconds past the token's ``se`` (§7.3, §8.4.5)."""
+    """True once ``now`` is more than ``grace`` seconds past the token's ``se`` (the relay's
+    ``tokenGrace``; README, "Configuration file")."""
     return token.expiry < now - grace
 
 
@@ -407,7 +415,8 @@ def verify_token(
     grace: float = 300.0,
     path_case_sensitive: bool = False,
 ) -> SasToken:
-    """Verify a presented token per §8.4 steps 2–7 and return it parsed.
+    """Verify a presented token per Microsoft's "Service Bus access control with Shared
+    Access Signatures" and return it parsed.
 
     ``rules`` maps rule names to rules (entity rules first, then namespace rules,
     merged by the caller). ``hosts`` are the host names the relay answers to

@@ -1,9 +1,9 @@
 """Token providers: where a listener or sender gets the token for an audience.
 
 No clock reads: ``now`` is passed in, so the Twisted glue (which owns the
-reactor's clock) decides when to mint and when to renew (protocol.md §7.3, §11).
-A provider may return a string or an awaitable of one (Entra ID sources are
-asynchronous); the glue awaits it.
+reactor's clock) decides when to mint and when to renew (README,
+"Compared with Microsoft's clients" and "Staying up"). A provider may return a string or
+an awaitable of one (Entra ID sources are asynchronous); the glue awaits it.
 """
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ __all__ = [
     "RENEW_MARGIN",
 ]
 
-#: .NET and Java refuse SAS key names and keys longer than this (§7.6).
+#: .NET and Java refuse SAS key names and keys longer than this.
 MAX_KEY_LENGTH = 256
-#: Renew after this fraction of a token's lifetime (§11: 80–90 %).
+#: Renew after this fraction of a token's lifetime (README, "Staying up").
 RENEW_FRACTION = 0.85
-#: ... and never later than this many seconds before ``se`` (§11) ...
+#: ... and never later than this many seconds before ``se`` (README, "Staying up") ...
 RENEW_MARGIN = 60.0
 #: ... but, for a token too short-lived for that margin, not before this
 #: fraction of its lifetime: one renewal per lifetime, whatever the lifetime
@@ -81,8 +81,8 @@ def _check_key_part(value: object, what: str) -> str:
 class SasKeyTokenProvider:
     """Mints SAS tokens from a rule name and key, like .NET's SharedAccessSignatureTokenProvider.
 
-    The audience is normalised the .NET way (``http://host/path/``, §8.3), which
-    the real service and our relay both accept.
+    The audience is normalised the .NET way (``http://host/path/``; README, "Tokens"),
+    which the real service and our relay both accept.
     """
 
     __slots__ = ("key_name", "_key", "lifetime")
@@ -136,10 +136,11 @@ class CallableTokenProvider:
 def renewal_time(token: str, issued_at: float) -> float | None:
     """When to renew ``token`` issued at ``issued_at``; None if its expiry is unknown.
 
-    At 85 % of the lifetime, never later than ``se - 60 s`` (§11: better than the
-    official clients, which renew exactly at expiry), but never before half the
-    lifetime (so a token living under two minutes is renewed once, halfway), and
-    never before ``issued_at`` (a token already expired is renewed now).
+    At 85 % of the lifetime, never later than ``se - 60 s`` (README,
+    "Compared with Microsoft's clients": better than the official clients, which renew
+    exactly at expiry), but never before half the lifetime (so a token living under two
+    minutes is renewed once, halfway), and never before ``issued_at`` (a token already
+    expired is renewed now).
     """
     expiry = token_expiry(token)
     if expiry is None:

@@ -1,4 +1,6 @@
-"""Who may listen and send: token lookup and verification for the relay (§2.6, §8.4).
+"""Who may listen and send: token lookup and verification for the relay
+(Hybrid Connections protocol, "Request operation"; Microsoft's "Service Bus access
+control with Shared Access Signatures").
 
 Tokens are never logged: errors carry the reason, not the token.
 """
@@ -16,7 +18,8 @@ from .registry import Entity
 
 
 def azure_reason(message: str, *, host: str, path: str, now: float, tracking_id: str | None = None) -> str:
-    """A reason phrase shaped like the service's (§3.1), which clients surface verbatim."""
+    """A reason phrase shaped like the service's (Hybrid Connections protocol,
+    "Listener control channel connection"), which clients surface verbatim."""
     tid = tracking_id or str(uuid.uuid4())
     stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
     return f"{message.rstrip()} TrackingId:{tid}_G0, SystemTracker:sb://{host}/{path}, Timestamp:{stamp}"
@@ -33,7 +36,8 @@ def host_only(host_header: str | None) -> str:
 
 
 def find_token(headers: Mapping[str, str], query_token: str | None, *, http: bool, consume_authorization: bool) -> str | None:
-    """The token a request carries, in the order of §8.4 step 1.
+    """The token a request carries, in the order of Hybrid Connections protocol,
+    "Request operation".
 
     ``headers`` must map lower-case names. ``Authorization`` counts only for
     HTTP senders whose hybrid connection requires client authorization.

@@ -15,7 +15,8 @@ from .splice import Forwarder
 
 
 class PendingConnect:
-    """A sender's upgrade held open until the listener accepts, rejects or times out (§3.2)."""
+    """A sender's upgrade held open until the listener accepts, rejects or times out
+    (Hybrid Connections protocol, "Web Socket connect protocol")."""
 
     def __init__(self, relay, sender, entity: Entity, offered_protocols: list[str], listener) -> None:
         self.relay = relay
@@ -36,7 +37,7 @@ class PendingConnect:
 
     def listener_gone(self) -> None:
         # 404 like the accept timeout: .NET senders treat it as transient
-        # and may retry onto another listener (§3.2).
+        # and may retry onto another listener.
         self.relay.registry.drop(self.key)
         self.fail(404, "The listener that was offered the connection went away before accepting it.")
 
@@ -70,7 +71,8 @@ class PendingConnect:
 
 
 class RelaySplice:
-    """Two legs relayed to each other: frames, flow control and closes (§6)."""
+    """Two legs relayed to each other: frames, flow control and closes
+    (Hybrid Connections protocol, "Accepting the socket")."""
 
     def __init__(self, relay, entity: Entity, sender, listener) -> None:
         self.relay = relay
@@ -109,10 +111,10 @@ class RelaySplice:
             other.answer_close(1001 if proto.remoteCloseCode is None else proto.remoteCloseCode, proto.remoteCloseReason)
         elif other.state == other.STATE_OPEN and not was_clean:
             # A leg dropped without a Close: the other side must see an error,
-            # not a clean end (§6), and why: a Close 1011 with a reason rather
-            # than a bare TCP drop it would report as 1006. What it was sent
-            # before is written first. A frame half-forwarded into it cannot
-            # be ended, so that leg is dropped.
+            # not a clean end (Hybrid Connections protocol, "Accept message"), and why:
+            # a Close 1011 with a reason rather than a bare TCP drop it would report as
+            # 1006. What it was sent before is written first. A frame half-forwarded
+            # into it cannot be ended, so that leg is dropped.
             if other.frame_in_progress:
                 other.dropConnection(abort=True)
             else:

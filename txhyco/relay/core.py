@@ -7,7 +7,6 @@ authorizes them with the core's verifier, picks a listener
 (:mod:`txhyco.relay.routing`), sends ``accept`` or ``request`` on that
 listener's :class:`ControlChannel` and pairs the listener's rendezvous with
 the waiting sender (:mod:`txhyco.relay.connect`, :mod:`txhyco.relay.http`).
-Section numbers refer to protocol.md.
 """
 from __future__ import annotations
 
@@ -100,7 +99,7 @@ class Relay:
         self.metrics.rejects.labels(str(error.status)).inc()
         return ConnectionDeny(error.status, azure_reason(error.message, host=host, path=path, now=self.now()))
 
-    # -- WebSocket upgrades on /$hc/ (§3) ----------------------------------------
+    # -- WebSocket upgrades on /$hc/ (Hybrid Connections protocol, "Protocol reference")
 
     def websocket_connect(self, proto, request):
         host = host_only(request.host)  # Autobahn's request.host has no port
@@ -201,7 +200,8 @@ class Relay:
         if rejected is not None:
             status, description = rejected
             pending.reject(status, sanitize_reason(description, status))
-            # 410 Gone is how a rejecting listener learns it worked (§3.4).
+            # 410 Gone is how a rejecting listener learns it worked
+            # (Hybrid Connections protocol, "Rejecting the socket").
             raise ConnectionDeny(410, "Gone: the connection was rejected as asked.")
         chosen = request.protocols[0] if request.protocols else None
         if chosen is not None and chosen not in pending.offered_protocols:
@@ -241,7 +241,8 @@ def raw_suffix(raw_path: str, entity: str) -> str:
 
 
 class ControlChannel:
-    """A listener's control channel (§4): commands out, responses and renewals in."""
+    """A listener's control channel (Hybrid Connections protocol, "Listener protocol"):
+    commands out, responses and renewals in."""
 
     #: (See websocket.PONG_BACKLOG_LIMIT.) A listener merely behind keeps its
     #: keep-alive answered up to the backlog it may legitimately have.
@@ -390,7 +391,8 @@ class ControlChannel:
         self._broken = f"The listener broke the protocol: {error.message}"
         self.proto.close_with(1008, error.message[:120])
 
-    # token lifetime (§4.5, §7.3)
+    # token lifetime (Hybrid Connections protocol, "Listener token renewal"; README,
+    # "Compared with Microsoft's clients")
     def _renew(self, token: str) -> None:
         try:
             sas = self.relay.tokens.check(self.entity, token, host=host_only(self.host_header), required=Rights.LISTEN, now=self.relay.now())

@@ -1,11 +1,12 @@
-"""One relayed HTTP request at the relay (§5): a request in, a listener's response out.
+"""One relayed HTTP request at the relay (Hybrid Connections protocol,
+"Request message"): a request in, a listener's response out.
 
 :class:`RelayedHttpExchange` carries one request of an HTTP sender
 (:mod:`txhyco.relay.httpsender`) to a listener and its response back, over
-the control channel (small bodies, §5.3) or a request rendezvous (large or
-chunked bodies), streaming both ways with backpressure. This module sends
-the request and handles failures and the rendezvous; the response half is
-:mod:`txhyco.relay.httpresponse`.
+the control channel (small bodies; Hybrid Connections protocol, "Request message") or a
+request rendezvous (large or chunked bodies), streaming both ways with backpressure.
+This module sends the request and handles failures and the rendezvous; the response half
+is :mod:`txhyco.relay.httpresponse`.
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ class SenderBodyPacing:
 
 
 class RelayedHttpExchange(ResponseToSender):
-    """One relayed HTTP request: sender -> listener -> sender (§4.3, §4.4, §5)."""
+    """One relayed HTTP request: sender -> listener -> sender
+    (Hybrid Connections protocol, "Request message" and "Responding to requests")."""
 
     def __init__(self, relay, sender, entity, listener, *, method, request_target, headers, remote, content_length, via_host) -> None:
         self.relay = relay
@@ -107,7 +109,8 @@ class RelayedHttpExchange(ResponseToSender):
             # it, so ask for the body now; a strict client waits forever.
             self.sender.send_continue()
         if not self.inline:
-            # Address-only: the listener comes to a rendezvous for the rest (§4.3).
+            # Address-only: the listener comes to a rendezvous for the rest
+            # (Hybrid Connections protocol, "Request message").
             self.listener.send(Request(address=self.address, id=self.id))
             self._arm_deadline()
         elif self.content_length:
@@ -182,7 +185,9 @@ class RelayedHttpExchange(ResponseToSender):
 
     def leg_opened(self, proto) -> None:
         if self._sent:
-            return  # the listener came only to answer here (§4.4)
+            # the listener came only to answer here (Hybrid Connections protocol,
+            # "Responding to requests")
+            return
         self._sent = True
         has_body = bool(self._body) or not self._body_done
         proto.send_command(self._full_request(has_body))
@@ -201,7 +206,8 @@ class RelayedHttpExchange(ResponseToSender):
             self.sender.resume()
 
     def _write_fragment(self, data: bytes) -> None:
-        # One binary message, fragments sent as the sender's data arrives (§5.3).
+        # One binary message, fragments sent as the sender's data arrives
+        # (Hybrid Connections protocol, "Request message").
         opcode = 2 if self._first_fragment else 0
         self._first_fragment = False
         self.rendezvous.transport.writeSequence((frame_header(opcode, False, len(data)), data))
@@ -253,7 +259,8 @@ class RelayedHttpExchange(ResponseToSender):
             if abort_rendezvous:
                 proto.close_with(1001, "The request was abandoned.")
             else:
-                # The relay never routes another request here (§5.6 [REC]).
+                # The relay never routes another request here (our choice;
+                # Hybrid Connections protocol, "Responding via rendezvous").
                 proto.close_with(1000, "Done.")
 
     # -- rendezvous role (CommandSink handler + leg events) --------------------
@@ -277,9 +284,9 @@ class RelayedHttpExchange(ResponseToSender):
     def leg_closed(self, proto, was_clean, code, reason) -> None:
         sink = proto.sink
         if IChannelSink.providedBy(sink) and not self.finished and was_clean and not proto.failedByMe:
-            # The listener's Close may end an unterminated body (Java, §5.5);
-            # a dropped socket or one the relay failed (say, a framing error)
-            # must not make a cut-off body look complete.
+            # The listener's Close may end an unterminated body (as Microsoft's Java
+            # listener does); a dropped socket or one the relay failed (say, a framing
+            # error) must not make a cut-off body look complete.
             sink.closed()
         if not self.finished:
             if self.responded:

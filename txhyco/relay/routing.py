@@ -23,7 +23,8 @@ _DISALLOWED = "microsoft-relay-disallowedlisteners"
 
 
 def listener_filter(lower_headers: dict[str, str]) -> tuple[list[str] | None, list[str]]:
-    """The Microsoft-Relay-Allowed/DisallowedListeners lists of a request (§2.7)."""
+    """The Microsoft-Relay-Allowed/DisallowedListeners lists of a request
+    (Azure/azure-relay-node issue #55)."""
     def split(value: str | None) -> list[str]:
         return [v.strip() for v in (value or "").split(",") if v.strip()]
 

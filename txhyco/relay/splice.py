@@ -1,4 +1,5 @@
-"""Relaying WebSocket frames between a sender and a listener's rendezvous (§6).
+"""Relaying WebSocket frames between a sender and a listener's rendezvous
+(Hybrid Connections protocol, "Accept message").
 
 The relay terminates both WebSocket legs with Autobahn (handshakes, masking,
 control frames, limits) but never reassembles data messages: each data frame

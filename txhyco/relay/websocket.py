@@ -100,7 +100,8 @@ class RelayWebSocketProtocol(LeanServerProtocol):
     frame_in_progress = 0
     #: control frames Autobahn wanted to send while a forwarded frame was open
     held_frames: tuple | list = ()
-    #: the other leg sent Close and waits for this leg's answer (half-close, §6)
+    #: the other leg sent Close and waits for this leg's answer (half-close, as .NET's
+    #: HybridConnectionStream.Shutdown expects)
     owes_close_reply = False
     #: the parsed h11 request head, set by the front door before the handshake
     front_request: Any = None
@@ -231,8 +232,9 @@ class RelayWebSocketProtocol(LeanServerProtocol):
         """Start a closing handshake with any sendable code.
 
         Autobahn's ``sendClose`` only lets applications use 1000 and
-        3000-4999; a relay must also say 1001, 1008 and 1011 (§6, §7.1) and
-        pass on whatever code a peer used.
+        3000-4999; a relay must also say 1001, 1008 and 1011
+        (Hybrid Connections protocol, "Accepting the socket" and
+        "Listener control channel connection") and pass on whatever code a peer used.
         """
         if code is None:
             self.sendCloseFrame(isReply=False)
@@ -259,7 +261,8 @@ class RelayWebSocketProtocol(LeanServerProtocol):
         """Send one control-channel command as a text message, and its body if given.
 
         Server frames are unmasked, so the frames are written directly: one
-        ``transport.write`` for the command and its body (§4.1, §5.3).
+        ``transport.write`` for the command and its body (Hybrid Connections protocol,
+        "Request message").
         """
         payload = serialize_command(command).encode("ascii")  # the JSON is ASCII
         if self._may_write_frames(len(payload)) and (body is None or self._may_write_frames(len(body))):
@@ -287,8 +290,8 @@ class RelayWebSocketProtocol(LeanServerProtocol):
                 # This was the far end's answer to a Close we forwarded.
                 peer.answer_close(self.remoteCloseCode, self.remoteCloseReason)
             return result
-        # Half-close (§6): pass the Close on, keep relaying the other way, and
-        # answer this leg only when the other side answers.
+        # Half-close (.NET's HybridConnectionStream.Shutdown): pass the Close on, keep
+        # relaying the other way, and answer this leg only when the other side answers.
         reason = None
         if reasonRaw:
             try:

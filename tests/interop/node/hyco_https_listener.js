@@ -168,8 +168,10 @@ try {
         C.emit({ event: 'handler_error', request: n, message: C.redact(e.message) });
         return;
       }
-      // Which channel carried the request (the relay's choice, §5.3) and which one
-      // hyco-https picked for the response (§5.4): 'control' or 'rendezvous'.
+      // Which channel carried the request (the relay's choice;
+      // Hybrid Connections protocol, "Request message") and which one hyco-https picked
+      // for the response (Hybrid Connections protocol, "Responding via rendezvous"):
+      // 'control' or 'rendezvous'.
       const channelOf = (ws) => (!ws ? null : (ws === server.controlChannel ? 'control' : 'rendezvous'));
       C.emit({
         event: 'request', request: n, method: req.method, url: C.redact(req.url), bodySize: body.length, status: status,
