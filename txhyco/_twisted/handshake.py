@@ -198,11 +198,15 @@ def drop_after_answering_close(proto) -> None:
     proto.onCloseFrame = close_frame
 
 
-def wait_open(proto, url: str = "") -> defer.Deferred:
+def wait_open(proto, url: str = "", *, diagnose: bool = True) -> defer.Deferred:
     """Fires with ``proto`` once its handshake succeeds, or fails with why it did not.
 
     Every Autobahn client leg to a relay comes here right after connecting,
     so this is also where the leg is guarded against what a relay may send.
+    ``diagnose=False`` skips the TLS probe after a silent close (a second
+    connection): a listener's background retries do without it, so that a
+    relay behind a balancer whose backend is down sees one connection per
+    attempt.
     """
     guard_response_head(proto)
     drop_after_answering_close(proto)
@@ -217,7 +221,7 @@ def wait_open(proto, url: str = "") -> defer.Deferred:
         if result.called:
             return _
         error = handshake_error(proto, url)
-        if _silent_plain_close(proto, url):
+        if diagnose and _silent_plain_close(proto, url):
             # Nothing at all came back on ws://: a TLS server drops a plain
             # request so. Ask it (bounded) before blaming the connection.
             _, host, port, _, _ = split_ws_url(url)

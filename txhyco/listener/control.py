@@ -207,7 +207,10 @@ class HybridConnectionListener:
             self._renewal.connected(token)
 
         url = listen_url(self.hc.namespace, self.hc.path, tracking_id=self.tracking_id)
-        return open_leg(self.reactor, self.hc, factory, lambda _: url, on_connected=connected, connect_timeout=timeout)
+        # Only the first attempt, whose failure start() reports, names a
+        # plain/TLS mix-up (a probe connection); retries are only logged.
+        return open_leg(self.reactor, self.hc, factory, lambda _: url, on_connected=connected, connect_timeout=timeout,
+                        diagnose=self._lifecycle is Lifecycle.STARTING)
 
     def _connect(self) -> None:
         if self._lifecycle is Lifecycle.STOPPED:

@@ -24,14 +24,16 @@ SENDER_HANDSHAKE_TIMEOUT = 70
 
 @defer.inlineCallbacks
 def open_leg(reactor, hc: HybridConnection, factory, url_for: Callable[[str | None], str], *,
-             token_in_query: bool = False, on_connected: Callable | None = None, connect_timeout: float = 30):
+             token_in_query: bool = False, on_connected: Callable | None = None, connect_timeout: float = 30,
+             diagnose: bool = True):
     """Open ``factory``'s leg to the relay of ``hc``; fires with the protocol once open.
 
     ``url_for(token_or_none)`` builds the leg's URL (the token is given only
     with ``token_in_query``; otherwise it travels in the
     ``ServiceBusAuthorization`` header, added to the factory's own headers).
     ``on_connected(protocol, token)`` runs once TCP (and TLS) is up, before
-    the handshake completes; ``connect_timeout`` bounds the TCP connection.
+    the handshake completes; ``connect_timeout`` bounds the TCP connection; ``diagnose``
+    as in :func:`~txhyco._twisted.handshake.wait_open`.
     Fails with :class:`txhyco.errors.RelayRefused`
     (the relay's or the listener's status) or :class:`txhyco.errors.RelayUnreachable`.
     """
@@ -48,5 +50,5 @@ def open_leg(reactor, hc: HybridConnection, factory, url_for: Callable[[str | No
     proto = yield connect(reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=hc.ca_file, timeout=connect_timeout)
     if on_connected is not None:
         on_connected(proto, token)
-    yield wait_open(proto, url.split("?", 1)[0])
+    yield wait_open(proto, url.split("?", 1)[0], diagnose=diagnose)
     return proto
