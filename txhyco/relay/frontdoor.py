@@ -99,6 +99,12 @@ class FrontDoor(Protocol):
             return
         buffered, self._buffer = self._buffer, b""
         if _is_websocket_upgrade(event):
+            head = buffered[:end]
+            if b"\r\n " in head or b"\r\n\t" in head:
+                # Autobahn reads the upgrade head again itself, and its
+                # versions disagree on a folded line: refuse it here, always.
+                self._refuse(400, "A header line continued on the next (obs-fold) is not accepted in a WebSocket upgrade.")
+                return
             leg = self.relay.ws_factory.buildProtocol(self.transport.getPeer())
             leg.front_request = event
             self._delegate = leg
