@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from zope.interface import Interface
 
 if TYPE_CHECKING:  # pragma: no cover
-    from txhyco.listener.control import ListenerStatus
+    from txhyco.listener.status import ListenerStatus
     from txhyco.protocol.messages import Accept, Request
 
 __all__ = [

@@ -262,10 +262,6 @@ def forward(reactor, args, hc, target):
     from twisted.internet import defer
     from twisted.internet.error import CannotListenError
 
-    from txhyco.endpoint import HybridConnectionClientEndpoint
-
-    from .common import describe_relay_error
-    from .pipe import Splice, SpliceFactory
     from .status import LISTENING, Monitor, start_display
     from .targets import describe_address, server_endpoint
 
@@ -273,17 +269,7 @@ def forward(reactor, args, hc, target):
     from .events import monitor_events
 
     emit = monitor_events(args, monitor, command="connect", path=hc.path)
-    tunnel = HybridConnectionClientEndpoint(reactor, hc)
-
-    def describe(transport) -> str:
-        return f"from {describe_address(transport.getPeer())} through {hc.address}"
-
-    def far_failed(splice, failure) -> None:
-        splice.why = describe_relay_error(failure.value, "the relay refused the tunnel")
-        monitor.error(f"connection #{splice.number}: {splice.why}")
-        splice.near.transport.loseConnection()
-
-    factory = SpliceFactory(lambda: Splice(monitor, tunnel.connect, describe=describe, far_failed=far_failed))
+    factory = tunnel_factory(reactor, hc, monitor)
 
     @defer.inlineCallbacks
     def go():
@@ -307,3 +293,24 @@ def forward(reactor, args, hc, target):
         yield defer.Deferred()  # until SIGINT/SIGTERM
 
     return go()
+
+
+def tunnel_factory(reactor, hc, monitor):
+    """A factory for local connections, each spliced to a new stream through the relay to ``hc``."""
+    from txhyco.endpoint import HybridConnectionClientEndpoint
+
+    from .common import describe_relay_error
+    from .pipe import Splice, SpliceFactory
+    from .targets import describe_address
+
+    tunnel = HybridConnectionClientEndpoint(reactor, hc)
+
+    def describe(transport) -> str:
+        return f"from {describe_address(transport.getPeer())} through {hc.address}"
+
+    def far_failed(splice, failure) -> None:
+        splice.why = describe_relay_error(failure.value, "the relay refused the tunnel")
+        monitor.error(f"connection #{splice.number}: {splice.why}")
+        splice.near.transport.loseConnection()
+
+    return SpliceFactory(lambda: Splice(monitor, tunnel.connect, describe=describe, far_failed=far_failed))

@@ -276,10 +276,8 @@ class Up:
         from twisted.internet import defer
         from twisted.internet.error import CannotListenError
 
-        from txhyco.endpoint import HybridConnectionClientEndpoint
-
-        from .common import CliError, describe_relay_error
-        from .pipe import Splice, SpliceFactory
+        from .common import CliError
+        from .connect import tunnel_factory
         from .status import LISTENING
         from .targets import describe_address, parse_target, server_endpoint
         from .upfile import hybrid_connection_of
@@ -287,17 +285,7 @@ class Up:
         reactor, monitor = self.reactor, running.monitor
         hc = hybrid_connection_of(entry)
         target = parse_target(entry.forward, listening=True)
-        tunnel = HybridConnectionClientEndpoint(reactor, hc)
-
-        def describe(transport) -> str:
-            return f"from {describe_address(transport.getPeer())} through {hc.address}"
-
-        def far_failed(splice, failure) -> None:
-            splice.why = describe_relay_error(failure.value, "the relay refused the tunnel")
-            monitor.error(f"connection #{splice.number}: {splice.why}")
-            splice.near.transport.loseConnection()
-
-        factory = SpliceFactory(lambda: Splice(monitor, tunnel.connect, describe=describe, far_failed=far_failed))
+        factory = tunnel_factory(reactor, hc, monitor)
 
         @defer.inlineCallbacks
         def go():
