@@ -30,6 +30,16 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol  # no
 
 now = time.perf_counter
 
+#: Units of work done in this run, warm-up included (connections, messages,
+#: requests or MiB, as the scenario's ``done`` event says): the orchestrator
+#: divides each process's CPU seconds by it.
+DONE = {"units": 0, "unit": None}
+
+
+def count(n=1, unit: str = "") -> None:
+    DONE["units"] += n
+    DONE["unit"] = unit
+
 
 # ----------------------------------------------------------------- WebSocket
 
@@ -102,6 +112,7 @@ def ws_latency(reactor, connect, params):
     waiter = [None]
 
     def got(_):
+        count(1, "message")
         d, waiter[0] = waiter[0], None
         d.callback(now())
 
@@ -133,6 +144,7 @@ def ws_stream(reactor, connect, params):
     state = {"received": 0, "stop_at": None, "sent": 0, "done": None}
 
     def got(data):
+        count(1, "message")
         state["received"] += 1
         if state["done"] is not None:
             if now() >= state["stop_at"] or (params.get("count") and state["received"] >= params["count"]):
@@ -170,7 +182,7 @@ def ws_connsetup(reactor, connect, params):
         duration = params["warmup_s"] if r < 0 else params["duration"]
         t0 = now()
         stop = t0 + duration
-        count = [0]
+        conns = [0]
         errors = [0]
 
         @defer.inlineCallbacks
@@ -180,7 +192,8 @@ def ws_connsetup(reactor, connect, params):
                     proto = yield connect()
                     proto.sendClose(1000)
                     yield proto.closed
-                    count[0] += 1
+                    conns[0] += 1
+                    count(1, "connection")
                 except Exception:
                     errors[0] += 1
                     yield sleep(reactor, 0.01)
@@ -188,8 +201,8 @@ def ws_connsetup(reactor, connect, params):
         yield defer.DeferredList([worker() for _ in range(params["concurrency"])])
         secs = now() - t0
         if r >= 0:
-            common.emit({"event": "sample", "repeat": r, "conns": count[0], "errors": errors[0],
-                         "seconds": secs, "conn_per_s": count[0] / secs})
+            common.emit({"event": "sample", "repeat": r, "conns": conns[0], "errors": errors[0],
+                         "seconds": secs, "conn_per_s": conns[0] / secs})
 
 
 @defer.inlineCallbacks
@@ -205,6 +218,7 @@ def ws_scale(reactor, connect, params):
         for _ in it:
             try:
                 held.append((yield connect()))
+                count(1, "connection")
             except Exception as e:
                 errors[0] += 1
                 if errors[0] <= 3:
@@ -302,6 +316,7 @@ def http_get(reactor, target, params):
         def loop(c):
             while now() < stop:
                 status, nbytes, secs = yield c.get(path)
+                count(1, "request")
                 if status != 200:
                     bad[0] += 1
                 lat.append(secs)
@@ -325,6 +340,7 @@ def http_download(reactor, target, params):
     for r in range(params["repeats"]):
         c = yield connect()
         status, nbytes, secs = yield c.get(path)
+        count(nbytes / 2**20, "MiB")
         c.transport.loseConnection()
         yield c.lost
         common.emit({"event": "sample", "repeat": r, "status": status, "bytes": nbytes, "seconds": secs,
@@ -352,7 +368,7 @@ def main() -> None:
 
         def ok(_):
             t = os.times()
-            common.emit({"event": "done", "cpu_s": t.user + t.system})
+            common.emit({"event": "done", "cpu_s": t.user + t.system, **DONE})
 
         def failed(f):
             status[0] = 1

@@ -398,8 +398,10 @@ class Bench:
         sampler = Sampler({k: pids[k] for k in sampled if k in pids}) if sc.get("sample_rss") else None
         rss0 = {k: rss(pid) for k, pid in pids.items()} if sc.get("scale") else None
         t0 = time.monotonic()
+        profile = ["-m", "cProfile", "-o", self.profile["client"]] if self.profile.get("client") else []
         client = Proc(f"client {sc['name']} {arrangement}",
-                      [PY, os.path.join(BENCH, "client_proc.py"), sc["client"], json.dumps(target), json.dumps(sc["params"])],
+                      [PY, *profile, os.path.join(BENCH, "client_proc.py"), sc["client"], json.dumps(target),
+                       json.dumps(sc["params"])],
                       self.env)
         samples: list[dict] = []
         deadline = t0 + self.m["client_timeout"]
@@ -425,6 +427,7 @@ class Bench:
                     break
                 elif kind == "done":
                     res["client_cpu_s"] = ev.get("cpu_s")
+                    res["units"], res["unit"] = ev.get("units"), ev.get("unit")
                     break
                 elif kind in ("error", "eof", "timeout"):
                     res["error"] = ev.get("error") or kind
@@ -437,6 +440,9 @@ class Bench:
         cpu1 = cpu_seconds(pids)
         res["cpu_s"] = {k: (cpu1[k] - cpu0[k]) if cpu0.get(k) is not None and cpu1.get(k) is not None else None
                         for k in pids}
+        if sc.get("scale") and samples:
+            res["units"], res["unit"] = samples[0]["open"], "connection"
+        res["cpu_ms_per_unit"] = cpu_per_unit(res)
         if sampler is not None:
             res["rss"] = sampler.stop()
         res["samples"] = samples
@@ -494,6 +500,8 @@ def merge_runs(sc: dict, runs: list[dict]) -> dict:
                     for k in runs[0]["cpu_s"]}
     if all(r.get("client_cpu_s") is not None for r in runs):
         res["client_cpu_s"] = sum(r["client_cpu_s"] for r in runs)
+    res["units"] = None if any(r.get("units") is None for r in runs) else sum(r["units"] for r in runs)
+    res["cpu_ms_per_unit"] = cpu_per_unit(res)
     if all(r.get("rss") for r in runs):
         res["rss"] = {name: {"start_mib": runs[0]["rss"][name]["start_mib"],
                              "peak_mib": max(r["rss"][name]["peak_mib"] for r in runs),
@@ -501,6 +509,23 @@ def merge_runs(sc: dict, runs: list[dict]) -> dict:
                       for name in runs[0]["rss"]}
     res["metrics"] = metrics_of(sc, res["samples"])
     return res
+
+
+def cpu_per_unit(res: dict) -> dict | None:
+    """Each process's CPU milliseconds per unit of work (connection, message, request, MiB), warm-up included.
+
+    The client is the load generator (its own start-up included); the
+    relay's and the listener's figures say where a gain or a loss comes from.
+    """
+    units = res.get("units")
+    if not units:
+        return None
+    out = {name: (cpu * 1e3 / units if cpu is not None else None) for name, cpu in res.get("cpu_s", {}).items()
+           if name != "proxy" or res["arrangement"] == "proxy"}
+    if res.get("client_cpu_s") is not None:
+        out["client"] = res["client_cpu_s"] * 1e3 / units
+    out["unit"] = res.get("unit")
+    return out
 
 
 def metrics_of(sc: dict, samples: list[dict]) -> dict:
@@ -646,6 +671,10 @@ def table(results, targets, machine, mode_name) -> str:
             cpu = "/".join(fmt(x) for x in (r.get("client_cpu_s"), r["cpu_s"].get(srv), r["cpu_s"].get(mid) if mid else None))
             lines.append(f"{r['title']:<34} {r['arrangement']:<16} {k:<20} {fmt(s['median']):>10} {fmt(s['min']):>10} "
                          f"{fmt(s['max']):>10} {fmt(s['spread_pct']) + '%':>7} {fmt(rt):>8}  {cpu:>18}")
+        per = r.get("cpu_ms_per_unit")
+        if per:
+            lines.append(f"{'':<34} {'':<16} CPU ms per {per['unit']}: "
+                         + ", ".join(f"{name} {fmt(v)}" for name, v in per.items() if name != "unit" and v is not None))
         if r.get("rss"):
             for name, x in r["rss"].items():
                 lines.append(f"{'':<34} {'':<16} rss {name:<8} start {x['start_mib']:.0f} MiB, peak {x['peak_mib']:.0f} MiB, growth {x['growth_mib']:.1f} MiB")
@@ -724,6 +753,8 @@ def main(argv=None) -> int:
     ap.add_argument("--arrangements", nargs="*", help="run only these arrangements (direct proxy relayed relayed-hyco-ws relayed-hyco-https)")
     ap.add_argument("--profile-relay", metavar="FILE", help="run the relay under cProfile, stats to FILE")
     ap.add_argument("--profile-server", metavar="FILE", help="run the server/listener under cProfile, stats to FILE")
+    ap.add_argument("--profile-client", metavar="FILE",
+                    help="run the load generator under cProfile, stats to FILE (its last run's)")
     ap.add_argument("--scale-connections", type=int, help="override the idle-connection count")
     args = ap.parse_args(argv)
     mode = "smoke" if args.smoke else "full" if (args.full or os.environ.get("BENCH_FULL") not in (None, "", "0")) else "quick"
@@ -735,7 +766,7 @@ def main(argv=None) -> int:
     print(f"txhyco benchmarks, mode {mode}: {machine['cores_logical']} cores, Python {machine['python']}, "
           f"Twisted {machine['versions']['twisted']}, Autobahn {machine['versions']['autobahn']}", flush=True)
     bench = Bench(mode, args.out, peer=not args.no_peer and (mode != "smoke" or args.peer), only=args.only,
-                  profile={"relay": args.profile_relay, "server": args.profile_server}, arrangements=args.arrangements)
+                  profile={"relay": args.profile_relay, "server": args.profile_server, "client": args.profile_client}, arrangements=args.arrangements)
     t0 = time.monotonic()
     try:
         bench.start()
