@@ -3,6 +3,7 @@ import inspect
 import os
 import pkgutil
 import pprint
+import re
 import subprocess
 import sys
 import textwrap
@@ -92,8 +93,12 @@ UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnec
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
-def echo_session(base, inputs):
-    """Run an echo server of class ``base`` over a StringTransport; (bytes written, debug log lines)."""
+def echo_session(base, inputs, lean_instance=False):
+    """Run an echo server of class ``base`` over a StringTransport; (bytes written, debug log lines).
+
+    With ``lean_instance``, the instance gets the speed-ups (as txhyco's
+    accept bridge gives them to an application's protocol).
+    """
 
     class Echo(base):
         def onMessage(self, payload, isBinary):
@@ -110,6 +115,8 @@ def echo_session(base, inputs):
     globalLogPublisher.addObserver(observe)
     try:
         proto = factory.buildProtocol(None)
+        if lean_instance:
+            assert autobahn_speedups.lean_instance(proto)
         transport = StringTransport()
         proto.makeConnection(transport)
         for data in inputs:
@@ -137,6 +144,51 @@ def test_a_lean_protocol_speaks_and_logs_like_autobahns():
     assert len(config_dump) == 1 and lean_log[config_dump[0]] == "\n[]"
     del plain_log[config_dump[0]], lean_log[config_dump[0]]
     assert lean_log == plain_log
+
+
+def test_a_lean_instance_speaks_and_logs_like_autobahns_and_its_class_stays_autobahns():
+    payloads = [b"hi", os.urandom(200), os.urandom(5000), os.urandom(70000)]
+    inputs = [UPGRADE] + [client_frame(p) for p in payloads]
+    old_level = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    try:
+        plain_bytes, plain_log = echo_session(WebSocketServerProtocol, inputs)
+        lean_bytes, lean_log = echo_session(WebSocketServerProtocol, inputs, lean_instance=True)
+        again_bytes, again_log = echo_session(WebSocketServerProtocol, inputs)  # other instances: Autobahn's
+    finally:
+        txaio.set_global_log_level(old_level)
+    assert lean_bytes == plain_bytes == again_bytes and all(p in plain_bytes for p in payloads)
+    addresses = re.compile(r" at 0x[0-9a-f]+")  # each factory's own option functions
+    plain_log, lean_log, again_log = ([addresses.sub("", line) for line in log] for log in (plain_log, lean_log, again_log))
+    assert again_log == plain_log
+    config_dump = [i for i, line in enumerate(plain_log) if "'openHandshakeTimeout'" in line]
+    assert len(config_dump) == 1 and lean_log[config_dump[0]] == "\n[]"
+    del plain_log[config_dump[0]], lean_log[config_dump[0]]
+    assert lean_log == plain_log
+    test_autobahn_itself_is_left_alone()
+
+
+def test_a_lean_instance_keeps_what_its_class_overrides():
+    written = []
+
+    class Recording(ab_twisted.WebSocketClientProtocol):
+        def sendData(self, data, sync=False, chopsize=None):
+            written.append(data)
+            super().sendData(data, sync, chopsize)
+
+    factory = ab_twisted.WebSocketClientFactory("ws://example/chat")
+    factory.protocol = Recording
+    proto = factory.buildProtocol(None)
+    assert autobahn_speedups.lean_instance(proto)
+    assert "sendData" not in vars(proto)  # the class's override runs
+    assert ("dataReceived" in vars(proto)) == ("dataReceived" in vars(LeanClientProtocol.__mro__[2]))
+    proto.makeConnection(StringTransport())
+    assert written and written[0].startswith(b"GET /chat HTTP/1.1")  # the opening handshake, through the override
+    assert "makeConnection" not in vars(proto) and "CONFIG_ATTRS" not in vars(proto)
+    assert proto.openHandshakeTimeout == factory.openHandshakeTimeout
+    # Our own legs are lean already; anything but an Autobahn protocol is left alone.
+    assert not autobahn_speedups.lean_instance(LeanServerProtocol())
+    assert not autobahn_speedups.lean_instance(object())
 
 
 def test_each_speedup_is_left_out_when_autobahn_is_not_as_expected(monkeypatch):
@@ -207,6 +259,7 @@ FALLBACK_ECHO = textwrap.dedent("""
             client.sendMessage(payload, isBinary=True)
             assert (yield client.messages.get()) == payload
         assert "write" not in client.transport.__dict__  # Twisted's own writes
+        assert "sendData" not in client.__dict__  # Autobahn's own methods on the application's protocols
         client.sendClose(1000)
         yield port.stopListening()
         yield relay.stop()

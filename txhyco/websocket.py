@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketServerFactory
 from twisted.internet import defer
 
+from txhyco._twisted.autobahn_speedups import lean_instance
 from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT
 from txhyco.address import HybridConnection
 from txhyco.listener.control import KEEPALIVE
@@ -93,6 +94,14 @@ class RelayedClientFactory(WebSocketClientFactory):
         # s default would turn a slow answer into an unclean drop that the listener sees
         # as 1006.
         self.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
+
+    def buildProtocol(self, addr):
+        # Each client this factory builds runs on a leg :meth:`connect` opens,
+        # ours: it may have our speed-ups (see autobahn_speedups.lean_instance).
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            lean_instance(protocol)
+        return protocol
 
     def connect(self) -> defer.Deferred:
         """Connect through the relay; fires with the client protocol once open.

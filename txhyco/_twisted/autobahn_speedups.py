@@ -228,3 +228,72 @@ def _build() -> tuple[frozenset, type, type]:
 #: The speed-ups in force: "lazy pformat", "lazy hltype/hlval", "small-frame
 #: masker", "no configuration dump" (each left out if its check failed).
 ACTIVE, LeanServerProtocol, LeanClientProtocol = _build()
+
+
+# -- one application protocol instance on one of txhyco's connections ----------
+#
+# An application's Autobahn protocol that txhyco itself builds and connects
+# (a RelayedServerFactory's server behind the accept bridge, a
+# RelayedClientFactory's client) gets the same speed-ups on that one
+# instance: instance attributes, so its class, Autobahn's classes and every
+# other instance are untouched. A method the application's class overrides
+# keeps the override (the lean one is only Autobahn's own method remade).
+
+
+def _instance_methods(lean: type, base: type) -> dict:
+    """{name: (Autobahn's function as ``base`` resolves it, its lean remake)} from ``lean``'s remade methods."""
+    remade = vars(lean.__mro__[-len(base.__mro__) - 1])
+    return {name: (getattr(base, name), function) for name, function in remade.items()
+            if inspect.isfunction(function) and inspect.isfunction(getattr(base, name, None))}
+
+
+_INSTANCE_METHODS = (
+    (LeanServerProtocol, _twisted_websocket.WebSocketServerProtocol,
+     _instance_methods(LeanServerProtocol, _twisted_websocket.WebSocketServerProtocol)),
+    (LeanClientProtocol, _twisted_websocket.WebSocketClientProtocol,
+     _instance_methods(LeanClientProtocol, _twisted_websocket.WebSocketClientProtocol)),
+)
+
+
+def _skip_config_dump_once(protocol) -> None:
+    """Around this instance's ``makeConnection``: what :class:`_SkipConfigDump` does for our classes."""
+    make_connection = type(protocol).makeConnection
+
+    def makeConnection(transport) -> None:
+        del protocol.makeConnection  # once; the class's method from now on
+        factory = protocol.factory
+        for name in protocol.CONFIG_ATTRS:
+            if not hasattr(protocol, name):
+                setattr(protocol, name, getattr(factory, name))
+        protocol.CONFIG_ATTRS = ()
+        try:
+            make_connection(protocol, transport)
+        finally:
+            del protocol.CONFIG_ATTRS
+
+    protocol.makeConnection = makeConnection
+
+
+def lean_instance(protocol) -> bool:
+    """Give one Autobahn protocol instance (not yet connected) the speed-ups in :data:`ACTIVE`.
+
+    For application protocols on txhyco's own connections only (see above).
+    Returns whether anything was applied: nothing is for a protocol that is
+    not an Autobahn Twisted WebSocket protocol, or already lean.
+    """
+    for lean, base, methods in _INSTANCE_METHODS:
+        if not isinstance(protocol, base):
+            continue
+        if isinstance(protocol, lean):
+            return False
+        klass = type(protocol)
+        applied = False
+        for name, (autobahns, remade) in methods.items():
+            if getattr(klass, name, None) is autobahns and name not in protocol.__dict__:
+                setattr(protocol, name, types.MethodType(remade, protocol))
+                applied = True
+        if "no configuration dump" in ACTIVE and getattr(protocol, "factory", None) is not None:
+            _skip_config_dump_once(protocol)
+            applied = True
+        return applied
+    return False

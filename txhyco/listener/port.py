@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
 from zope.interface import implementer
 
+from txhyco._twisted.autobahn_speedups import lean_instance
 from txhyco._twisted.handshake import CLOSE_HANDSHAKE_TIMEOUT
 from txhyco.address import HybridConnection, peer_address
 from txhyco.listener.accept import AcceptBridge
@@ -114,6 +115,9 @@ def accept_with_factory(reactor, hc, factory, accept, *, connections: RelayedCon
         timeout = getattr(protocol, "closeHandshakeTimeout", getattr(factory, "closeHandshakeTimeout", None))
         if timeout and timeout < CLOSE_HANDSHAKE_TIMEOUT:
             protocol.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
+        # This instance runs on the bridge's connection, ours: it may have our
+        # speed-ups (its class and every other Autobahn protocol keep Autobahn's).
+        lean_instance(protocol)
     bridge = AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us)
     if connections is not None:
         connections.add(bridge)
