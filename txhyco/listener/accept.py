@@ -35,6 +35,7 @@ from txhyco.errors import RelayRefused
 from txhyco.interfaces import IBridge, IRendezvousHandler
 from txhyco._twisted.handshake import open_raw_websocket
 from txhyco._twisted.masking import fast_masker
+from txhyco.listener.httprequest import plain_request_head
 from txhyco.protocol.addresses import relative_target, reject_url, strip_reserved_query
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import OP_BINARY, OP_TEXT, FrameMasker, masked_frame
@@ -101,13 +102,21 @@ def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.
     ]
     for name, value in headers.items():
         if name.lower() not in _SKIP and name.lower() != "x-forwarded-prefix":
-            # h11 encodes str values as ASCII, so a sender's "X-Name: café"
-            # failed here. The accept's JSON carries the value as the relay
-            # decoded it (UTF-8): pass those bytes on, as a direct client's
-            # would arrive (obs-text, RFC 9110 §5.5).
-            out.append((name, value.encode("utf-8")))
+            out.append((name, value))
     out.append(("X-Forwarded-Prefix", prefix))
     conn = h11.Connection(h11.CLIENT)
+    data = plain_request_head("GET", target, out)
+    if data is not None:
+        # The bytes h11 would write; it reads the answer in the state it
+        # would be in after writing them.
+        conn.send(h11.Request(method="GET", target=target, headers=out[:3]))  # Host, Upgrade, Connection
+        conn.send(h11.EndOfMessage())
+        return conn, data
+    # h11 encodes str values as ASCII, so a sender's "X-Name: café" failed
+    # here. The accept's JSON carries the value as the relay decoded it
+    # (UTF-8): pass those bytes on, as a direct client's would arrive
+    # (obs-text, RFC 9110 §5.5).
+    out = [(name, value.encode("utf-8")) for name, value in out]
     data = conn.send(h11.Request(method="GET", target=target, headers=out))
     data += conn.send(h11.EndOfMessage())
     return conn, data

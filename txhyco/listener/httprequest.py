@@ -47,14 +47,14 @@ def synthetic_request_head(request: Request, hc, body: bytes | None) -> bytes:
         headers.append(("Transfer-Encoding", "chunked"))
     elif body or request.body:
         headers.append(("Content-Length", str(len(body))))
-    head = _plain_request_head(request.method, target, headers)
+    head = plain_request_head(request.method, target, headers)
     if head is None:
         # h11 writes the same bytes, or raises for what cannot be written.
         head = h11.Connection(h11.CLIENT).send(h11.Request(method=request.method, target=target, headers=headers))
     return head
 
 
-def _plain_request_head(method: str, target: str, headers: list) -> bytes | None:
+def plain_request_head(method: str, target: str, headers: list) -> bytes | None:
     """The request head h11 would write, or None where h11 must judge."""
     # What h11 would accept as is (ASCII only: h11 encodes str as ASCII);
     # anything else goes through h11 itself, which then raises exactly as it
