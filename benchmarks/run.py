@@ -520,8 +520,11 @@ def cpu_per_unit(res: dict) -> dict | None:
     units = res.get("units")
     if not units:
         return None
-    out = {name: (cpu * 1e3 / units if cpu is not None else None) for name, cpu in res.get("cpu_s", {}).items()
-           if name != "proxy" or res["arrangement"] == "proxy"}
+    arrangement = res["arrangement"]
+    serving = [PEERS.get(arrangement, "server")]
+    serving += ["relay"] if arrangement.startswith("relayed") else ["proxy"] if arrangement == "proxy" else []
+    cpu_s = res.get("cpu_s", {})
+    out = {name: (cpu_s[name] * 1e3 / units if cpu_s.get(name) is not None else None) for name in serving}
     if res.get("client_cpu_s") is not None:
         out["client"] = res["client_cpu_s"] * 1e3 / units
     out["unit"] = res.get("unit")
@@ -577,11 +580,13 @@ def ratio(a, b):
 
 
 def compute_targets(results, mode: dict) -> list[dict]:
+    """Issue 7's targets, then issue 18's goals, each computed from this run (``issue`` says whose)."""
     t = []
+    issue = [7]
 
     def row(name, value, target, met, **details):
         t.append({"name": name, "value": value, "target": target, "met": bool(met) if value is not None else False,
-                  **({"details": details} if details else {})})
+                  "issue": issue[0], **({"details": details} if details else {})})
 
     v = ratio(median(results, "ws_echo_1k_100", "relayed", "msg_per_s"), median(results, "ws_echo_1k_100", "direct", "msg_per_s"))
     row("1 KiB echo, 100 in flight (relayed ÷ direct msg/s)", v, "≥ 0.50", v is not None and v >= 0.5)
@@ -617,7 +622,34 @@ def compute_targets(results, mode: dict) -> list[dict]:
     v = min(vals) if len(vals) == len(per) else None
     row("txhyco listener ÷ hyco-ws listener, same relay (worst echo scenario; latency as hyco-ws p50 ÷ txhyco p50)",
         v, "≥ 1.0 on every echo scenario", v is not None and v >= 1.0, per_scenario=per)
+    issue[0] = 18
+    _issue_18_goals(results, row)
     return t
+
+
+def _issue_18_goals(results, row) -> None:
+    """Issue 18's goals (the txhyco ÷ hyco-ws goal is issue 7's last target, above)."""
+    def relayed_over(scenario, key, other):
+        return ratio(median(results, scenario, "relayed", key), median(results, scenario, other, key))
+
+    v = relayed_over("http_get_small", "rps", "direct")
+    peer = relayed_over("http_get_small", "rps", "relayed-hyco-https")
+    row("HTTP GET 256 B, 16 clients (relayed ÷ direct rps; txhyco ÷ hyco-https listener)", v,
+        "≥ 0.45, and ≥ 1.10 × hyco-https", v is not None and v >= 0.45 and peer is not None and peer >= 1.10,
+        over_hyco_https=peer)
+    v = relayed_over("http_get_small", "p99_ms", "direct")
+    row("HTTP GET 256 B p99 (relayed ÷ direct)", v, "≤ 2.0× direct", v is not None and v <= 2.0)
+    v = relayed_over("ws_connect", "conn_per_s", "direct")
+    row("relayed WebSocket set-up (relayed ÷ direct conn/s)", v, "≥ 0.45", v is not None and v >= 0.45)
+    v = relayed_over("ws_echo_1m", "mb_per_s", "proxy")
+    row("1 MiB echo (relayed ÷ proxy MB/s)", v, "≥ 1.0", v is not None and v >= 1.0)
+    v = relayed_over("http_download", "mb_per_s", "proxy")
+    r = find(results, "http_download", "relayed")
+    spread = (r["metrics"].get("mb_per_s") or {}).get("spread_pct") if r and not r.get("error") else None
+    row("HTTP download (relayed ÷ proxy MB/s; spread of the relayed runs)", v, "≥ 1.0, spread < 20 %",
+        v is not None and v >= 1.0 and spread is not None and spread < 20, spread_pct=spread)
+    v = relayed_over("ws_echo_1k_100", "msg_per_s", "proxy")
+    row("1 KiB echo, 100 in flight (relayed ÷ proxy msg/s)", v, "≥ 1.0", v is not None and v >= 1.0)
 
 
 def compare_http_peer(results) -> list[dict]:
@@ -692,7 +724,7 @@ def table(results, targets, machine, mode_name) -> str:
             for k, v in t["details"].items():
                 if isinstance(v, dict):
                     det += f"  {k}: " + ", ".join(f"{a}={fmt(b)}" for a, b in v.items())
-        lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['name']}: {fmt(t['value'])} (target {t['target']}){det}")
+        lines.append(f"  [{'met' if t['met'] else 'MISSED'}] #{t['issue']} {t['name']}: {fmt(t['value'])} (target {t['target']}){det}")
     return "\n".join(lines)
 
 

@@ -53,10 +53,16 @@ def test_smoke_run_writes_latest_json(tmp_path):
             assert {"median", "min", "max", "spread_pct"} <= set(summary)
 
     targets = doc["targets"]
-    assert len(targets) == 8
+    assert [t["issue"] for t in targets] == [7] * 8 + [18] * 6
     for t in targets:
         assert set(t) >= {"name", "value", "target", "met"}
         assert isinstance(t["met"], bool)
+    assert all(t["value"] is not None for t in targets if t["issue"] == 18 and "hyco" not in t["name"])
+    for r in results:  # CPU per unit of work, for the processes that served it
+        per = r["cpu_ms_per_unit"]
+        assert per["unit"] in ("connection", "message", "request", "MiB"), r
+        assert per["server"] is not None and ("relay" in per) == (r["arrangement"] == "relayed"), r
+        assert per.get("client") or r["scenario"] == "ws_idle_scale", r  # the scale client is stopped, not done
     assert (tmp_path / "latest.txt").exists()
     if _has_matplotlib():
         assert (tmp_path / "latest.png").stat().st_size > 0
