@@ -265,6 +265,41 @@ def test_parse_relay_target_variants():
     assert parse_relay_target("/hc/caf\u00e9").path == "hc/café"
 
 
+_QUERY_KEYS = st.sampled_from(["sb-hc-action", "SB-HC-ACTION", "sb-hc-id", "Sb-Hc-Id", "sb-hc-token", "sb-hc-statusCode",
+                                "sb-hc-statusdescription", "sb-hc-other", "x", "statusCode", ""])
+_QUERY_VALUES = st.sampled_from(["", "accept", "connect", "a%20b", "401", "No+way%21", "1", "t%3Dk"])
+
+
+@given(st.lists(st.tuples(_QUERY_KEYS, st.booleans(), _QUERY_VALUES), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_parse_relay_target_reads_the_query_as_query_value_and_raw_value_do(pairs):
+    """The one-pass reading of sb-hc-* parameters agrees with the per-name functions, duplicates and bare keys included."""
+    from txhyco.protocol.addresses import _lenient_form_decode, _raw_value
+
+    query = "&".join(key + ("=" + value if equals else "") for key, equals, value in pairs)
+
+    def expected():
+        action = query_value(query, "sb-hc-action")
+        status = _raw_value(query, "sb-hc-statusCode")
+        if action is not None and action.lower() not in ("listen", "connect", "accept", "request"):
+            raise ProtocolError("action")
+        if status is not None and not (status.strip().isdigit() and len(status.strip()) == 3 and int(status) >= 100):
+            raise ProtocolError("status")
+        description = _raw_value(query, "sb-hc-statusDescription")
+        return (action and action.lower(), query_value(query, "sb-hc-id"), query_value(query, "sb-hc-token"),
+                None if status is None else int(status), None if description is None else _lenient_form_decode(description),
+                strip_reserved_query(query))
+
+    try:
+        want = expected()
+    except ProtocolError:
+        with pytest.raises(ProtocolError):
+            parse_relay_target("/$hc/x?" + query)
+        return
+    t = parse_relay_target("/$hc/x?" + query)
+    assert (t.action, t.tracking_id, t.token, t.status_code, t.status_description, t.app_query) == want
+
+
 @pytest.mark.parametrize(
     "target",
     [

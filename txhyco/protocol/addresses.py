@@ -62,7 +62,7 @@ _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://(.*)", re.DOTALL)
 _LABEL_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _STATUS_RE = re.compile(r"[0-9]{3}")
-_HEX = "0123456789abcdefABCDEF"
+_BAD_ESCAPE = re.compile("%(?![0-9a-fA-F]{2})")
 _LONE_PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _NAMESPACE_SCHEMES = {"sb": None, "wss": True, "https": True, "ws": False, "http": False}
 
@@ -82,10 +82,8 @@ def percent_decode(text: str, *, plus: bool = False, status: int = 400, what: st
     if "%" not in text:
         _check_encodable(text, status, what)
         return text
-    pieces = text.split("%")
-    for piece in pieces[1:]:
-        if len(piece) < 2 or piece[0] not in _HEX or piece[1] not in _HEX:
-            raise RemoteProtocolError(f"The {what} contains an invalid percent-escape (expected %XX with two hex digits).", status)
+    if _BAD_ESCAPE.search(text):
+        raise RemoteProtocolError(f"The {what} contains an invalid percent-escape (expected %XX with two hex digits).", status)
     try:
         raw = unquote_to_bytes(text.encode("utf-8"))
         return raw.decode("utf-8")
@@ -622,6 +620,7 @@ def _raw_value(query: str, name: str) -> str | None:
 
 
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?]*")
+_SPACE_OR_CONTROL = re.compile("[\x00-\x20\x7f-\x9f]")
 
 
 def parse_relay_target(target: str) -> RelayTarget:
@@ -634,7 +633,7 @@ def parse_relay_target(target: str) -> RelayTarget:
     """
     if not isinstance(target, str):
         raise LocalProtocolError(f"A request target must be a string, got {type(target).__name__}.")
-    if any(ch <= " " or "\x7f" <= ch <= "\x9f" for ch in target):
+    if _SPACE_OR_CONTROL.search(target):
         raise RemoteProtocolError("The request target contains whitespace or control characters.")
     _check_encodable(target, 400, "request target")
     if "#" in target:
@@ -654,26 +653,49 @@ def parse_relay_target(target: str) -> RelayTarget:
     else:
         hybrid, rest = False, raw_path[1:]
     path = percent_decode(rest, what="request path")
-    action = query_value(query, "sb-hc-action")
+    # One pass over the query for every sb-hc-* parameter, as query_value
+    # (first with "=", decoded) and _raw_value (first at all, raw) find them.
+    app_pairs, reserved, bare = [], {}, {}
+    if query:
+        for pair in query.split("&"):
+            key, equals, value = pair.partition("=")
+            if key[:6].lower() != _RESERVED_PREFIX:
+                app_pairs.append(pair)
+                continue
+            key = key.lower()
+            if equals:
+                reserved.setdefault(key, value)
+            else:
+                app_pairs.append(pair)  # a bare sb-hc-* key is the application's
+                bare.setdefault(key, value)
+    action = reserved.get("sb-hc-action")
     if action is not None:
-        action = action.lower()
+        action = percent_decode(action, what="query parameter 'sb-hc-action'").lower()
         if action not in ACTIONS:
             raise RemoteProtocolError(
                 f"Unknown sb-hc-action {action[:40]!r}; expected listen, connect, accept or request."
             )
-    description = _raw_value(query, "sb-hc-statusDescription")
+    tracking_id, token = reserved.get("sb-hc-id"), reserved.get("sb-hc-token")
+    description = _first_raw(query, reserved, bare, "sb-hc-statusdescription")
     return RelayTarget(
         hybrid=hybrid,
         path=path,
         raw_path=raw_path,
         query=query,
-        app_query=strip_reserved_query(query),
+        app_query="&".join(app_pairs),
         action=action,
-        tracking_id=query_value(query, "sb-hc-id"),
-        token=query_value(query, "sb-hc-token"),
-        status_code=_parse_status(_raw_value(query, "sb-hc-statusCode")),
+        tracking_id=None if tracking_id is None else percent_decode(tracking_id, what="query parameter 'sb-hc-id'"),
+        token=None if token is None else percent_decode(token, what="query parameter 'sb-hc-token'"),
+        status_code=_parse_status(_first_raw(query, reserved, bare, "sb-hc-statuscode")),
         status_description=None if description is None else _lenient_form_decode(description),
     )
+
+
+def _first_raw(query: str, reserved: dict, bare: dict, key: str) -> str | None:
+    """What :func:`_raw_value` finds for ``key``: the first pair with it, "=" or not."""
+    if key in reserved and key in bare:
+        return _raw_value(query, key)  # both forms present: whichever comes first (rare)
+    return reserved.get(key, bare.get(key))
 
 
 def reject_parameters(issued_query: str, received_query: str) -> tuple[int, str] | None:
