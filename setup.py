@@ -28,6 +28,7 @@ setup(
         "twisted>=21.2",
         "autobahn>=22.5.1",
         "h11>=0.11",
+        "httptools>=0.6",
         "pyopenssl>=22.1",
         "service-identity>=18.1",
         "idna",

@@ -51,10 +51,10 @@ RENDEZVOUS_PARAM = "sb-hc-rendezvous"
 CONTROL_BACKLOG_LIMIT = 8 * 1024 * 1024
 
 
-def header_pairs(h11_request) -> list[tuple[str, str]]:
-    """A request's headers with their original names, values as text."""
+def header_pairs(raw_headers) -> list[tuple[str, str]]:
+    """A request's (name, value) byte pairs as text, names as they were written."""
     pairs = []
-    for name, value in h11_request.headers.raw_items():
+    for name, value in raw_headers:
         text = field_text(value)
         pairs.append((name.decode("ascii"), text))
     return pairs
@@ -121,7 +121,7 @@ class Relay:
             raise self.deny(e, host=host, path=target.path) from None
 
     def _lower_headers(self, proto) -> tuple[list[tuple[str, str]], dict[str, str]]:
-        pairs = header_pairs(proto.front_request)
+        pairs = header_pairs(proto.front_headers)
         return pairs, {name.lower(): value for name, value in pairs}
 
     def _listen(self, proto, request, target, host):

@@ -1,14 +1,21 @@
 """The first protocol on every relay connection: WebSocket upgrade or plain HTTP?
 
-It reads the request head (bounded in size and time), validates it with h11,
-and hands the connection either to an Autobahn leg (replaying the head, as
+It reads the request head (bounded in size and time), validates it, and
+hands the connection either to an Autobahn leg (replaying the head, as
 Autobahn's own ``WebSocketResource`` does) or to an :class:`HttpSender`.
 It stays the transport's protocol and forwards to whichever it chose, which
 also works under TLS where the transport wraps us.
+
+Validation is h11's, except for the common WebSocket upgrade (every sender
+and every rendezvous leg opens with one): httptools (Node's llhttp) reads
+that one at a fraction of the cost, and only a head it reads without
+complaint, of exactly that shape, skips h11. Everything else, the heads it
+refuses included, is h11's to judge as before.
 """
 from __future__ import annotations
 
 import h11
+import httptools
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
@@ -27,6 +34,62 @@ def _is_websocket_upgrade(request: h11.Request) -> bool:
         if name == b"upgrade" and b"websocket" in value.lower():
             return True
     return False
+
+
+class _HeadReader:
+    """httptools callbacks collecting a request head's target and header lines."""
+
+    __slots__ = ("target", "headers")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def on_url(self, data: bytes) -> None:
+        self.target += data
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value.strip(b" \t")))
+
+
+#: Headers whose presence sends an upgrade to h11 (a body on an upgrade, or
+#: what h11 judges by its own rules).
+_H11_JUDGES = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def websocket_upgrade_headers(head: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The (name, value) pairs of ``head`` (ending with its blank line) if it is a plain WebSocket upgrade.
+
+    Plain: llhttp reads it without complaint as ``GET`` over HTTP/1.1 with
+    one ``Host``, an ``Upgrade`` naming websocket and no body headers. None
+    otherwise, for h11 to judge (and refuse, or serve as plain HTTP).
+    """
+    if not head.startswith(b"GET "):  # llhttp skips empty lines before the request line; h11 does not
+        return None
+    reader = _HeadReader()
+    parser = httptools.HttpRequestParser(reader)
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass  # Connection: Upgrade; the head is complete
+    except httptools.HttpParserError:
+        return None
+    # The request line exactly as h11 reads it: one space either side of the target.
+    if head[:head.find(b"\r\n")] != b"GET " + reader.target + b" HTTP/1.1" or b" " in reader.target:
+        return None
+    hosts = 0
+    websocket = False
+    for name, value in reader.headers:
+        lower = name.lower()
+        if lower == b"host":
+            hosts += 1
+        elif lower == b"upgrade":
+            websocket = websocket or b"websocket" in value.lower()
+        elif lower in _H11_JUDGES:
+            return None
+    if hosts != 1 or not websocket:
+        return None
+    return reader.headers
 
 
 #: Bytes the relay reads per socket read (Twisted's default is 64 KiB). Bulk
@@ -87,6 +150,11 @@ class FrontDoor(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        headers = websocket_upgrade_headers(self._buffer[:end + 4])
+        if headers is not None:
+            buffered, self._buffer = self._buffer, b""
+            self._upgrade(headers, buffered)
+            return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limit + 4)
         conn.receive_data(self._buffer)
         try:
@@ -105,15 +173,19 @@ class FrontDoor(Protocol):
                 # versions disagree on a folded line: refuse it here, always.
                 self._refuse(400, "A header line continued on the next (obs-fold) is not accepted in a WebSocket upgrade.")
                 return
-            leg = self.relay.ws_factory.buildProtocol(self.transport.getPeer())
-            leg.front_request = event
-            self._delegate = leg
-            leg.makeConnection(self.transport)
-            leg.dataReceived(buffered)
+            self._upgrade(list(event.headers.raw_items()), buffered)
         else:
             sender = HttpSender(self.relay, self, conn)
             self._delegate = sender
             sender.first_event(event)
+
+    def _upgrade(self, headers: list[tuple[bytes, bytes]], buffered: bytes) -> None:
+        """Hand the connection to a relay WebSocket leg, which reads the head again (Autobahn's handshake)."""
+        leg = self.relay.ws_factory.buildProtocol(self.transport.getPeer())
+        leg.front_headers = headers
+        self._delegate = leg
+        leg.makeConnection(self.transport)
+        leg.dataReceived(buffered)
 
     def _refuse(self, status: int, message: str) -> None:
         body = (message + "\n").encode("utf-8")

@@ -103,8 +103,8 @@ class RelayWebSocketProtocol(LeanServerProtocol):
     #: the other leg sent Close and waits for this leg's answer (half-close, as .NET's
     #: HybridConnectionStream.Shutdown expects)
     owes_close_reply = False
-    #: the parsed h11 request head, set by the front door before the handshake
-    front_request: Any = None
+    #: the request head's (name, value) byte pairs, set by the front door before the handshake
+    front_headers: Any = None
 
     # -- handshake -----------------------------------------------------------
 
