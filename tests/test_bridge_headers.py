@@ -66,3 +66,53 @@ def test_unrepresentable_request_is_rejected_with_400_at_once(relay, monkeypatch
         assert factory.protocol.seen == []
     finally:
         yield port.stopListening()
+
+
+# -- the application's answer to the synthetic Upgrade (HandshakeAnswer) -------------------
+
+
+def test_a_101_answer_gives_the_sub_protocol_and_the_frames_written_along():
+    data = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Protocol:  chat \r\nSec-WebSocket-Accept: x\r\n\r\n\x81\x02hi")
+    head = len(data) - 4
+    for cut in (1, 20, head - 1, head, len(data)):
+        answer = bridge.HandshakeAnswer()
+        complete = complete_at_once = answer.feed(data[:cut])
+        assert complete is (cut >= head)
+        if not complete:
+            assert answer.feed(data[cut:])
+        # Once the head is read, the bridge takes later bytes as frames itself.
+        assert (answer.status, answer.protocol, answer.leftover) == (101, "chat", data[head:cut] if complete_at_once else data[head:])
+
+
+def test_a_refusal_gives_its_status_and_reason():
+    answer = bridge.HandshakeAnswer()
+    assert answer.feed(b"HTTP/1.1 403 Go Away\r\nContent-Length: 2\r\n\r\nno")
+    assert (answer.status, answer.reason, answer.protocol) == (403, b"Go Away", None)
+
+
+@pytest.mark.parametrize("garbage", [b"garbage\r\n\r\n", b"HTTP/1.1 1x1 Nope\r\n\r\n", b"HTTP/1.1 200 OK\r\nBad Header: 1\r\n\r\n",
+                                     b"\x00" * 40, b"HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n"])
+def test_a_garbage_answer_is_refused(garbage):
+    with pytest.raises(Exception) as info:
+        assert not bridge.HandshakeAnswer().feed(garbage)
+        raise AssertionError("not refused")
+    assert not isinstance(info.value, AssertionError), garbage
+
+
+class GarbageAnswer(WebSocketServerProtocol):
+    def dataReceived(self, data):
+        self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nBad Header: 1\r\n\r\n")
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_application_answering_garbage_gets_the_sender_a_502(relay):
+    factory = RelayedServerFactory(relay.connection_string.format(), path="garbage")
+    factory.protocol = GarbageAnswer
+    port = yield factory.listen()
+    try:
+        with pytest.raises(Exception) as info:
+            yield connect_relay(Client, relay.connection_string.format(), path="garbage")
+        assert "502" in str(info.value) and "malformed handshake answer" in str(info.value), info.value
+    finally:
+        yield port.stopListening()

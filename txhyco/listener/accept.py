@@ -3,7 +3,7 @@
 The application's protocol (an Autobahn ``WebSocketServerProtocol``, or a
 twisted.web ``Site`` with a ``WebSocketResource``) gets a transport of ours
 and, through it, exactly what a direct client would have sent: an HTTP/1.1
-Upgrade request built from the ``accept`` message (with h11), then the
+Upgrade request built from the ``accept`` message, then the
 sender's frames. Its answer decides the rendezvous: a 101 opens it (with the
 chosen sub-protocol), anything else rejects the connection with that status
 and reason (Hybrid Connections protocol, "Accepting the socket", "Rejecting the socket"
@@ -21,6 +21,7 @@ from enum import Enum
 from urllib.parse import urlsplit
 
 import h11
+import httptools
 
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import defer
@@ -88,8 +89,8 @@ def synthetic_target(accept: Accept, entity_path: str) -> tuple[str, str]:
     return relative_target(parts.path + ("?" + query if query else ""), entity_path)
 
 
-def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.Connection, bytes]:
-    """The Upgrade request a direct client would have sent, and the h11 client that reads the answer."""
+def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> bytes:
+    """The Upgrade request a direct client would have sent."""
     target, prefix = synthetic_target(accept, entity_path)
     headers = accept.connect_headers
     key = headers.get("Sec-WebSocket-Key") or "dGhlIHNhbXBsZSBub25jZQ=="
@@ -104,22 +105,52 @@ def synthetic_upgrade(accept: Accept, entity_path: str, host: str) -> tuple[h11.
         if name.lower() not in _SKIP and name.lower() != "x-forwarded-prefix":
             out.append((name, value))
     out.append(("X-Forwarded-Prefix", prefix))
-    conn = h11.Connection(h11.CLIENT)
     data = plain_request_head("GET", target, out)
     if data is not None:
-        # The bytes h11 would write; it reads the answer in the state it
-        # would be in after writing them.
-        conn.send(h11.Request(method="GET", target=target, headers=out[:3]))  # Host, Upgrade, Connection
-        conn.send(h11.EndOfMessage())
-        return conn, data
+        return data  # the bytes h11 would write
     # h11 encodes str values as ASCII, so a sender's "X-Name: café" failed
     # here. The accept's JSON carries the value as the relay decoded it
     # (UTF-8): pass those bytes on, as a direct client's would arrive
     # (obs-text, RFC 9110 §5.5).
     out = [(name, value.encode("utf-8")) for name, value in out]
-    data = conn.send(h11.Request(method="GET", target=target, headers=out))
-    data += conn.send(h11.EndOfMessage())
-    return conn, data
+    return h11.Connection(h11.CLIENT).send(h11.Request(method="GET", target=target, headers=out))
+
+
+class HandshakeAnswer:
+    """The application's answer to the synthetic Upgrade, read with httptools (Node's llhttp).
+
+    :meth:`feed` returns True once the head is complete: then ``status``,
+    ``reason``, ``protocol`` (the chosen sub-protocol) and, after a 101,
+    ``leftover`` (the application's first frames, if it wrote them along)
+    are known. Raises ``httptools.HttpParserError`` for a malformed answer.
+    """
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.protocol: str | None = None
+        self.leftover = b""
+        self._complete = False
+        self._parser = httptools.HttpResponseParser(self)
+
+    def feed(self, data: bytes) -> bool:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.leftover = data[upgrade.args[0]:]
+        self.status = self._parser.get_status_code()
+        return self._complete
+
+    # httptools callbacks
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"sec-websocket-protocol":
+            self.protocol = value.strip(b" \t").decode("ascii")
+
+    def on_headers_complete(self) -> None:
+        self._complete = True
 
 
 class RelayedTransport(TransportBase):
@@ -198,7 +229,7 @@ class AcceptBridge:
         self._pending: list[bytes] = []
         self._close_requested: bool | None = None
         self._lost = False
-        self._h11 = None
+        self._answer: HandshakeAnswer | None = None
         self.transport = RelayedTransport(self, peer_address(accept.remote_endpoint), HybridConnectionAddress(hc.namespace, hc.path))
         self._out = None
         self._in = None
@@ -207,13 +238,14 @@ class AcceptBridge:
     def start(self) -> None:
         transport = self.transport
         try:
-            self._h11, request = synthetic_upgrade(self.accept, self.hc.path, self.hc.namespace.host)
+            request = synthetic_upgrade(self.accept, self.hc.path, self.hc.namespace.host)
         except (h11.LocalProtocolError, UnicodeError):
             # A header name, value or path HTTP cannot carry (e.g. a line
             # break in a value): tell the sender now rather than letting it
             # wait out the accept timeout. The application never saw it.
             self._reject(400, "The connection request has a header or path that cannot be passed to the listener application.")
             return
+        self._answer = HandshakeAnswer()
         transport.protocol = self.app
         self.app.makeConnection(transport)
         transport.protocol.dataReceived(request)
@@ -230,29 +262,23 @@ class AcceptBridge:
             self._read_answer(data)
 
     def _read_answer(self, data: bytes) -> None:
-        conn = self._h11
-        conn.receive_data(data)
+        answer = self._answer
         try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as e:
+            complete = answer.feed(data)
+        except (httptools.HttpParserError, UnicodeError) as e:
             self._reject(502, f"The listener application sent a malformed handshake answer: {e}")
             return
-        if event is h11.NEED_DATA:
+        if not complete:
             return
-        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
-            chosen = None
-            for name, value in event.headers:
-                if name == b"sec-websocket-protocol":
-                    chosen = value.decode("ascii")
-            leftover = bytes(conn.trailing_data[0])
-            if leftover:
-                self._pending.append(leftover)
+        if answer.status == 101:
+            chosen = answer.protocol
+            if answer.leftover:
+                self._pending.append(answer.leftover)
             self.state = self.CONNECTING
             self._open_rendezvous(chosen)
             return
-        status = getattr(event, "status_code", 500)
-        reason = getattr(event, "reason", b"").decode("utf-8", "replace") or reason_phrase(status)
-        self._reject(status, reason)
+        status = answer.status or 500
+        self._reject(status, answer.reason.decode("utf-8", "replace") or reason_phrase(status))
 
     # -- rendezvous ---------------------------------------------------------------
 
