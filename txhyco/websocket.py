@@ -127,6 +127,7 @@ def connect_relay(protocol=None, connection_string=None, **kwargs) -> defer.Defe
     ``connect_relay(MyClientProtocol, connection_string=..., path="echo")``
     """
     factory = RelayedClientFactory(connection_string, **kwargs)
+    factory.noisy = False  # one per call: no "Starting factory" line per connection
     if protocol is not None:
         factory.protocol = protocol
     return factory.connect()

@@ -378,6 +378,7 @@ def open_raw_websocket(reactor, url: str, *, protocol: str | None = None, ca_fil
     secure, host, port, host_header, target = split_ws_url(url)
     proto = RawUpgrade(host_header, target, protocol, timeout, reactor)
     factory = Factory.forProtocol(lambda: proto)
+    factory.noisy = False  # one per leg: no "Starting factory" line per relayed connection
     d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file, timeout=timeout)
     d.addCallback(lambda _: proto.done)
     return d
@@ -389,6 +390,7 @@ def open_websocket(reactor, url: str, protocol_class, *, ca_file: str | None = N
 
     secure, host, port, _, _ = split_ws_url(url)
     factory = WebSocketClientFactory(url, reactor=reactor)
+    factory.noisy = False  # one per leg: no "Starting factory" line per relayed connection
     factory.protocol = protocol_class
     options.setdefault("openHandshakeTimeout", 20)
     options.setdefault("closeHandshakeTimeout", CLOSE_HANDSHAKE_TIMEOUT)

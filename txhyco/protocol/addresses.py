@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -318,6 +319,11 @@ def encode_entity_path(path: str) -> str:
     """
     if not isinstance(path, str):
         raise LocalProtocolError(f"The entity path must be a string, got {type(path).__name__}.")
+    return _encoded_entity_path(path)
+
+
+@lru_cache(maxsize=256)  # a process names few hybrid connections, each several times per connection
+def _encoded_entity_path(path: str) -> str:
     stripped = path.strip("/")
     if not stripped:
         raise LocalProtocolError("The entity path is empty; name the hybrid connection (e.g. 'myhc').")
