@@ -13,9 +13,11 @@ import autobahn.twisted.websocket as ab_twisted
 import autobahn.websocket.protocol as ab_protocol
 import autobahn.websocket.xormasker as ab_xormasker
 import pytest
+import pytest_twisted
 import txaio
 from autobahn import util as ab_util
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet import reactor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
@@ -275,3 +277,34 @@ def test_a_relayed_echo_works_on_the_plain_path():
     result = subprocess.run([sys.executable, "-c", FALLBACK_ECHO], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "echoed on the plain path"
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_application_protocols_txhyco_connects_are_lean_instances(relay):
+    """A RelayedServerFactory's server and a RelayedClientFactory's client get the speed-ups on their instance only."""
+    from txhyco import RelayedServerFactory, connect_relay
+    from tests.support.wsclient import Leg
+
+    servers = []
+
+    class Echo(WebSocketServerProtocol):
+        def onOpen(self):
+            servers.append(self)
+
+        def onMessage(self, payload, isBinary):
+            self.sendMessage(payload, isBinary)
+
+    factory = RelayedServerFactory(relay.connection_string.format(), path="lean")
+    factory.protocol = Echo
+    port = yield factory.listen()
+    try:
+        client = yield connect_relay(Leg, relay.connection_string.format(), path="lean")
+        client.sendMessage(b"hello", isBinary=True)
+        assert (yield client.messages.get().addTimeout(10, reactor)) == (b"hello", True)
+        lean = "sendData" in vars(LeanServerProtocol.__mro__[2])
+        assert ("sendData" in vars(client)) == ("sendData" in vars(servers[0])) == lean
+        assert "sendData" not in vars(Echo) and "sendData" not in vars(Leg)  # the classes stay as written
+        client.sendClose(1000)
+        yield client.closed
+    finally:
+        yield port.stopListening()
