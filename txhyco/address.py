@@ -83,6 +83,11 @@ class HybridConnection:
 
         return defer.maybeDeferred(call)
 
+    def token_expiry(self, token: str) -> float | None:
+        """When ``token`` expires, if its provider knows (an Entra ID credential's ``expires_on``)."""
+        expiry_of = getattr(self.token_provider, "expiry_of", None)
+        return expiry_of(token) if expiry_of is not None else None
+
     @classmethod
     def from_args(
         cls,
@@ -94,6 +99,7 @@ class HybridConnection:
         key: str | None = None,
         token: str | None = None,
         token_provider=None,
+        credential=None,
         ca_file: str | None = None,
         secure: bool | None = None,
         environ=None,
@@ -102,6 +108,10 @@ class HybridConnection:
 
         ``token_provider`` may be a :class:`TokenProvider` or a callable taking
         the audience and returning a token or an awaitable of one.
+        ``credential`` is an azure-identity credential, sync or async (Entra ID;
+        see :mod:`txhyco._twisted.credential`), as is the one a connection
+        string's ``Authentication=`` names. An explicit ``credential``,
+        ``token_provider``, ``token`` or key replaces the connection string's.
         """
         environ = os.environ if environ is None else environ
         if connection_string is None and namespace is None:
@@ -119,13 +129,26 @@ class HybridConnection:
             path = path or connection_string.entity_path
             if connection_string.shared_access_key or connection_string.shared_access_signature:
                 provider = connection_string.token_provider()
+            elif connection_string.authentication and credential is None and token_provider is None and token is None and key is None:
+                from txhyco._twisted.credential import CredentialTokenProvider, credential_for
+
+                provider = CredentialTokenProvider(credential_for(connection_string.authentication, connection_string.client_id))
         else:
             ns = namespace if isinstance(namespace, Namespace) else Namespace.parse(namespace, secure=True if secure is None else secure)
         if secure is not None and ns.secure != secure:
             ns = Namespace(ns.host, ns.port, secure)
         if not path or not path.strip("/"):
             raise LocalProtocolError("No hybrid connection path given: pass path=... or put EntityPath in the connection string.")
-        if token_provider is not None:
+        given = [name for name, value in (("credential", credential), ("token_provider", token_provider), ("token", token)) if value is not None]
+        if key is not None or key_name is not None:
+            given.append("key_name/key")
+        if len(given) > 1:
+            raise LocalProtocolError(f"Give one way to authenticate, not {' and '.join(given)}.")
+        if credential is not None:
+            from txhyco._twisted.credential import CredentialTokenProvider
+
+            provider = CredentialTokenProvider(credential)
+        elif token_provider is not None:
             provider = token_provider if hasattr(token_provider, "get_token") else CallableTokenProvider(token_provider)
         elif token is not None:
             provider = StaticTokenProvider(token)

@@ -53,18 +53,34 @@ def detect_mode(factory) -> str:
     return "stream"
 
 
+def _given_or_built(hc: HybridConnection | None, relay: dict) -> HybridConnection:
+    """``hc``, or the one :meth:`HybridConnection.from_args` builds from ``relay``
+    (``connection_string=``, ``namespace=``/``path=``, ``credential=``, ``key=``...)."""
+    if hc is not None:
+        if relay:
+            raise TypeError(f"give a HybridConnection or its arguments ({', '.join(sorted(relay))}), not both")
+        return hc
+    return HybridConnection.from_args(**relay)
+
+
 @implementer(IStreamServerEndpoint)
 class HybridConnectionServerEndpoint:
-    """Listen through a relay with any protocol factory."""
+    """Listen through a relay with any protocol factory.
+
+    ``hc`` names the hybrid connection, or give the arguments of
+    :meth:`HybridConnection.from_args` instead (``connection_string=``,
+    ``credential=DefaultAzureCredential()``, ...).
+    """
 
     #: Set by the ``hyco:`` parser under twistd: a refused listen is logged
     #: here in one line, and twistd, which would log it again with a traceback,
     #: is told (by a CancelledError) that nothing is left to report.
     log_refusal = False
 
-    def __init__(self, reactor, hc: HybridConnection, *, mode: str = "auto", keepalive: float | None = None) -> None:
+    def __init__(self, reactor, hc: HybridConnection | None = None, *, mode: str = "auto", keepalive: float | None = None,
+                 **relay) -> None:
         self.reactor = reactor
-        self.hc = hc
+        self.hc = _given_or_built(hc, relay)
         self.mode = mode
         self.keepalive = keepalive or KEEPALIVE
 
@@ -120,9 +136,9 @@ class ReportedCannotListen(RelayCannotListen, defer.CancelledError):
 class HybridConnectionClientEndpoint:
     """Connect to a hybrid connection as a sender; the protocol gets a byte stream (stream mode)."""
 
-    def __init__(self, reactor, hc: HybridConnection) -> None:
+    def __init__(self, reactor, hc: HybridConnection | None = None, **relay) -> None:
         self.reactor = reactor
-        self.hc = hc
+        self.hc = _given_or_built(hc, relay)
 
     def connect(self, factory) -> defer.Deferred:
         """Fires with a protocol from ``factory`` once its stream through the relay is open."""

@@ -11,6 +11,7 @@ Who caused the failure decides its type, as in the sans-IO core
   (a peer's fault: also a :class:`~txhyco.protocol.errors.RemoteProtocolError`).
 - :class:`RelaySettingError`: the caller's settings for reaching the relay
   cannot be used (also a :class:`~txhyco.protocol.errors.LocalProtocolError`).
+- :class:`RelayCredentialError`: an Entra ID credential could not get a token.
 
 All of them are :class:`RelayError`; core errors are :class:`ProtocolError`.
 """
@@ -20,12 +21,13 @@ from txhyco.protocol.errors import LocalProtocolError, ProtocolError, RemoteProt
 
 __all__ = [
     "LocalProtocolError", "ProtocolError", "RelayError", "RelayHandshakeError", "RelayProtocolError",
-    "RelayRefused", "RelaySettingError", "RelayUnreachable", "RemoteProtocolError",
+    "RelayCredentialError", "RelayRefused", "RelaySettingError", "RelayUnreachable", "RemoteProtocolError",
 ]
 
 _ADVICE = {
-    401: "check the SAS key name and key (or the token) and the clock",
-    403: "the key's rule lacks the right needed here (Listen to listen, Send to send), or a limit was reached",
+    401: "check the SAS key name and key (or the token, or the Entra ID credential) and the clock",
+    403: ("the key's rule lacks the right needed here (Listen to listen, Send to send; for Entra ID, the "
+          "Azure Relay Listener or Sender role), or a limit was reached"),
     404: "check the namespace and hybrid connection name",
     410: "the rendezvous address was already used or expired",
 }
@@ -76,3 +78,10 @@ class RelayProtocolError(RelayError, RemoteProtocolError):
 
 class RelaySettingError(RelayError, LocalProtocolError):
     """A setting the caller gave for reaching the relay cannot be used (an unreadable CA file, say)."""
+
+
+class RelayCredentialError(RelayError):
+    """An Entra ID credential (azure-identity) could not get a token; the message says which and why.
+
+    A listener treats it like an unreachable relay: it tries again with backoff.
+    """

@@ -26,7 +26,7 @@ from txhyco.protocol.http import connect_headers_for_listener, sanitize_reason
 from txhyco.protocol.messages import Accept, RemoteEndpoint, RenewToken, Response
 from txhyco.protocol.sas import Rights
 
-from .auth import TokenCache, azure_reason, find_token, host_only
+from .auth import TokenCache, azure_reason, find_token, grace_for, host_only
 from .config import RelayConfig
 from .connect import PendingConnect
 from .faults import WEBSOCKET, ArmedFaults
@@ -148,6 +148,7 @@ class Relay:
             self.registry.forget_if_idle(entity)
             raise
         channel = ControlChannel(self, entity, proto, target.tracking_id or str(uuid.uuid4()), sas.expiry, lower.get("host"))
+        channel.grace = grace_for(sas, self.config)
         proto.role = channel
         proto.sink = CommandSink(ChannelReader(ROLE_RELAY), channel)
         proto.maxMessagePayloadSize = self.config.limits.max_control_message_size
@@ -254,6 +255,8 @@ class ControlChannel:
         self.proto = proto
         self.tracking_id = tracking_id
         self.expiry = expiry
+        #: seconds past ``expiry`` before the channel is closed (SAS: tokenGrace; Entra ID: its leeway)
+        self.grace = relay.config.limits.token_grace
         self.key: str | None = None
         self.host_header = host_header or "localhost"
         #: request id -> RelayedHttpExchange waiting for (or receiving) its response here
@@ -401,12 +404,13 @@ class ControlChannel:
             self.proto.close_with(1008, ("renewToken refused: " + e.message)[:120])
             return
         self.expiry = sas.expiry
+        self.grace = grace_for(sas, self.relay.config)
         self._schedule_expiry()
 
     def _schedule_expiry(self) -> None:
         if self._expiry_call is not None and self._expiry_call.active():
             self._expiry_call.cancel()
-        delay = max(0.0, self.expiry + self.relay.config.limits.token_grace - self.relay.now())
+        delay = max(0.0, self.expiry + self.grace - self.relay.now())
         self._expiry_call = self.relay.reactor.callLater(delay, self._expired)
 
     def _expired(self) -> None:
