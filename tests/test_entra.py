@@ -247,3 +247,56 @@ def test_async_credential_on_the_asyncio_reactor(tmp_path):
     done = subprocess.run([sys.executable, "-c", ASYNCIO_SCRIPT, str(tmp_path)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "asyncio credential ok" in done.stdout, done.stderr[-3000:]
+
+
+class ManagedIdentityEndpoint(resource.Resource):
+    """An App Service managed-identity endpoint (IDENTITY_ENDPOINT/IDENTITY_HEADER), minting the tests' tokens."""
+
+    isLeaf = True
+
+    def __init__(self, principal):
+        super().__init__()
+        self.principal = principal
+        self.requests = []
+
+    def render_GET(self, request):
+        self.requests.append({k.decode(): v[0].decode() for k, v in request.args.items()})
+        if request.getHeader(b"x-identity-header") != b"identity-header-value":
+            request.setResponseCode(401)
+            return b"{}"
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({"access_token": mint(self.principal), "expires_on": str(int(time.time()) + 3600),
+                           "resource": request.args[b"resource"][0].decode(), "token_type": "Bearer"}).encode()
+
+
+@pytest_twisted.inlineCallbacks
+def test_managed_identity_connection_string_in_cli_and_endpoint_string(entra_relay, monkeypatch):
+    from twisted.internet.endpoints import serverFromString
+
+    identity = ManagedIdentityEndpoint(SENDER)
+    site = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(server.Site(identity))
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{site.getHost().port}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", "identity-header-value")
+    client_id = "0b7e2c44-6a3e-4f4b-9d1e-3c5a7b9d1f20"
+    connection_string = f"{no_keys(entra_relay)};Authentication=Managed Identity;ClientId={client_id}"
+    # The hyco: endpoint reads its connection string from the environment; the
+    # listener's identity (the system-assigned one) is the Owner.
+    monkeypatch.setenv("ENTRA_LISTENER", f"{no_keys(entra_relay)};EntityPath=web;Authentication=Managed Identity")
+    try:
+        endpoint = serverFromString(reactor, "hyco:connectionStringEnv=ENTRA_LISTENER:mode=http")
+        identity.principal = OWNER
+        port = yield endpoint.listen(server.Site(Hello()))
+        identity.principal = SENDER  # the user-assigned one, for `txhyco request`
+        try:
+            env = dict(os.environ, HYCO_CONNECTION_STRING=connection_string,
+                       PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+            done = yield threads.deferToThread(
+                subprocess.run, [sys.executable, "-m", "txhyco", "request", "web", "/x"], env=env, cwd=ROOT,
+                capture_output=True, text=True, timeout=60)
+            assert (done.returncode, done.stdout.rstrip().splitlines()[-1:]) == (0, ["hello"]), done.stderr
+        finally:
+            yield port.stopListening()
+    finally:
+        yield site.stopListening()
+    assert identity.requests[0]["resource"] == "https://relay.azure.net" and "client_id" not in identity.requests[0]
+    assert identity.requests[-1]["client_id"] == client_id

@@ -186,7 +186,7 @@ class CredentialTokenProvider:
         if failure.check(defer.CancelledError, RelayCredentialError):
             return failure
         # azure-identity's messages say which sources it tried and why each failed; they hold no secrets.
-        why = str(failure.value).strip().rstrip(".") or type(failure.value).__name__
+        why = " ".join(str(failure.value).split()).rstrip(".") or type(failure.value).__name__
         raise RelayCredentialError(
             f"The Entra ID credential ({_describe(self.credential)}) could not get a token for {RELAY_SCOPE}: {why}."
         )

@@ -133,6 +133,8 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
 
     from twisted.internet import defer
     from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, FileBodyProducer
+
+    from txhyco.errors import RelayError
     from twisted.web.http_headers import Headers
 
     from txhyco.protocol.addresses import http_url
@@ -155,7 +157,10 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
 
     @defer.inlineCallbacks
     def go():
-        token = yield hc.get_token(reactor)
+        try:
+            token = yield hc.get_token(reactor)
+        except RelayError as e:  # an Entra ID credential that got no token
+            raise CliError(str(e)) from None
         request_headers = Headers({b"User-Agent": [b"txhyco-request"]})
         for name, value in headers:
             request_headers.addRawHeader(name, value)

@@ -136,6 +136,8 @@ def _jwks_keys(doc: Any, where: str) -> list[SigningKey]:
             raise LocalProtocolError(f"{label} ({shown(kid)}) is a private key; the relay needs the public keys only.")
         if jwk.get("use", "sig") != "sig":
             raise LocalProtocolError(f"{label} ({shown(kid)}) is not a signing key (use={shown(jwk.get('use'))}).")
+        if jwk.get("alg") is not None and jwk.get("alg") not in ALGORITHMS:
+            raise LocalProtocolError(f"{label} ({shown(kid)}) says alg {shown(jwk.get('alg'))}; only RS256 and ES256 are accepted.")
         try:
             parsed = jwt.PyJWK(dict(jwk))
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
@@ -158,13 +160,10 @@ def _pem_keys(data: bytes, where: str) -> list[SigningKey]:
         label, pem = match.group(1).decode("ascii"), match.group(0)
         if "PRIVATE" in label:
             raise LocalProtocolError(f"{where} holds a private key; the relay needs the public keys (or certificates) only.")
+        if label not in ("CERTIFICATE", "PUBLIC KEY"):
+            raise LocalProtocolError(f"{where} holds a PEM {label!r} block; give PUBLIC KEY or CERTIFICATE blocks.")
         try:
-            if label == "CERTIFICATE":
-                key = x509.load_pem_x509_certificate(pem).public_key()
-            elif label == "PUBLIC KEY":
-                key = load_pem_public_key(pem)
-            else:
-                raise LocalProtocolError(f"{where} holds a PEM {label!r} block; give PUBLIC KEY or CERTIFICATE blocks.")
+            key = x509.load_pem_x509_certificate(pem).public_key() if label == "CERTIFICATE" else load_pem_public_key(pem)
         except ValueError:
             raise LocalProtocolError(f"{where} holds a PEM {label} block that does not parse.") from None
         algorithm = _algorithm_for(key)
