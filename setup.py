@@ -37,6 +37,12 @@ setup(
         "shtab>=1.7",
     ],
     extras_require={
+        # Entra ID (Azure AD): azure-identity credentials for listeners and
+        # senders, PyJWT for the local relay's [entraId] token verification.
+        "azure": [
+            "azure-identity>=1.12",
+            "pyjwt>=2.4",
+        ],
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",
@@ -44,6 +50,8 @@ setup(
             "hypothesis>=6.100",
             "klein>=23.0",
             "selenium>=4.20",
+            "azure-identity>=1.12",
+            "pyjwt>=2.4",
         ],
         "bench": [
             "matplotlib>=3.8",

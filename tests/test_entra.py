@@ -300,3 +300,26 @@ def test_managed_identity_connection_string_in_cli_and_endpoint_string(entra_rel
         yield site.stopListening()
     assert identity.requests[0]["resource"] == "https://relay.azure.net" and "client_id" not in identity.requests[0]
     assert identity.requests[-1]["client_id"] == client_id
+
+
+@pytest_twisted.inlineCallbacks
+def test_readme_entra_snippet(entra_relay):
+    # README, "Entra ID (Azure AD) instead of keys": the snippet as written, with this relay
+    # for the namespace and a credential of the tests' own for DefaultAzureCredential.
+    import re
+
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = re.search(r"test_readme_entra_snippet -->\n```python\n(.*?)\n```", text, re.S).group(1)
+    assert "credential=DefaultAzureCredential()" in block
+    block = block.replace("from azure.identity import DefaultAzureCredential", "")
+    block = block.replace("Endpoint=sb://myns.servicebus.windows.net/", no_keys(entra_relay))
+    scope = {"DefaultAzureCredential": lambda: MintingCredential(LISTENER)}
+    exec(compile(block, "README.md", "exec"), scope)
+    port = yield scope["listening"]
+    try:
+        client = yield connect_relay(Client, no_keys(entra_relay), path="echo", credential=MintingCredential(SENDER))
+        client.sendMessage(b"readme")
+        assert (yield client.replies.get()) == b"readme"
+        client.sendClose()
+    finally:
+        yield port.stopListening()

@@ -177,3 +177,20 @@ def test_connection_string_credentials():
 def test_credential_argument_garbage(kwargs, message):
     with pytest.raises(ProtocolError, match=message):
         HybridConnection.from_args(namespace="myns", path="e", **kwargs)
+
+
+def test_readme_entra_config(tmp_path):
+    # README, "Entra ID tokens on the local relay": the TOML as written.
+    import os
+    import re
+
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"), encoding="utf-8").read()
+    toml = re.search(r"```toml\n(# entra\.toml.*?)\n```", text, re.S).group(1)
+    (tmp_path / "entra.toml").write_text(toml)
+    write_jwks(tmp_path / "entra-keys.json")
+    config = load_config(str(tmp_path / "entra.toml"))
+    assert [(a.role, a.scope) for a in config.entra.assignments] == [("Listener", "echo"), ("Sender", "*")]
+    listener, sender = (a.principal for a in config.entra.assignments)
+    issuer = config.entra.issuer
+    _check(config, mint(listener, issuer=issuer))
+    _check(config, mint(sender, issuer=issuer, kind="ES256"), name="anything", required=Rights.SEND)
