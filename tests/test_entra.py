@@ -21,6 +21,7 @@ from tests.support.entra import AsyncMintingCredential, MintingCredential, mint,
 from tests.support.faults import wait_for
 from tests.support.httpclient import http_request
 from tests.support.procs import ROOT
+from txhyco import close_credential
 from txhyco.endpoint import HybridConnectionServerEndpoint
 from txhyco.errors import RelayCredentialError, RelayRefused
 from txhyco.testing import start_relay
@@ -47,7 +48,8 @@ class Hello(resource.Resource):
 
     def render_GET(self, request):
         # The relay consumes the token; the listener never sees it.
-        return b"hello" if request.getHeader(b"servicebusauthorization") is None else b"token leaked"
+        leaked = request.getHeader(b"servicebusauthorization") or request.getHeader(b"authorization") or b"sb-hc-token" in request.uri
+        return b"token leaked" if leaked else b"hello"
 
 
 @pytest.fixture
@@ -85,6 +87,10 @@ def test_websocket_listener_and_sender_with_credentials(entra_relay):
     # sync get_token ran in the reactor's thread pool, the async one on a private asyncio loop
     assert "MainThread" not in listener_credential.threads
     assert len(sender_credential.loops) == 1 and "MainThread" not in sender_credential.threads
+    yield close_credential(sender_credential)
+    yield close_credential(listener_credential)
+    assert len(sender_credential.loops) == 1 and sender_credential.closed_in in sender_credential.threads
+    assert listener_credential.closed_in != "MainThread"
 
 
 @pytest_twisted.inlineCallbacks
@@ -95,6 +101,11 @@ def test_http_sender_with_jwt_and_endpoint_with_credential(entra_relay):
     try:
         status, _, _, body, _ = yield http_request(entra_relay.port, "GET", "/web/x", headers={"ServiceBusAuthorization": mint(SENDER)})
         assert (status, body) == (200, b"hello")
+        # Authorization (with or without "Bearer") serves too, when the hybrid connection needs a token
+        status, _, _, body, _ = yield http_request(entra_relay.port, "GET", "/web/x", headers={"Authorization": "Bearer " + mint(SENDER)})
+        assert (status, body) == (200, b"hello")
+        status, *_ = yield http_request(entra_relay.port, "GET", f"/web/x?sb-hc-token={mint(SENDER, kind='ES256')}")
+        assert status == 200
         status, *_ = yield http_request(entra_relay.port, "GET", "/web/x", headers={"ServiceBusAuthorization": mint(LISTENER)})
         assert status == 403
         status, *_ = yield http_request(entra_relay.port, "GET", "/web/x", headers={"ServiceBusAuthorization": mint(SENDER, lifetime=-5)})

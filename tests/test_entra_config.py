@@ -5,6 +5,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -194,3 +196,49 @@ def test_readme_entra_config(tmp_path):
     issuer = config.entra.issuer
     _check(config, mint(listener, issuer=issuer))
     _check(config, mint(sender, issuer=issuer, kind="ES256"), name="anything", required=Rights.SEND)
+
+
+def test_endpoint_constructors_take_relay_arguments():
+    from twisted.internet import reactor
+
+    from txhyco.endpoint import HybridConnectionClientEndpoint, HybridConnectionServerEndpoint
+
+    mine = MintingCredential()
+    server = HybridConnectionServerEndpoint(reactor, namespace="myns", path="web", credential=mine, mode="http")
+    client = HybridConnectionClientEndpoint(reactor, namespace="myns", path="web", credential=mine)
+    assert server.hc.token_provider.credential is mine is client.hc.token_provider.credential
+    assert server.mode == "http" and str(server.hc.address) == "wss://myns.servicebus.windows.net/$hc/web"
+    with pytest.raises(TypeError, match="not both"):
+        HybridConnectionClientEndpoint(reactor, client.hc, credential=mine)
+
+
+
+def _b64json(value) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+_CLAIM = st.sampled_from(["alg", "kid", "typ", "crit", "iss", "aud", "exp", "nbf", "oid", "jku"])
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+                     | st.sampled_from(["RS256", "ES256", "none", "HS256", "test-rs256", ISSUER, "https://relay.azure.net"]),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_CLAIM, inner, max_size=6), max_leaves=10)
+
+
+@settings(deadline=None, max_examples=100)
+@given(header=_JSON, claims=_JSON, signature=st.text("ABCdef012-_", max_size=40))
+def test_hostile_jwts_get_401(tmp_path_factory, header, claims, signature):
+    config = _hostile_config(tmp_path_factory)
+    token = f"{_b64json(header)}.{_b64json(claims)}.{signature}"
+    with pytest.raises(ProtocolError) as refused:
+        _check(config, token)
+    assert refused.value.status == 401
+
+
+_CONFIGS = {}
+
+
+def _hostile_config(tmp_path_factory):
+    if "c" not in _CONFIGS:
+        _CONFIGS["c"] = relay_config(tmp_path_factory.mktemp("hostile"), [("p", "Owner", "*")])
+    return _CONFIGS["c"]

@@ -45,6 +45,7 @@ _LAZY = {
     "RelayedClientFactory": "txhyco.websocket",
     "RelayedServerFactory": "txhyco.websocket",
     "connect_relay": "txhyco.websocket",
+    "close_credential": "txhyco._twisted.credential",
 }
 
 
@@ -83,6 +84,7 @@ __all__ = [
     "StaticTokenProvider",
     "TokenProvider",
     "append_relay_token",
+    "close_credential",
     "connect_relay",
     "create_relay_base_uri",
     "create_relay_http_uri",

@@ -85,6 +85,9 @@ class MintingCredential:
         self.issued.append(token)
         return AccessToken(token, int(now + self.lifetime))
 
+    def close(self):
+        self.closed_in = threading.current_thread().name
+
 
 class AsyncMintingCredential(MintingCredential):
     """An AsyncTokenCredential: ``await get_token(*scopes)``; it needs a running asyncio loop, as azure.identity.aio's do."""
@@ -97,3 +100,7 @@ class AsyncMintingCredential(MintingCredential):
         self.loops.add(id(asyncio.get_running_loop()))
         await asyncio.sleep(0.01)
         return MintingCredential.get_token(self, *scopes, **kwargs)
+
+    async def close(self):
+        self.loops.add(id(asyncio.get_running_loop()))
+        self.closed_in = threading.current_thread().name

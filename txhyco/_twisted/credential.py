@@ -125,6 +125,30 @@ def _asyncio_loop_of(reactor):
     return None
 
 
+def _run_async(reactor, coroutine) -> defer.Deferred:
+    """Run ``coroutine`` where async credentials run (see the module doc); fires with its result."""
+    loop = _asyncio_loop_of(reactor)
+    if loop is not None:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine, loop=loop))
+    return _run_on_private_loop(reactor, coroutine)
+
+
+def close_credential(credential, reactor=None) -> defer.Deferred:
+    """Close ``credential`` (its HTTP sessions) on the loop or thread its tokens were fetched on.
+
+    An async credential's ``close()`` must run on the asyncio loop it used,
+    which txhyco chose; a sync one's runs in the thread pool. Fires when done.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    close = getattr(credential, "close", None)
+    if close is None:
+        return defer.succeed(None)
+    if inspect.iscoroutinefunction(close):
+        return _run_async(reactor, close())
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), close)
+
+
 class CredentialTokenProvider:
     """A token provider backed by an azure-identity credential (``get_token(*scopes)`` -> AccessToken).
 
@@ -158,12 +182,7 @@ class CredentialTokenProvider:
     def get_token(self, audience: str, now: float) -> defer.Deferred:
         reactor = self._reactor()
         if is_async_credential(self.credential):
-            coroutine = self.credential.get_token(RELAY_SCOPE)
-            loop = _asyncio_loop_of(reactor)
-            if loop is not None:
-                d = defer.Deferred.fromFuture(asyncio.ensure_future(coroutine, loop=loop))
-            else:
-                d = _run_on_private_loop(reactor, coroutine)
+            d = _run_async(reactor, self.credential.get_token(RELAY_SCOPE))
         else:
             d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), self.credential.get_token, RELAY_SCOPE)
         return d.addCallbacks(self._got, self._failed)
