@@ -175,6 +175,7 @@ def test_connection_string_credentials():
     ({"credential": MintingCredential(), "token_provider": lambda a: "t"}, "not credential and token_provider"),
     ({"credential": "a token"}, "must be an azure-identity credential"),
     ({"credential": object()}, "must be an azure-identity credential"),
+    ({"token_provider": MintingCredential()}, "pass it as credential="),
 ])
 def test_credential_argument_garbage(kwargs, message):
     with pytest.raises(ProtocolError, match=message):

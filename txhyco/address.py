@@ -149,6 +149,11 @@ class HybridConnection:
 
             provider = CredentialTokenProvider(credential)
         elif token_provider is not None:
+            if _takes_scopes(getattr(token_provider, "get_token", None)):
+                raise LocalProtocolError(
+                    f"{type(token_provider).__name__} looks like an azure-identity credential "
+                    "(get_token(*scopes)): pass it as credential=, not token_provider=."
+                )
             provider = token_provider if hasattr(token_provider, "get_token") else CallableTokenProvider(token_provider)
         elif token is not None:
             provider = StaticTokenProvider(token)
@@ -157,6 +162,17 @@ class HybridConnection:
                 raise LocalProtocolError("Give both key_name and key (a SAS rule name and its key).")
             provider = SasKeyTokenProvider(key_name, key)
         return cls(ns, path.strip("/"), provider, ca_file)
+
+
+def _takes_scopes(get_token) -> bool:
+    """True for azure-identity's ``get_token(*scopes, ...)`` (a token provider's is ``(audience, now)``)."""
+    if not callable(get_token):
+        return False
+    try:
+        parameters = inspect.signature(get_token).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
 async def _await(awaitable):
