@@ -55,7 +55,7 @@ class Hello(resource.Resource):
 @pytest.fixture
 def entra_relay(tmp_path):
     config = relay_config(tmp_path, [(LISTENER, "Listener", "*"), (SENDER, "Sender", "echo"),
-                                     (SENDER, "Azure Relay Sender", "web"), (OWNER, "Owner", "*")], leeway=0)
+                                     (SENDER, "Azure Relay Sender", "web"), (OWNER, "Owner", "*")], leeway=1)
     running = pytest_twisted.blockon(start_relay(config))
     yield running
     pytest_twisted.blockon(running.stop())
@@ -116,9 +116,9 @@ def test_http_sender_with_jwt_and_endpoint_with_credential(entra_relay):
 
 @pytest_twisted.inlineCallbacks
 def test_renewal_over_several_short_lifetimes(entra_relay):
-    # 3 s tokens, no leeway: the relay closes a control channel the moment
-    # its token expires, so a listener still online after three lifetimes
-    # renewed each time (with renewToken, on the same channel).
+    # 3 s tokens, 1 s leeway: the relay closes a control channel a second
+    # after its token expires, so a listener still online after several
+    # lifetimes renewed each time (with renewToken, on the same channel).
     renewing = MintingCredential(LISTENER, lifetime=3)
     factory = RelayedServerFactory(no_keys(entra_relay), path="echo", credential=AsyncMintingCredential(LISTENER, lifetime=3))
     factory.protocol = Echo
@@ -137,7 +137,12 @@ def test_renewal_over_several_short_lifetimes(entra_relay):
     sync_port = yield RelayedServerFactory(no_keys(entra_relay), path="sync", credential=renewing).listen()
     channel = list(entra_relay.relay.registry.entities["echo"].listeners.values())
     try:
-        yield wait_for(lambda: len(renewing.issued) >= 4, timeout=30, what="three renewals")
+        def expiry(token):
+            return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"]
+
+        # Past the expiry of the first two tokens, and renewed at least four times.
+        yield wait_for(lambda: len(renewing.issued) >= 5 and time.time() > expiry(renewing.issued[1]) + 0.5,
+                       timeout=30, what="several lifetimes")
         assert port.status == sync_port.status == "online"
         assert list(entra_relay.relay.registry.entities["echo"].listeners.values()) == channel  # never reconnected
         client = yield connect_relay(Client, no_keys(entra_relay), path="echo", credential=MintingCredential(SENDER))
@@ -247,7 +252,7 @@ async def main(tmp):
 
 async def _start(tmp):
     import pathlib
-    return await start_relay(relay_config(pathlib.Path(tmp), [("5", "Listener", "*")], leeway=0))
+    return await start_relay(relay_config(pathlib.Path(tmp), [("5", "Listener", "*")], leeway=1))
 
 task.react(lambda r, tmp: defer.Deferred.fromCoroutine(main(tmp)), [sys.argv[1]])
 """
