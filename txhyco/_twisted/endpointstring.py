@@ -6,7 +6,7 @@
         [:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS][:proxy=URL|none]
     hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS][:proxy=URL|none]
 
-``proxy`` is an HTTP proxy (``http\://proxy\:3128``) every connection to the
+``proxy`` is an HTTP proxy (``http\\://proxy\\:3128``) every connection to the
 relay goes through, or ``none`` for direct ones; without it, the
 environment's ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` decide.
 ``NAMESPACE`` is ``myns``, a full host name, or ``host\\:port`` (Twisted
