@@ -204,3 +204,35 @@ def deferLater(seconds):
     from twisted.internet import task
 
     return task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_wamp_and_autobahn_style_proxy_settings_go_through_the_tunnel(relay, proxy, no_proxy_environment):
+    from autobahn.twisted.wamp import ApplicationSession
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from autobahn.wamp.types import ComponentConfig
+
+    from tests.test_wamp import FakeRouter
+    from txhyco.wamp import connect_client_factory, connect_wamp
+
+    peers = record_peers(relay)
+    cs = relay.connection_string.format()
+    server = RelayedServerFactory(cs, path="router", proxy=proxy.url)
+    server.protocol = FakeRouter
+    port = yield server.listen()
+    try:
+        session = ApplicationSession(ComponentConfig("realm1"))
+        yield connect_wamp(session, connection_string=cs, path="router", proxy=proxy.url)
+        assert session.session_id == 4242
+        session.disconnect()
+        # a factory with Autobahn's own proxy= ({"host", "port"}) is tunnelled our way
+        factory = WebSocketClientFactory(protocols=["wamp.2.json"], proxy={"host": "127.0.0.1", "port": proxy.port})
+        factory.protocol = Client
+        client = yield connect_client_factory(factory, connection_string=cs, path="router", suffix="/echo")
+        client.sendMessage(b'["ping"]')
+        assert (yield client.messages.get()) == (b'["ping"]', False)
+        client.sendClose(1000)
+        yield client.closed
+    finally:
+        yield port.stopListening()
+    assert len(peers) >= 5 and set(peers) == {PROXY_SOURCE}
