@@ -100,3 +100,29 @@ def test_cli_refuses_a_proxy_password_on_the_command_line(relay):
     assert code == 2 and "process listings" in stderr and "https_proxy" in stderr and "secret" not in stderr
     code, _, stderr = yield finished(cli("request", "x", "--proxy", "https://127.0.0.1:3128", cs=relay.connection_string))
     assert code == 2 and "does not support" in stderr
+
+
+@pytest_twisted.inlineCallbacks
+def test_up_takes_its_proxy_from_the_command_line(relay, tmp_path):
+    from tests.test_cli_up import address_of, event
+
+    tiny = TinyProxy(str(tmp_path)).start()
+    peers = record_peers(relay)
+    service = echo_server()
+    config = tmp_path / "tunnels.toml"
+    config.write_text(f'[[listen]]\npath = "t"\nforward = "127.0.0.1:{service.getHost().port}"\n\n'
+                      '[[connect]]\npath = "t"\nforward = "0"\n')
+    # --proxy wins over a dead proxy in the environment
+    up = cli("up", str(config), "--json", "--proxy", tiny.url, cs=relay.connection_string,
+             env=dict(NO_PROXY_VARIABLES, http_proxy=f"http://127.0.0.1:{free_port()}"))
+    try:
+        yield event(up, "online", "t")
+        started = yield event(up, "started", "t")
+        while started.get("kind") != "connect":
+            started = yield event(up, "started", "t")
+        assert (yield exchange(*address_of(started), b"up" * 1000)) == b"up" * 1000
+        assert len(peers) >= 3 and set(peers) == {PROXY_SOURCE}
+    finally:
+        yield up.stop()
+        yield service.stopListening()
+        tiny.stop()
