@@ -298,11 +298,14 @@ def describe_relay_error(error: BaseException, what: str = "the relay refused") 
     """One sentence for a failure to reach or use the relay (no tokens: none are in these messages)."""
     from twisted.internet import error as twisted_error
 
-    from txhyco.errors import RelayError, RelayRefused, RelayUnreachable
+    from txhyco.errors import ProxyError, RelayError, RelayRefused, RelayUnreachable
     from txhyco.protocol.errors import ProtocolError
 
     if isinstance(error, twisted_error.CannotListenError) and isinstance(error.socketError, BaseException):
         error = error.socketError
+    if isinstance(error, ProxyError):  # names the proxy and what it did (never its credentials)
+        text = str(error)
+        return text[0].lower() + text[1:]
     if isinstance(error, RelayRefused):
         # The relay's reason verbatim, less the service's TrackingId/SystemTracker/Timestamp tail.
         reason = error.reason.split(" TrackingId:", 1)[0].strip().rstrip(".")
