@@ -236,3 +236,28 @@ def test_wamp_and_autobahn_style_proxy_settings_go_through_the_tunnel(relay, pro
     finally:
         yield port.stopListening()
     assert len(peers) >= 5 and set(peers) == {PROXY_SOURCE}
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_proxy_that_cannot_reach_the_relay_or_never_answers(tmp_path, no_proxy_environment):
+    from twisted.internet.protocol import Factory, Protocol
+
+    from txhyco._twisted.proxytunnel import ProxyTunnelEndpoint
+    from txhyco.protocol.proxy import ProxyURL
+
+    tiny = TinyProxy(str(tmp_path)).start()
+    try:
+        with pytest.raises(ProxyError) as info:
+            yield connect_relay(Client, path="x", proxy=tiny.url, namespace=f"127.0.0.1:{free_port()}", secure=False,
+                                key_name="k", key="a2V5")
+        assert info.value.status == 500 and "could not open a tunnel to the relay" in str(info.value)
+    finally:
+        tiny.stop()
+    silent = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+    try:
+        endpoint = ProxyTunnelEndpoint(reactor, ProxyURL("127.0.0.1", silent.getHost().port), "relay.test", 443, timeout=0.5)
+        with pytest.raises(ProxyError) as info:
+            yield endpoint.connect(Factory.forProtocol(Protocol))
+        assert "did not answer CONNECT relay.test:443" in str(info.value)
+    finally:
+        yield silent.stopListening()
