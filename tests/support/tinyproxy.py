@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -113,7 +112,3 @@ def record_peers(running_relay) -> list[str]:
 
     factory.buildProtocol = recording  # this relay's own factory only
     return peers
-
-
-def have_tinyproxy() -> bool:
-    return shutil.which(TINYPROXY) is not None or os.access(TINYPROXY, os.X_OK)
