@@ -9,7 +9,7 @@ NODEDIR := tests/interop/node
 
 .PHONY: test test-oldest test-crossbar demo bench soak clean setup
 
-setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
+setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser tinyproxy
 
 $(VENV)/.stamp-install: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ browser:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
+# tests/test_proxy*.py start Debian's tinyproxy (an HTTP CONNECT proxy) on a
+# loopback port of their own. As root on Debian.
+.PHONY: tinyproxy
+tinyproxy:
+	@if [ ! -x /usr/bin/tinyproxy ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tinyproxy; \
+	fi
+
 test: setup
 	$(PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
 
@@ -44,7 +52,7 @@ $(OLD_VENV)/.stamp-install: setup.py tests/oldest-constraints.txt
 	$(OLD_PY) -m pip install --quiet -c tests/oldest-constraints.txt -e '.[test,bench]'
 	touch $@
 
-test-oldest: $(OLD_VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
+test-oldest: $(OLD_VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser tinyproxy
 	$(OLD_PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
 
 # Crossbar pulls in ~100 packages (web3 among them), so it gets a venv of its

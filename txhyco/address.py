@@ -12,6 +12,7 @@ from zope.interface import implementer
 from txhyco.protocol.addresses import Namespace, encode_entity_path
 from txhyco.protocol.connection_string import ConnectionString
 from txhyco.protocol.errors import LocalProtocolError
+from txhyco.protocol.proxy import ProxyPolicy
 from txhyco.protocol.tokens import CallableTokenProvider, SasKeyTokenProvider, StaticTokenProvider, TokenProvider
 
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
@@ -50,12 +51,16 @@ class HybridConnectionAddress:
 
 @dataclass(frozen=True, repr=False)
 class HybridConnection:
-    """One hybrid connection: where it is, how to authorize, which CA to trust."""
+    """One hybrid connection: where it is, how to authorize, which CA to trust, which proxy to go through.
+
+    ``proxy`` None means the process environment's proxy variables, read at each connection.
+    """
 
     namespace: Namespace
     path: str
     token_provider: TokenProvider | None = None
     ca_file: str | None = None
+    proxy: ProxyPolicy | None = None
 
     def __repr__(self) -> str:
         return f"HybridConnection({self.address})"
@@ -102,6 +107,7 @@ class HybridConnection:
         credential=None,
         ca_file: str | None = None,
         secure: bool | None = None,
+        proxy=None,
         environ=None,
     ) -> HybridConnection:
         """Build from a connection string or from parts; ``HYCO_CONNECTION_STRING`` if neither.
@@ -112,8 +118,13 @@ class HybridConnection:
         see :mod:`txhyco._twisted.credential`), as is the one a connection
         string's ``Authentication=`` names. An explicit ``credential``,
         ``token_provider``, ``token`` or key replaces the connection string's.
+        ``proxy`` is an HTTP proxy URL (``http://[user:password@]host:port``), ``"none"``
+        or False for direct connections, or None (the default) for the
+        proxy variables of ``environ`` as curl reads them
+        (:mod:`txhyco.protocol.proxy`).
         """
         environ = os.environ if environ is None else environ
+        proxy_policy = ProxyPolicy.from_setting(proxy, environ)
         if connection_string is None and namespace is None:
             connection_string = environ.get(CONNECTION_STRING_ENV)
             if not connection_string:
@@ -161,7 +172,7 @@ class HybridConnection:
             if not (key and key_name):
                 raise LocalProtocolError("Give both key_name and key (a SAS rule name and its key).")
             provider = SasKeyTokenProvider(key_name, key)
-        return cls(ns, path.strip("/"), provider, ca_file)
+        return cls(ns, path.strip("/"), provider, ca_file, proxy_policy)
 
 
 def _takes_scopes(get_token) -> bool:

@@ -6,7 +6,8 @@ Who caused the failure decides its type, as in the sans-IO core
 - :class:`RelayRefused`: the relay (or, through it, a listener) answered an
   upgrade with an HTTP status: ``status`` and ``reason`` say which.
   ``RelayHandshakeError`` is its older name.
-- :class:`RelayUnreachable`: no connection to the relay could be made.
+- :class:`RelayUnreachable`: no connection to the relay could be made;
+  :class:`ProxyError` when the HTTP proxy on the way is why.
 - :class:`RelayProtocolError`: the relay answered, but broke the protocol
   (a peer's fault: also a :class:`~txhyco.protocol.errors.RemoteProtocolError`).
 - :class:`RelaySettingError`: the caller's settings for reaching the relay
@@ -20,7 +21,7 @@ from __future__ import annotations
 from txhyco.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
-    "LocalProtocolError", "ProtocolError", "RelayError", "RelayHandshakeError", "RelayProtocolError",
+    "LocalProtocolError", "ProtocolError", "ProxyError", "RelayError", "RelayHandshakeError", "RelayProtocolError",
     "RelayCredentialError", "RelayRefused", "RelaySettingError", "RelayUnreachable", "RemoteProtocolError",
 ]
 
@@ -64,6 +65,21 @@ RelayHandshakeError = RelayRefused
 
 class RelayUnreachable(RelayError):
     """No connection to the relay could be made (DNS, refused, TLS, timeout)."""
+
+
+class ProxyError(RelayUnreachable):
+    """The HTTP proxy on the way to the relay failed: unreachable, refused the tunnel, or closed.
+
+    A kind of :class:`RelayUnreachable`, so a listener backs off and retries.
+
+    :ivar proxy: the proxy, as ``http://host:port`` (never its credentials)
+    :ivar status: the proxy's HTTP status for CONNECT (407, 403, 502...), or None
+    """
+
+    def __init__(self, message: str, proxy: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.status = status
 
 
 class RelayProtocolError(RelayError, RemoteProtocolError):

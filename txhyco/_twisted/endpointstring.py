@@ -3,9 +3,12 @@
 ::
 
     hyco:NAMESPACE:PATH[:keyName=NAME][:key=KEY | :keyFile=FILE | :keyEnv=VAR]
-        [:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS]
-    hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS]
+        [:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS][:proxy=URL|none]
+    hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS][:proxy=URL|none]
 
+``proxy`` is an HTTP proxy (``http\\://proxy\\:3128``) every connection to the
+relay goes through, or ``none`` for direct ones; without it, the
+environment's ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` decide.
 ``NAMESPACE`` is ``myns``, a full host name, or ``host\\:port`` (Twisted
 escapes ``:`` with a backslash). ``tls`` defaults to yes. Prefer ``keyFile``
 or ``keyEnv`` to ``key``: endpoint strings end up in process listings and
@@ -30,13 +33,13 @@ from txhyco.protocol.errors import ProtocolError
 
 USAGE = (
     "usage: hyco:NAMESPACE:PATH[:keyName=NAME][:keyFile=FILE|:keyEnv=VAR|:key=KEY]"
-    "[:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS]"
-    "  or  hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS]"
+    "[:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS][:proxy=URL|none]"
+    "  or  hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS][:proxy=URL|none]"
     "  (write host:port as host\\:port)"
 )
 MODES = ("auto", "http", "websocket", "stream")
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
-_OPTIONS = {"keyName", "key", "keyFile", "keyEnv", "tls", "caFile", "mode", "keepAlive", "connectionStringEnv", "path"}
+_OPTIONS = {"keyName", "key", "keyFile", "keyEnv", "tls", "caFile", "mode", "keepAlive", "connectionStringEnv", "path", "proxy"}
 _BY_FOLDED_NAME = {name.lower(): name for name in _OPTIONS}
 #: keepAlive's bounds in seconds: a ping interval beyond a day would never notice a dead relay.
 MAX_KEEPALIVE = 86400.0
@@ -99,6 +102,13 @@ def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
         except OptionFileError as e:
             raise EndpointStringError(f"caFile: {e}") from None
     result: dict = {"mode": mode, "keepalive": keepalive, "ca_file": ca_file}
+    if "proxy" in kwargs:
+        from txhyco.protocol.proxy import ProxyPolicy
+
+        try:
+            result["proxy"] = ProxyPolicy.from_setting(kwargs["proxy"], environ)
+        except ProtocolError as e:
+            raise EndpointStringError(e.message) from None
 
     if "connectionStringEnv" in kwargs:
         if args:

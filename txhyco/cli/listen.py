@@ -309,7 +309,8 @@ def echo_factories(reactor, monitor, hc):
                 "Send a body and it comes back; open a WebSocket and every message comes back.\n"
             ).encode("utf-8")
 
-    ws = RelayedServerFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider, ca_file=hc.ca_file)
+    ws = RelayedServerFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider, ca_file=hc.ca_file,
+                              proxy=hc.proxy)
     ws.protocol = Echo
     ws.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
     site = Site(EchoRequest())

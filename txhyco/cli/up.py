@@ -57,7 +57,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("file", metavar="FILE", help="the TOML file of [[listen]] and [[connect]] entries")
     parser.add_argument("--log", action="store_true", help="log lines on stderr even on a terminal (no live panel)")
+    from .common import add_proxy_options
     from .events import add_json_option
+
+    add_proxy_options(parser)
 
     add_json_option(parser)
     return parser
@@ -66,6 +69,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .upfile import load
 
+    from .common import proxy_setting
+
+    args.proxy_setting = proxy_setting(args)  # a usage error before anything starts
     entries = load(args.file)
     return run_reactor(lambda reactor: Up(reactor, args).main(entries))
 
@@ -95,6 +101,7 @@ class Up:
 
         self.reactor = reactor
         self.args = args
+        self.proxy = getattr(args, "proxy_setting", None)  # --proxy / --no-proxy; None: the environment
         self.json = bool(args.json)
         self.group = MonitorGroup()
         self.running: dict = {}
@@ -225,7 +232,7 @@ class Up:
         from .upfile import hybrid_connection_of
 
         reactor, monitor = self.reactor, running.monitor
-        hc = hybrid_connection_of(entry)
+        hc = hybrid_connection_of(entry, self.proxy)
         if entry.echo:
             from txhyco.listener.http import serve_request
             from txhyco.listener.port import listen
@@ -283,7 +290,7 @@ class Up:
         from .upfile import hybrid_connection_of
 
         reactor, monitor = self.reactor, running.monitor
-        hc = hybrid_connection_of(entry)
+        hc = hybrid_connection_of(entry, self.proxy)
         target = parse_target(entry.forward, listening=True)
         factory = tunnel_factory(reactor, hc, monitor)
 

@@ -196,11 +196,12 @@ def connection_string_of(entry: Entry) -> tuple[str, str]:
     return value, f"${env}"
 
 
-def hybrid_connection_of(entry: Entry):
+def hybrid_connection_of(entry: Entry, proxy=None):
+    """``entry``'s hybrid connection; ``proxy`` as :meth:`HybridConnection.from_args` takes it (up's --proxy)."""
     from txhyco.address import HybridConnection
 
     text_value, source = connection_string_of(entry)
     try:
-        return HybridConnection.from_args(connection_string=text_value, path=entry.path, ca_file=entry.ca_file)
+        return HybridConnection.from_args(connection_string=text_value, path=entry.path, ca_file=entry.ca_file, proxy=proxy)
     except ProtocolError as e:
         raise CliError(f"{entry.label}: the connection string in {source} is not usable: {e.message}") from None

@@ -248,7 +248,7 @@ class AcceptBridge:
     # -- rendezvous ---------------------------------------------------------------
 
     def _open_rendezvous(self, chosen: str | None) -> None:
-        d = open_raw_websocket(self.reactor, self.accept.address, protocol=chosen, ca_file=self.hc.ca_file)
+        d = open_raw_websocket(self.reactor, self.accept.address, protocol=chosen, ca_file=self.hc.ca_file, proxy=self.hc.proxy)
         d.addCallbacks(self._rendezvous_open, self._rendezvous_failed)
 
     def _rendezvous_open(self, result) -> None:
@@ -357,7 +357,7 @@ class AcceptBridge:
             return
         self.state = self.CLOSED
         url = reject_url(self.accept.address, status, reason)
-        d = open_raw_websocket(self.reactor, url, ca_file=self.hc.ca_file)
+        d = open_raw_websocket(self.reactor, url, ca_file=self.hc.ca_file, proxy=self.hc.proxy)
         d.addCallbacks(self._rejected_oddly, self._reject_answered)
         self._end(Failure(ConnectionDone(f"rejected with {status} {reason}")))
 

@@ -117,7 +117,7 @@ class HttpExchange:
     def start(self, body: bytes | None) -> None:
         """Serve a request that arrived in full (``body`` complete) or address-only (None)."""
         if self.request.address_only:
-            d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+            d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, proxy=self.hc.proxy, maxMessagePayloadSize=0)
             d.addErrback(self._rendezvous_failed)
             return
         self._serve(self.request, body)
@@ -281,7 +281,7 @@ class HttpExchange:
         self._via_rendezvous = True
         # Hold the application back until the rendezvous is there to pace it.
         self.transport_pause_app()
-        d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+        d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, proxy=self.hc.proxy, maxMessagePayloadSize=0)
         d.addErrback(self._rendezvous_failed)
 
     def transport_pause_app(self) -> None:
