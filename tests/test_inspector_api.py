@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
+
+import pytest
 
 import pytest_twisted
 from autobahn.twisted.resource import WebSocketResource
@@ -20,6 +25,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from tests.support.httpclient import http_request
+from tests.support.procs import spawn
 from tests.support.rawlistener import make_token
 from tests.support.wsclient import ws_connect
 from tests.test_endpoint import endpoint_string
@@ -307,3 +313,59 @@ def test_live_events_caps_and_websocket_messages(relay):
         assert len(listing["requests"]) == 3 and all(r["path"] == "/x" for r in listing["requests"])
     finally:
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_up_file_entry_with_inspect(relay, tmp_path):
+    site, app = make_site()
+    web = reactor.listenTCP(0, site, interface="127.0.0.1")
+    (tmp_path / "up.toml").write_text(
+        "[[listen]]\n"
+        'path = "upweb"\n'
+        f'http = "http://127.0.0.1:{web.getHost().port}"\n'
+        'inspect = "tcp:0:interface=127.0.0.1"\n'
+        "inspectKeep = 10\n"
+    )
+    child = spawn(["-m", "txhyco", "up", str(tmp_path / "up.toml")], {"HYCO_CONNECTION_STRING": relay.connection_string.format()})
+    try:
+        line = yield child.wait_for("inspector at", timeout=20)
+        url = line.split("inspector at", 1)[1].strip().rstrip(")")
+        inspect_port = int(url.rsplit(":", 1)[1].strip("/"))
+        status, *_ = yield http_request(relay.port, "GET", "/upweb/from-up", None,
+                                        {"ServiceBusAuthorization": make_token(relay, "upweb")})
+        assert status == 200
+        listing = yield api_json(inspect_port, "GET", "/api/requests")
+        assert listing["limit"] == 10 and [r["path"] for r in listing["requests"]] == ["/from-up"]
+    finally:
+        yield child.stop()
+        yield defer.maybeDeferred(web.stopListening)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["listen", "x", "--echo", "--inspect"], "--inspect goes with --http."),
+    (["listen", "x", "--http", "http://127.0.0.1:1", "--inspect-keep", "5"], "--inspect-keep and --inspect-body-cap go with --inspect."),
+    (["listen", "x", "--http", "http://127.0.0.1:1", "--inspect", "--inspect-keep", "0"], "--inspect-keep='0' must be between 1 and 100000."),
+    (["listen", "x", "--http", "http://127.0.0.1:1", "--inspect", "nonsense"], "is not yes, no, a port or a server endpoint string"),
+])
+def test_inspect_usage_errors(argv, message):
+    result = subprocess.run([sys.executable, "-m", "txhyco", *argv], capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, HYCO_CONNECTION_STRING="Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=a;"
+                                     "SharedAccessKey=b;UseDevelopmentEmulator=true"))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('echo = true\ninspect = true', "'inspect' goes with 'http'"),
+    ('http = "http://127.0.0.1:1"\ninspectKeep = 3', "'inspectKeep' and 'inspectBodyCap' go with 'inspect'"),
+    ('http = "http://127.0.0.1:1"\ninspect = "maybe"', "is not yes, no, a port"),
+    ('http = "http://127.0.0.1:1"\ninspect = 1.5', "must be true, false, a port number"),
+    ('http = "http://127.0.0.1:1"\ninspect = true\ninspectBodyCap = -1', "inspectBodyCap"),
+])
+def test_up_file_inspect_errors(tmp_path, entry, message):
+    from txhyco.cli.common import CliError
+    from txhyco.cli.upfile import load
+
+    (tmp_path / "up.toml").write_text(f'[[listen]]\npath = "p"\n{entry}\n')
+    with pytest.raises(CliError) as info:
+        load(str(tmp_path / "up.toml"))
+    assert message in info.value.message
