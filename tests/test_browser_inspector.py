@@ -24,6 +24,7 @@ from twisted.web.server import Site
 from tests.support.httpclient import http_request
 from tests.support.procs import spawn
 from tests.support.rawlistener import make_token
+from tests.test_inspector_api import PNG
 from tests.test_browser_chat import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, _missing, _no_selenium_manager
 
 STEP_TIMEOUT = 15.0
@@ -52,6 +53,12 @@ class Orders(Resource):
         self.answers = 0
 
     def render(self, request):
+        if request.path == b"/logo.png":
+            request.setHeader(b"content-type", b"image/png")
+            return PNG
+        if request.path == b"/blob":
+            request.setHeader(b"content-type", b"application/octet-stream")
+            return bytes(range(40))
         self.answers += 1
         body = request.content.read().decode("utf-8", "replace")
         request.setHeader(b"content-type", b"application/json")
@@ -86,20 +93,43 @@ class InspectorPage:
         self.driver.get(url)
         self.wait(lambda: self.driver.find_element(By.ID, "live").get_attribute("data-state") == "live", "the live stream never opened")
 
+    # The list and the detail are rebuilt as events arrive: elements are found and
+    # used inside one script, never held across steps (they would go stale).
+
     def paths(self) -> list[str]:
-        return [td.text for td in self.driver.find_elements(By.CSS_SELECTOR, "#requests tbody tr td.path")]
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#requests tbody tr td.path')].map((td) => td.textContent);")
 
     def wait_for_paths(self, paths: list[str]) -> list[str]:
         self.wait(lambda: self.paths() == paths, f"the list never showed {paths} (it shows {self.paths()})")
         return self.paths()
 
+    def click_row(self, path: str) -> None:
+        self.wait(lambda: self.driver.execute_script(
+            "for (const tr of document.querySelectorAll('#requests tbody tr')) {"
+            "  if (tr.querySelector('td.path').textContent === arguments[0]) { tr.click(); return true; } }"
+            "return false;", path), f"no row for {path}")
+        self.wait(lambda: self.driver.execute_script(
+            "const h = document.querySelector('#detail h2'); return h !== null && h.textContent.endsWith(' ' + arguments[0]);",
+            path), f"the detail of {path} never showed")
+
+    def response_body(self) -> dict:
+        """What the detail shows of the response body: its text, or its image's natural width."""
+        return self.driver.execute_script(
+            "const pre = document.querySelector('#response-body pre'), img = document.querySelector('#response-body img');"
+            "return {text: pre ? pre.textContent : null, width: img && img.complete ? img.naturalWidth : null};")
+
     def open_detail(self, path: str) -> str:
-        for row in self.driver.find_elements(By.CSS_SELECTOR, "#requests tbody tr"):
-            if row.find_element(By.CSS_SELECTOR, "td.path").text == path:
-                row.click()
-                break
-        self.wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, "#response-body pre"), "no response body shown")
-        return self.driver.find_element(By.CSS_SELECTOR, "#response-body pre").text
+        self.click_row(path)
+        self.wait(lambda: self.response_body()["text"], "no response body shown")
+        return self.response_body()["text"]
+
+    def shown_body(self, path: str) -> tuple[str, int]:
+        """(the text or hex dump shown for ``path``'s response, the natural width of its image or 0)."""
+        self.click_row(path)
+        self.wait(lambda: self.response_body()["text"] or self.response_body()["width"], f"no body shown for {path}")
+        shown = self.response_body()
+        return shown["text"] or "", shown["width"] or 0
 
     def filter(self, text: str) -> None:
         box = self.driver.find_element(By.ID, "filter")
@@ -109,10 +139,11 @@ class InspectorPage:
 
     def replay(self) -> tuple[str, str]:
         """Replay the request shown; (original response body, replayed response body)."""
-        self.driver.find_element(By.ID, "replay-button").click()
-        self.wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, "#replay-result pre"), "no replay result shown")
-        original = self.driver.find_element(By.CSS_SELECTOR, ".side > div:first-child pre").text
-        return original, self.driver.find_element(By.CSS_SELECTOR, "#replay-result pre").text
+        self.driver.execute_script("document.getElementById('replay-button').click();")
+        script = ("const a = document.querySelector('.side > div:first-child pre'), b = document.querySelector('#replay-result pre');"
+                  "return a && b ? [a.textContent, b.textContent] : null;")
+        self.wait(lambda: self.driver.execute_script(script), "no replay result shown")
+        return tuple(self.driver.execute_script(script))
 
     def screenshot(self) -> bytes:
         return self.driver.get_screenshot_as_png()
@@ -183,6 +214,15 @@ def test_inspector_page_lists_shows_filters_and_replays(relay, tmp_path, monkeyp
         yield threads.deferToThread(page.wait_for_paths, ["/health"])
         yield threads.deferToThread(page.filter, "")
         yield threads.deferToThread(page.wait_for_paths, ["/health", "/orders", "/orders/1"])
+
+        # Images are shown, other binary bodies as hex.
+        yield http_request(relay.port, "GET", "/web/logo.png", None, token)
+        yield http_request(relay.port, "GET", "/web/blob", None, token)
+        yield threads.deferToThread(page.wait_for_paths, ["/blob", "/logo.png", "/health", "/orders", "/orders/1"])
+        _, width = yield threads.deferToThread(page.shown_body, "/logo.png")
+        assert width == 1
+        dump, _ = yield threads.deferToThread(page.shown_body, "/blob")
+        assert dump.startswith("00000000  00 01 02 03")
 
         # Replay: the application answers again; the new answer is shown beside the old.
         yield threads.deferToThread(page.open_detail, "/orders")

@@ -369,3 +369,19 @@ def test_up_file_inspect_errors(tmp_path, entry, message):
     with pytest.raises(CliError) as info:
         load(str(tmp_path / "up.toml"))
     assert message in info.value.message
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_taken_inspector_port_is_named_and_the_relay_not_asked(relay):
+    taken = reactor.listenTCP(0, Site(Resource()), interface="127.0.0.1")
+    try:
+        text = endpoint_string(relay, "taken", inspect=str(taken.getHost().port))
+        with pytest.raises(Exception) as info:
+            yield serverFromString(reactor, text).listen(make_site()[0])
+        assert getattr(info.value, "inspector_page", False)
+        assert str(info.value).startswith(f"the inspector cannot listen on tcp:{taken.getHost().port}:interface=127.0.0.1: ")
+        assert "in use" in str(info.value)
+        status, _, _, body, _ = yield http_request(relay.port, "GET", "/taken/", None, {"ServiceBusAuthorization": make_token(relay, "taken")})
+        assert status == 502 and b"no listener" in body.lower(), body  # no listener: the relay was never asked
+    finally:
+        yield taken.stopListening()

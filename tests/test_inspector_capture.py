@@ -221,6 +221,9 @@ def test_bodies_are_text_when_utf8_else_base64():
     assert body_json(b"\xff\xfe", 2)["encoding"] == "base64"
     assert body_json(b"GIF89a", 6, "image/gif")["encoding"] == "base64"
     assert body_json(b"<svg/>", 6, "image/svg+xml")["encoding"] == "utf-8"
+    assert body_json(b"\x00\x01abc", 5)["encoding"] == "base64"
+    assert body_json(b"plain", 5, "application/octet-stream")["encoding"] == "base64"
+    assert body_json(b"a\tb\r\nc", 6, "text/plain")["encoding"] == "utf-8"
 
 
 def test_curl_and_har_exports():

@@ -207,7 +207,8 @@ class Up:
                 monitor.set_state(OFFLINE, e.message)
             except Exception as e:
                 running.failed = True
-                monitor.set_state(OFFLINE, describe_relay_error(e, f"the relay refused {entry.kind} {entry.path}"))
+                why = str(e) if getattr(e, "inspector_page", False) else describe_relay_error(e, f"the relay refused {entry.kind} {entry.path}")
+                monitor.set_state(OFFLINE, why)
 
         return go()
 

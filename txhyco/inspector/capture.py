@@ -20,6 +20,7 @@ from collections import OrderedDict
 
 from txhyco.inspector.frames import MessageReader
 from txhyco.inspector.masking import mask_headers, mask_target
+from txhyco.protocol.addresses import relative_target, strip_reserved_query
 
 #: Exchanges kept (the oldest goes when a new one comes).
 DEFAULT_LIMIT = 500
@@ -99,8 +100,6 @@ class Capture:
         target = target or "/"
         hc = self.inspector.hc
         if hc is not None:
-            from txhyco.protocol.addresses import relative_target
-
             target = relative_target(target, hc.path)[0]
         self.target = mask_target(target)
         self.request_headers = mask_headers(headers)
@@ -180,8 +179,6 @@ class WebSocketCapture(Capture):
 
     def __init__(self, inspector: Inspector, accept) -> None:
         super().__init__(inspector)
-        from txhyco.protocol.addresses import strip_reserved_query
-
         address = accept.address
         path_and_query = address.split("://", 1)[-1].partition("/")[2]
         path, _, query = path_and_query.partition("?")

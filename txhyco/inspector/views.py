@@ -2,14 +2,22 @@
 
 Bodies go out as ``{"size", "kept", "truncated", "contentType", "encoding",
 "data"}``: ``encoding`` is ``utf-8`` (``data`` is the text) when the kept
-bytes are UTF-8, else ``base64``. The page decides how to show them (JSON
+bytes are UTF-8 text (no control characters, not of a binary content type),
+else ``base64``. The page decides how to show them (JSON
 pretty-printed, text, an image, hex).
 """
 from __future__ import annotations
 
 import base64
+import re
 
 from txhyco.inspector.capture import Capture, HttpCapture, WebSocketCapture
+
+
+# Control characters no text has (tab, line breaks and form feed aside).
+_BINARY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# Content types whose bodies are shown as bytes even when they decode.
+_BINARY_TYPES = ("application/octet-stream", "image/", "audio/", "video/", "application/zip", "application/gzip")
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -29,7 +37,9 @@ def body_json(kept: bytes, size: int, ctype: str = "") -> dict:
         text = kept.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and (not ctype.startswith("image/") or "svg" in ctype):
+    lowered = ctype.lower()
+    binary_type = lowered.startswith(_BINARY_TYPES) and "svg" not in lowered
+    if text is not None and not binary_type and not _BINARY_CONTROLS.search(text):
         out.update(encoding="utf-8", data=text)
     else:
         out.update(encoding="base64", data=base64.b64encode(kept).decode("ascii"))

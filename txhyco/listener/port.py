@@ -70,7 +70,7 @@ class RelayListeningPort:
             d = defer.gatherResults([requests, self.connections.close_all(self.drain_timeout)], consumeErrors=True)
             d.addBoth(lambda r: self.factory.doStop() if hasattr(self.factory, "doStop") else None)
             for companion in self.companions:
-                d.addBoth(lambda r, c=companion: c.stopListening())
+                d.addBoth(lambda r, c=companion: defer.maybeDeferred(c.stopListening).addBoth(lambda _: r))
             self._stopped = d
         forked: defer.Deferred = defer.Deferred()
         self._stopped.addBoth(lambda r: (forked.callback(None), r)[1])
