@@ -114,6 +114,8 @@ def test_a_capture_summarises_and_details_with_secrets_masked():
     assert d["response"]["headers"][1] == ["Set-Cookie", MASK]
     assert d["request"]["body"]["data"] == "hell" and d["request"]["body"]["truncated"]
     json.dumps(d)
+    # Nothing of the secret is kept, shown or not.
+    assert "Bearer x" not in repr(vars(capture)) and "s=1" not in repr(vars(capture))
 
 
 def test_ipv6_senders_are_bracketed_and_unanswered_exchanges_failed():

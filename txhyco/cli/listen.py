@@ -46,6 +46,9 @@ examples:
   txhyco listen web --http http://127.0.0.1:8080
       expose a local web server, WebSockets included:
       'txhyco request web /index.html' or a browser reaches it through the relay.
+  txhyco listen web --http http://127.0.0.1:8080 --inspect
+      the same, with a traffic inspector at http://127.0.0.1:4040/ (see, filter
+      and replay the requests; WebSocket messages too).
   txhyco listen echo --echo
       a WebSocket echo service to try 'txhyco connect echo' against.
 

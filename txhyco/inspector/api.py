@@ -191,15 +191,17 @@ class InspectorResource(resource.Resource):
             d = replay(self.reactor, self.inspector, capture, edits)
         except ReplayError as e:
             return _problem(request, e.status, str(e))
+        gone: list = []  # the caller went away before the answer
+        request.notifyFinish().addBoth(gone.append)
 
         def answered(record) -> None:
-            if not request.finished and not request._disconnected:
+            if not gone:
                 request.write(_json(request, 200, record))
                 request.finish()
 
         def failed(failure) -> None:
             log.failure("replay of exchange {id} failed", failure, id=capture.id)
-            if not request.finished and not request._disconnected:
+            if not gone:
                 request.write(_problem(request, 500, "the replay failed: " + failure.getErrorMessage()))
                 request.finish()
 

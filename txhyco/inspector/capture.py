@@ -119,14 +119,14 @@ class HttpCapture(Capture):
         cap = inspector.body_cap
         self.request_body = BodyCapture(cap)
         self.response_body = BodyCapture(cap)
-        self.request = None  # the relayed Request command (its headers unmasked: never shown)
+        self.remote_endpoint = None  # the sender's (a replay presents it again)
         self.replays: list[dict] = []
 
     # -- the bridge's calls (txhyco.listener.http) ------------------------------
 
     def request_started(self, request, body: bytes | None) -> None:
         """``request`` is about to reach the application; ``body`` is all of it, or None (it streams)."""
-        self.request = request
+        self.remote_endpoint = request.remote_endpoint
         self._arrived(request.method, request.request_target, request.request_headers.items(), request.remote_endpoint)
         if body:
             self.request_body.add(body)

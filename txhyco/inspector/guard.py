@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 
-ALLOWED_METHODS = (b"GET", b"HEAD", b"POST")
+ALLOWED_METHODS = (b"GET", b"POST")
 
 
 def host_allowed(host: str) -> bool:

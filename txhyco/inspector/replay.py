@@ -87,13 +87,12 @@ def replay(reactor, inspector, capture: HttpCapture, edits: dict) -> defer.Defer
     if factory is None or hc is None:
         raise ReplayError(503, "this inspector has no application to replay to")
     method, path, headers, body, dropped = replay_parts(capture, edits)
-    original = capture.request
     try:
         request = Request(
             address="inspector-replay", id=f"replay-{capture.id}",
             request_target="/" + encode_entity_path(hc.path) + path, method=method,
             request_headers=Headers(headers), body=bool(body),
-            remote_endpoint=original.remote_endpoint if original is not None else None,
+            remote_endpoint=capture.remote_endpoint,
         )
         head = synthetic_request_head(request, hc, body)
     except (ProtocolError, h11.LocalProtocolError, UnicodeError) as e:

@@ -6,9 +6,12 @@ from functools import partial
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 
 from txhyco.inspector.api import inspector_site
 from txhyco.inspector.capture import Inspector
+
+log = Logger()
 
 
 class InspectorPage:
@@ -93,6 +96,7 @@ def inspected_listen(reactor, hc, factory, options, *, keepalive: float, connect
         def listening(port):
             port.companions.append(page)
             port.inspector = page
+            log.info("inspector for {address} at {url}", address=str(hc.address), url=page.url)
             return port
 
         def failed(failure):
