@@ -24,7 +24,9 @@ from twisted.web.server import Site
 from tests.support.httpclient import http_request
 from tests.support.procs import spawn
 from tests.support.rawlistener import make_token
-from tests.test_inspector_api import PNG
+from tests.support.wsclient import ws_connect
+from tests.test_inspector_api import PNG, make_site
+from txhyco.protocol.addresses import Namespace, connect_url
 from tests.test_browser_chat import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, _missing, _no_selenium_manager
 
 STEP_TIMEOUT = 15.0
@@ -131,6 +133,13 @@ class InspectorPage:
         shown = self.response_body()
         return shown["text"] or "", shown["width"] or 0
 
+    def messages(self, path: str) -> list[str]:
+        """The WebSocket messages the detail of ``path`` lists, as their rows' text."""
+        self.click_row(path)
+        script = "return [...document.querySelectorAll('#messages tr')].map((tr) => tr.textContent);"
+        self.wait(lambda: self.driver.execute_script(script), "no messages shown")
+        return self.driver.execute_script(script)
+
     def filter(self, text: str) -> None:
         box = self.driver.find_element(By.ID, "filter")
         # (clear() fires no input event: select and type over, as a user does)
@@ -179,7 +188,8 @@ def test_inspector_page_lists_shows_filters_and_replays(relay, tmp_path, monkeyp
     monkeypatch.setenv("SE_OFFLINE", "true")
 
     orders = Orders()
-    app = reactor.listenTCP(0, Site(orders), interface="127.0.0.1")
+    site, _ = make_site(orders)  # with a WebSocket echo at /ws
+    app = reactor.listenTCP(0, site, interface="127.0.0.1")
     env = {"HYCO_CONNECTION_STRING": relay.connection_string.format()}
     listener = spawn(["-m", "txhyco", "listen", "web", "--http", f"http://127.0.0.1:{app.getHost().port}",
                       "--inspect", "tcp:0:interface=127.0.0.1", "--log"], env)
@@ -223,6 +233,16 @@ def test_inspector_page_lists_shows_filters_and_replays(relay, tmp_path, monkeyp
         assert width == 1
         dump, _ = yield threads.deferToThread(page.shown_body, "/blob")
         assert dump.startswith("00000000  00 01 02 03")
+
+        # A relayed WebSocket is listed too, with its messages.
+        leg = yield ws_connect(connect_url(Namespace.parse(relay.host, secure=False), "web", suffix="/ws"), headers=token)
+        leg.sendMessage(b"hello socket", isBinary=False)
+        assert (yield leg.messages.get()) == (b"HELLO SOCKET", False)
+        leg.sendClose(1000)
+        yield leg.closed
+        yield threads.deferToThread(page.wait_for_paths, ["/ws", "/blob", "/logo.png", "/health", "/orders", "/orders/1"])
+        rows = yield threads.deferToThread(page.messages, "/ws")
+        assert any("hello socket" in r and "→ app" in r for r in rows) and any("HELLO SOCKET" in r for r in rows)
 
         # Replay: the application answers again; the new answer is shown beside the old.
         yield threads.deferToThread(page.open_detail, "/orders")

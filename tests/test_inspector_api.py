@@ -71,8 +71,9 @@ class App(Resource):
         return b"hit %d: %s %s body=%s auth=%d" % (self.hits, request.method, request.uri, body, len(auth))
 
 
-def make_site():
-    app = App()
+def make_site(app=None):
+    """A Site: a WebSocket echo (upper-cased) at /ws, ``app`` (an :class:`App`) for every other path."""
+    app = app or App()
 
     class Root(Resource):
         def getChild(self, name, request):
