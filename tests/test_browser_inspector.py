@@ -19,7 +19,6 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, threads
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from tests.support.httpclient import http_request
 from tests.support.procs import spawn

@@ -252,7 +252,6 @@ def test_other_origins_hosts_and_simple_posts_are_refused(relay):
 def test_live_events_caps_and_websocket_messages(relay):
     port, app, inspect_port = yield listening(relay, "live", inspectBodyCap="1000", inspectKeep="3")
     events = []
-    done = defer.Deferred()
 
     def read_events():
         conn = http.client.HTTPConnection("127.0.0.1", inspect_port, timeout=30)
