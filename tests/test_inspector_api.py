@@ -306,6 +306,18 @@ def test_live_events_caps_and_websocket_messages(relay):
         status, _, _ = yield api(inspect_port, "GET", f"/api/requests/{ws['id']}/curl")
         assert status == 400
 
+        # Large both ways: the request arrives on a rendezvous (address-only), the answer streams on one.
+        big_body = bytes(range(256)) * 800  # 204800 bytes
+        status, _, _, body, _ = yield http_request(relay.port, "POST", "/live/upload", big_body,
+                                                   {"ServiceBusAuthorization": token})
+        assert status == 200 and len(body) > len(big_body)
+        yield wait_for(lambda: inspector.captures()[0].target == "/upload" and inspector.captures()[0].ended, "upload ended")
+        listing = yield api_json(inspect_port, "GET", "/api/requests")
+        upload = listing["requests"][0]
+        assert (upload["requestSize"], upload["responseSize"], upload["state"]) == (len(big_body), len(body), "complete")
+        detail = yield api_json(inspect_port, "GET", f"/api/requests/{upload['id']}")
+        assert detail["request"]["body"]["kept"] == 1000 and detail["response"]["body"]["kept"] == 1000
+
         # The ring keeps the last 3.
         for _ in range(3):
             yield http_request(relay.port, "GET", "/live/x", None, {"ServiceBusAuthorization": token})

@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 from txhyco.inspector.frames import MessageReader
 from txhyco.inspector.masking import mask_headers, mask_target
-from txhyco.protocol.addresses import relative_target, strip_reserved_query
+from txhyco.protocol.addresses import encode_entity_path, relative_target, strip_reserved_query
 
 #: Exchanges kept (the oldest goes when a new one comes).
 DEFAULT_LIMIT = 500
@@ -98,9 +98,14 @@ class Capture:
     def _arrived(self, method, target, headers, remote_endpoint) -> None:
         self.method = method or ""
         target = target or "/"
-        hc = self.inspector.hc
-        if hc is not None:
-            target = relative_target(target, hc.path)[0]
+        prefix = self.inspector.prefix
+        if prefix is not None:
+            # The common shape (/hc/rest) directly; relative_target judges any other.
+            if target.startswith(prefix) and target[len(prefix):len(prefix) + 1] in ("/", "?"):
+                target = target[len(prefix):]
+                target = target if target[:1] == "/" else "/" + target
+            else:
+                target = relative_target(target, self.inspector.hc.path)[0]
         self.target = mask_target(target)
         self.request_headers = mask_headers(headers)
         if remote_endpoint is not None:
@@ -252,6 +257,8 @@ class Inspector:
             raise ValueError("inspector caps cannot be negative")
         self.reactor = reactor
         self.hc = hc
+        #: the hybrid connection's path as senders write it (/hc), or None
+        self.prefix = None if hc is None else "/" + encode_entity_path(hc.path)
         self.limit = limit
         self.body_cap = body_cap
         self.message_limit = message_limit

@@ -24,16 +24,15 @@ SECRET_PARAMETERS = frozenset({"sb-hc-token", "servicebusauthorization", "author
 def mask_headers(pairs) -> list[tuple[str, str]]:
     """``[(name, value), ...]`` with secret values replaced by :data:`MASK` (str or bytes in, str out)."""
     out = []
+    append = out.append
     for name, value in pairs:
-        if isinstance(name, bytes):
+        if name.__class__ is not str:
             name = name.decode("latin-1")
         if name.lower() in SECRET_HEADERS:
             value = MASK
-        elif isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        else:
-            value = str(value)
-        out.append((name, value))
+        elif value.__class__ is not str:
+            value = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+        append((name, value))
     return out
 
 
