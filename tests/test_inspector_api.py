@@ -284,7 +284,7 @@ def test_live_events_caps_and_websocket_messages(relay):
         assert detail["response"]["body"]["truncated"] is True
 
         # A relayed WebSocket is listed too, with its messages each way.
-        url = connect_url(Namespace.parse(relay.host, secure=False), "live", suffix="/ws")
+        url = connect_url(Namespace.parse(relay.host, secure=False), "live", suffix="/ws", query="room=1")
         leg = yield ws_connect(url, headers={"ServiceBusAuthorization": token})
         leg.sendMessage(b"hello socket", isBinary=False)
         assert (yield leg.messages.get()) == (b"HELLO SOCKET", False)
@@ -295,7 +295,7 @@ def test_live_events_caps_and_websocket_messages(relay):
         yield wait_for(lambda: inspector.captures()[0].kind == "websocket" and inspector.captures()[0].ended, "ws closed")
         listing = yield api_json(inspect_port, "GET", "/api/requests")
         ws = listing["requests"][0]
-        assert ws["kind"] == "websocket" and ws["status"] == 101 and ws["path"] == "/ws"
+        assert ws["kind"] == "websocket" and ws["status"] == 101 and ws["path"] == "/ws?room=1"
         assert ws["requestSize"] == 12 + 4000 and ws["responseSize"] == 12 + 4000
         detail = yield api_json(inspect_port, "GET", f"/api/requests/{ws['id']}")
         texts = [(m["direction"], m["kind"], m.get("data")) for m in detail["messages"] if m["kind"] == "text"]
