@@ -19,7 +19,7 @@ setup(
     # sys.path (a plain .pth) instead of an import hook; Twisted finds plugin
     # drop-ins only by scanning sys.path for twisted/plugins directories.
     package_dir={"": "."},
-    package_data={"twisted.plugins": ["txhyco_*.py"]},
+    package_data={"twisted.plugins": ["txhyco_*.py"], "txhyco.inspector": ["static/*"]},
     # The floors of Twisted, Autobahn, h11, pyOpenSSL and service-identity are
     # the oldest versions the whole suite passes with on Python 3.11: `make
     # test-oldest` (run by .ci/run) installs exactly those, from

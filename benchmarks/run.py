@@ -299,8 +299,9 @@ def scenarios(m: dict) -> list[dict]:
 
 class Bench:
     def __init__(self, mode: str, out: str, peer: bool, only: list[str] | None, profile: dict | None = None,
-                 arrangements: list[str] | None = None) -> None:
+                 arrangements: list[str] | None = None, inspect: bool = False) -> None:
         self.mode, self.out, self.want_peer, self.only = mode, out, peer, only
+        self.inspect = inspect
         self.profile = profile or {}
         self.only_arrangements = arrangements
         self.m = MODES[mode]
@@ -316,6 +317,9 @@ class Bench:
         self.key = generate_key()
         self.env = dict(os.environ, **{common.KEY_ENV: self.key, "PYTHONUNBUFFERED": "1"})
         self.env.pop("BENCH_FULL", None)
+        self.env.pop("BENCH_INSPECT", None)
+        if self.inspect:  # the relayed HTTP scenarios' listener captures everything (server_proc.py)
+            self.env["BENCH_INSPECT"] = "1"
         relay = self.spawn("relay", [PY, os.path.join(BENCH, "relay_proc.py")])
         self.relay_port = relay.wait_for("ready", 30)["port"]
         server = self.spawn("server", [PY, os.path.join(BENCH, "server_proc.py"), str(self.relay_port)])
@@ -725,6 +729,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-relay", metavar="FILE", help="run the relay under cProfile, stats to FILE")
     ap.add_argument("--profile-server", metavar="FILE", help="run the server/listener under cProfile, stats to FILE")
     ap.add_argument("--scale-connections", type=int, help="override the idle-connection count")
+    ap.add_argument("--inspect", action="store_true",
+                    help="put a traffic inspector on the relayed HTTP listener (compare with a run without)")
     args = ap.parse_args(argv)
     mode = "smoke" if args.smoke else "full" if (args.full or os.environ.get("BENCH_FULL") not in (None, "", "0")) else "quick"
     MODES[mode] = dict(MODES[mode])
@@ -735,7 +741,10 @@ def main(argv=None) -> int:
     print(f"txhyco benchmarks, mode {mode}: {machine['cores_logical']} cores, Python {machine['python']}, "
           f"Twisted {machine['versions']['twisted']}, Autobahn {machine['versions']['autobahn']}", flush=True)
     bench = Bench(mode, args.out, peer=not args.no_peer and (mode != "smoke" or args.peer), only=args.only,
-                  profile={"relay": args.profile_relay, "server": args.profile_server}, arrangements=args.arrangements)
+                  profile={"relay": args.profile_relay, "server": args.profile_server}, arrangements=args.arrangements,
+                  inspect=args.inspect)
+    if args.inspect:
+        bench.notes.append("--inspect: a traffic inspector captured the relayed HTTP listener's exchanges (no page viewer)")
     t0 = time.monotonic()
     try:
         bench.start()
@@ -757,7 +766,7 @@ def main(argv=None) -> int:
     text += f"\nelapsed {elapsed:.0f} s"
     print()
     print(text)
-    doc = {"mode": mode, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "machine": machine,
+    doc = {"mode": mode, "inspect": args.inspect, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "machine": machine,
            "process_layout": {"orchestrator": "run.py (samples RSS/CPU with psutil; idle while measuring)",
                               "relay": "relay_proc.py (txhyco RelayService)",
                               "server": "server_proc.py (echo WebSocket + twisted.web; TCP and through the relay)",

@@ -7,7 +7,9 @@
   ``echo``), the same ``Site`` under the ``hyco:`` endpoint (hybrid connection
   ``web``).
 
-Usage: ``server_proc.py RELAY_PORT`` with the relay key in ``$BENCH_HYCO_KEY``.
+Usage: ``server_proc.py RELAY_PORT`` with the relay key in ``$BENCH_HYCO_KEY``;
+``$BENCH_INSPECT=1`` puts a traffic inspector on the relayed site (``inspect=``
+on its endpoint, its page on an ephemeral loopback port, no viewer).
 Prints ``{"event": "ready", "ws_port": N, "http_port": M}`` once both relayed
 listeners are registered.
 """
@@ -117,9 +119,10 @@ def start(reactor, relay_port: int):
     relayed = RelayedServerFactory(connection_string=conn, path="echo")
     relayed.protocol = EchoProtocol
     yield relayed.listen()
+    inspect = ":inspect=tcp\\:0\\:interface\\=127.0.0.1" if os.environ.get("BENCH_INSPECT") == "1" else ""
     endpoint = serverFromString(
         reactor,
-        f"hyco:127.0.0.1\\:{relay_port}:web:keyName={common.KEY_NAME}:keyEnv={common.KEY_ENV}:tls=no",
+        f"hyco:127.0.0.1\\:{relay_port}:web:keyName={common.KEY_NAME}:keyEnv={common.KEY_ENV}:tls=no{inspect}",
     )
     yield endpoint.listen(site)
     common.emit({"event": "ready", "ws_port": ws_port.getHost().port, "http_port": http_port.getHost().port})

@@ -214,7 +214,8 @@ class Up:
                 monitor.set_state(OFFLINE, e.message)
             except Exception as e:
                 running.failed = True
-                monitor.set_state(OFFLINE, describe_relay_error(e, f"the relay refused {entry.kind} {entry.path}"))
+                why = str(e) if getattr(e, "inspector_page", False) else describe_relay_error(e, f"the relay refused {entry.kind} {entry.path}")
+                monitor.set_state(OFFLINE, why)
 
         return go()
 
@@ -255,8 +256,10 @@ class Up:
                 d = HybridConnectionServerEndpoint(reactor, hc, mode="stream").listen(factory)
             what = f"forwarding to {target.describe()}"
         else:
+            from .upfile import inspect_options_of
+
             factory = http_factory(reactor, monitor, http_target(entry.http), entry.host_header, entry.upstream_ca_file)
-            d = HybridConnectionServerEndpoint(reactor, hc, mode="http").listen(factory)
+            d = HybridConnectionServerEndpoint(reactor, hc, mode="http", inspect=inspect_options_of(entry)).listen(factory)
             what = f"forwarding to {entry.http}"
         monitor.detail = f"{hc.address} ({what})"
 
@@ -267,15 +270,20 @@ class Up:
                 yield port.stopListening()
                 return
             running.port = port
-
+            inspector = getattr(port, "inspector", None)
+            if inspector is not None:
+                what_inspected = f"{what}; inspector at {inspector.url}"
+            else:
+                what_inspected = what
             def on_status(status, error) -> None:
                 monitor.set_state(status, describe_relay_error(error) if error is not None and status != ONLINE else None)
 
             monitor.retry_source = lambda: port.next_retry_at
             port.add_status_observer(on_status)
-            monitor.notify("started", address=str(hc.address), target=what)
+            monitor.notify("started", address=str(hc.address), target=what,
+                           **({"inspector": inspector.url} if inspector is not None else {}))
             monitor.set_state(ONLINE if port.status == ONLINE else CONNECTING)
-            self.say(f"listen {entry.name}: listening on {hc.address} ({what})")
+            self.say(f"listen {entry.name}: listening on {hc.address} ({what_inspected})")
 
         return go()
 
