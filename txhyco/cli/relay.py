@@ -82,6 +82,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="serve the admin interface (fault switch; needs a Manage token) at /admin/ on this endpoint; "
         "keep it on loopback, e.g. tcp:9091:interface=127.0.0.1",
     )
+    cluster = parser.add_argument_group("cluster (several relay processes sharing routing state in Redis; README: Scaling out)")
+    cluster.add_argument(
+        "--cluster", metavar="URL", help="join the cluster whose state is in this Redis database, e.g. redis://127.0.0.1:6379/0"
+    )
+    cluster.add_argument(
+        "--advertise", metavar="HOST:PORT", help="this node's own address, which listeners on other nodes open rendezvous sockets to"
+    )
+    cluster.add_argument("--node-id", metavar="ID", help="this node's name in metrics and logs (default: host name and advertised port)")
     return parser
 
 
@@ -129,6 +137,9 @@ def relay_settings(
     admin: str | None = None,
     remember_key: bool = False,
     new_key: bool = False,
+    cluster: str | None = None,
+    advertise: str | None = None,
+    node_id: str | None = None,
 ) -> RelaySettings:
     """Validate the options and load files; raises :class:`CliError` (exit 2 for usage).
 
@@ -172,6 +183,7 @@ def relay_settings(
             config = RelayConfig.with_key(key_name or DEFAULT_KEY_NAME, key)
     except ProtocolError as e:
         raise CliError(e.message) from None
+    config = _with_cluster(config, cluster, advertise, node_id)
     root = config.root_rule
     try:  # the relay prints a connection string with this rule: it must fit in one
         ConnectionString(endpoint="sb://localhost/", shared_access_key_name=root.name, shared_access_key=root.primary_key)
@@ -201,6 +213,49 @@ def relay_settings(
     admin = admin if admin is not None else config.admin
     return RelaySettings(config=config, listen=listen, tls=tls, metrics=metrics, admin=admin, trust_pem=trust_pem,
                          key_note=key_note)
+
+
+def _with_cluster(config, url: str | None, advertise: str | None, node_id: str | None):
+    """The configuration with the command line's cluster options over its ``[cluster]`` table."""
+    import dataclasses
+
+    from txhyco.protocol.errors import ProtocolError
+    from txhyco.relay.cluster.settings import cluster_settings
+
+    if url is None and advertise is None and node_id is None:
+        return config
+    base = config.cluster
+    if url is None and base is None:
+        raise CliError("--advertise and --node-id go with --cluster redis://HOST:PORT/DB (or a [cluster] table).", 2)
+    try:
+        if url is None:
+            settings = dataclasses.replace(
+                base,
+                **({} if advertise is None else dict(zip(("advertise_host", "advertise_port"), _advertise(advertise)))),
+                **({} if node_id is None else {"node_id": _node_id(node_id)}),
+            )
+        else:
+            settings = cluster_settings(
+                redis=url,
+                advertise=advertise if advertise is not None else (base.advertise if base else None),
+                node_id=node_id if node_id is not None else (base.node_id if base else None),
+                ttl=base.ttl if base else None,
+            )
+    except ProtocolError as e:
+        raise CliError(e.message, 2) from None
+    return dataclasses.replace(config, cluster=settings)
+
+
+def _advertise(text: str):
+    from txhyco.relay.cluster.settings import parse_advertise
+
+    return parse_advertise(text)
+
+
+def _node_id(text: str) -> str:
+    from txhyco.relay.cluster.settings import check_node_id
+
+    return check_node_id(text)
 
 
 def _config_has_rules(config_file: str | None) -> bool:
@@ -301,6 +356,9 @@ def run(args: argparse.Namespace) -> int:
         admin=args.admin,
         remember_key=True,
         new_key=args.new_key,
+        cluster=args.cluster,
+        advertise=args.advertise,
+        node_id=args.node_id,
     )
     if settings.trust_pem is not None:
         sys.stderr.write(

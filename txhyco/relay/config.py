@@ -80,6 +80,8 @@ class RelayConfig:
     hosts: tuple[str, ...] = ()
     #: Twisted server endpoint of the admin interface (txhyco.relay.admin); None: none.
     admin: str | None = None
+    #: txhyco.relay.cluster.settings.ClusterSettings when this relay is a cluster node; None: a single relay
+    cluster: Any = None
 
     @classmethod
     def with_key(cls, key_name: str = DEFAULT_KEY_NAME, key: str | None = None) -> RelayConfig:
@@ -215,6 +217,26 @@ LIMITS = Table(
     build=Limits,
 )
 
+def _cluster(**fields: Any) -> Any:
+    from .cluster.settings import cluster_settings
+
+    try:
+        return cluster_settings(**fields)
+    except ProtocolError as e:
+        raise LocalProtocolError(f"[cluster]: {e.message}") from None
+
+
+CLUSTER = Table(
+    "[cluster]",
+    {
+        "redis": Setting(text(max_length=1024, secret=True), "redis", required=True),
+        "advertise": Setting(text(max_length=300), "advertise", required=True),
+        "nodeId": Setting(text(max_length=64), "node_id"),
+        "ttl": Setting(seconds(0, 10), "ttl"),
+    },
+    build=_cluster,
+)
+
 DOCUMENT = Table(
     TOP_LEVEL,
     {
@@ -224,6 +246,7 @@ DOCUMENT = Table(
         "limits": Setting(table(LIMITS), "limits"),
         "hosts": Setting(array(text(max_length=253, valid=_host_problem)), "hosts"),
         "admin": Setting(text(max_length=1024, valid=_endpoint_problem), "admin"),
+        "cluster": Setting(table(CLUSTER), "cluster"),
     },
 )
 
@@ -250,6 +273,7 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
         limits=fields.get("limits", Limits()),
         hosts=tuple(h.lower() for h in fields.get("hosts", [])),
         admin=fields.get("admin"),
+        cluster=fields.get("cluster"),
     )
 
 

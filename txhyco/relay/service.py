@@ -51,6 +51,12 @@ class RelayService(Service):
         self.admin_endpoint = admin_endpoint if admin_endpoint is not None else config.admin
         self.announce = announce
         self.relay = Relay(config, reactor=reactor, secure=tls is not None)
+        #: txhyco.relay.cluster.node.ClusterNode when the configuration has a cluster; None: a single relay
+        self.cluster = None
+        if config.cluster is not None:
+            from .cluster.node import ClusterNode
+
+            self.cluster = self.relay.cluster = ClusterNode(self.relay, config.cluster)
         self.port = None
         self.metrics_port = None
         self.admin_port = None
@@ -70,13 +76,21 @@ class RelayService(Service):
         endpoint = serverFromString(self.reactor, self.listen_description)
         self.port = yield endpoint.listen(self.factory())
         self.readiness.listening = True
+        if self.cluster is not None:
+            self.cluster.start()
         if self.metrics_endpoint:
             from prometheus_client.twisted import MetricsResource
             from twisted.web.resource import Resource
             from twisted.web.server import Site
 
             root = Resource()
-            root.putChild(b"metrics", MetricsResource(registry=self.relay.metrics.registry))
+            registry = self.relay.metrics.registry
+            if self.cluster is not None:
+                from .cluster.metrics import ClusterCollector, NodeLabelledRegistry
+
+                registry.register(ClusterCollector(self.cluster))
+                registry = NodeLabelledRegistry(registry, self.cluster.settings.node_id)
+            root.putChild(b"metrics", MetricsResource(registry=registry))
             root.putChild(b"healthz", HealthResource())
             root.putChild(b"ready", ReadyResource(self.readiness))
             self.metrics_port = yield serverFromString(self.reactor, self.metrics_endpoint).listen(Site(root))
@@ -114,6 +128,8 @@ class RelayService(Service):
             ds.append(defer.maybeDeferred(self.metrics_port.stopListening))
         if self.admin_port is not None:
             ds.append(defer.maybeDeferred(self.admin_port.stopListening))
+        if self.cluster is not None:
+            ds.append(self.cluster.stop())
         self.relay.close_all()
         return defer.DeferredList(ds)
 

@@ -1,0 +1,162 @@
+"""The relay as a cluster, in-process: three nodes sharing a real redis-server.
+
+Listeners on one node, senders on another: the command crosses through
+Redis, the rendezvous and the data stay on the sender's node. One module-wide
+cluster (redis-server and three relays in this process) keeps the wall time
+small; each test uses its own hybrid connection names.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import urllib.request
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, threads
+
+from tests.support.cluster import RedisServer, free_port, sleep, wait_until
+from tests.support.httpclient import http_request
+from tests.support.rawlistener import RawListener, make_token
+from tests.support.wsclient import ws_connect
+from txhyco.protocol.addresses import Namespace, connect_url
+from txhyco.relay.cluster.settings import cluster_settings
+from txhyco.relay.config import Limits, RelayConfig
+from txhyco.relay.service import RelayService
+from txhyco.testing import RunningRelay
+
+KEY = "Y2x1c3Rlci10ZXN0LWtleS1ub3Qtc2VjcmV0LTAxMjM0NTY3ODk="
+
+
+def node_config(redis_url: str, port: int, node_id: str, **limits) -> RelayConfig:
+    base = RelayConfig.with_key(key=KEY)
+    settings = cluster_settings(redis=redis_url, advertise=f"127.0.0.1:{port}", node_id=node_id, ttl=3)
+    return dataclasses.replace(base, cluster=settings, limits=Limits(**limits))
+
+
+@defer.inlineCallbacks
+def start_node(redis_url: str, node_id: str, **limits):
+    port = free_port()
+    service = RelayService(
+        node_config(redis_url, port, node_id, **limits),
+        f"tcp:{port}:interface=127.0.0.1",
+        metrics_endpoint="tcp:0:interface=127.0.0.1",
+    )
+    service.startService()
+    yield service.ready
+    yield wait_until(lambda: service.cluster.link.up, 10, what=f"{node_id} to reach Redis")
+    return RunningRelay(service, service.connection_string())
+
+
+class Cluster:
+    def __init__(self, redis, nodes) -> None:
+        self.redis = redis
+        self.nodes = nodes
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("redis"))
+
+    @defer.inlineCallbacks
+    def up():
+        redis = yield RedisServer(workdir).start()
+        nodes = []
+        for i in range(3):
+            nodes.append((yield start_node(redis.url, f"n{i + 1}", max_listeners=5)))
+        return Cluster(redis, nodes)
+
+    running = pytest_twisted.blockon(up())
+    yield running
+
+    @defer.inlineCallbacks
+    def down():
+        for node in running.nodes:
+            yield node.stop()
+        yield running.redis.stop()
+
+    pytest_twisted.blockon(down())
+
+
+def knows(node, path: str, count: int) -> bool:
+    entity = node.relay.registry.entities.get(path)
+    if entity is None:
+        return count == 0
+    return len(entity.listeners) + len(entity.remote) == count
+
+
+@defer.inlineCallbacks
+def everyone_knows(cluster, path: str, count: int):
+    for node in cluster.nodes:
+        yield wait_until(lambda: knows(node, path, count), 10, what=f"{path} to have {count} listener(s) everywhere")
+
+
+def sender_url(node, path: str) -> str:
+    return connect_url(Namespace.parse(node.host, secure=False), path)
+
+
+@pytest_twisted.inlineCallbacks
+def test_websocket_sender_on_another_node_reaches_listener(cluster):
+    a, b, _ = cluster.nodes
+    listener = yield RawListener(a, "wsx").start()
+    try:
+        yield everyone_knows(cluster, "wsx", 1)
+        sender = yield ws_connect(sender_url(b, "wsx"), headers={"ServiceBusAuthorization": make_token(b, "wsx")})
+        for payload in (b"", b"x", bytes(range(256)) * 600):
+            sender.sendMessage(payload, isBinary=True)
+            assert (yield sender.messages.get()) == (payload, True)
+        sender.sendClose(1000)
+        yield sender.closed
+        # The accept named the sender's node: the data stayed there.
+        address = listener.accepts[0]["address"]
+        assert address.startswith(f"ws://{b.host}/")
+        assert b.relay.metrics.bytes_to_listener[0] > 0 and a.relay.metrics.bytes_to_listener[0] == 0
+    finally:
+        yield listener.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_sender_on_another_node_gets_address_only_request(cluster):
+    a, _, c = cluster.nodes
+    listener = yield RawListener(a, "webx", respond=lambda r, body: (200, {"X-Len": str(len(body))}, body[::-1])).start()
+    try:
+        yield everyone_knows(cluster, "webx", 1)
+        for size in (0, 100, 100 * 1024):
+            body = bytes(i % 251 for i in range(size))
+            status, _, headers, got, _ = yield http_request(c.port, "POST", "/webx/p", body, {"ServiceBusAuthorization": make_token(c, "webx")})
+            assert (status, got, headers["X-Len"]) == (200, body[::-1], str(size))
+        # Address-only: the listener came to the sender's node for each request.
+        assert all(request["address"].startswith(f"ws://{c.host}/") for request, _ in listener.requests)
+    finally:
+        yield listener.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_max_listeners_counts_across_nodes(cluster):
+    listeners = []
+    try:
+        for i in range(5):
+            listeners.append((yield RawListener(cluster.nodes[i % 3], "cap").start()))
+        yield everyone_knows(cluster, "cap", 5)
+        with pytest.raises(Exception) as refused:
+            yield RawListener(cluster.nodes[2], "cap").start()
+        assert "403" in str(refused.value) or "maximum" in str(refused.value).lower()
+    finally:
+        for listener in listeners:
+            yield listener.stop()
+    yield everyone_knows(cluster, "cap", 0)
+
+
+@pytest_twisted.inlineCallbacks
+def test_metrics_carry_node_id_and_cluster_counts(cluster):
+    a, b, _ = cluster.nodes
+    listener = yield RawListener(a, "metered").start()
+    try:
+        yield everyone_knows(cluster, "metered", 1)
+        port = b.service.metrics_port.getHost().port
+        text = yield threads.deferToThread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode())
+        assert 'hyco_relay_cluster_listeners{hybrid_connection="metered",node="n2"} 1.0' in text
+        assert 'hyco_relay_cluster_redis_up{node="n2"} 1.0' in text
+        assert 'node="n2"' in text.split("hyco_relay_rejects", 1)[1] or "hyco_relay_rejects" in text
+    finally:
+        yield listener.stop()
