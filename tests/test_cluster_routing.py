@@ -91,6 +91,12 @@ def everyone_knows(cluster, path: str, count: int):
         yield wait_until(lambda: knows(node, path, count), 10, what=f"{path} to have {count} listener(s) everywhere")
 
 
+def in_redis(node, path: str):
+    """Deferred[bool]: whether Redis holds one listener of ``path`` (False while unreachable)."""
+    d = node.service.cluster.link.execute("HLEN", "txhyco:hc:" + path)
+    return d.addCallbacks(lambda n: n == 1, lambda _: False)
+
+
 def sender_url(node, path: str) -> str:
     return connect_url(Namespace.parse(node.host, secure=False), path)
 
@@ -160,3 +166,39 @@ def test_metrics_carry_node_id_and_cluster_counts(cluster):
         assert 'node="n2"' in text.split("hyco_relay_rejects", 1)[1] or "hyco_relay_rejects" in text
     finally:
         yield listener.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_redis_lost_and_restarted_empty(cluster):
+    """Without Redis a node serves its own listeners and refuses others with 503 and why;
+    a restarted (empty) Redis is refilled by the nodes and routing across nodes heals.
+    Last in this module: it restarts the module's redis-server."""
+    a, b, _ = cluster.nodes
+    respond = lambda r, body: (200, {}, b"from " + r["requestTarget"].encode())  # noqa: E731
+    mine = yield RawListener(b, "mine", respond=respond).start()
+    theirs = yield RawListener(a, "theirs", respond=respond).start()
+    try:
+        yield everyone_knows(cluster, "theirs", 1)
+        yield cluster.redis.kill()
+        for node in cluster.nodes:
+            yield wait_until(lambda: not node.service.cluster.link.up, 10, what="nodes to notice Redis is gone")
+        status, _, _, body, _ = yield http_request(b.port, "GET", "/mine/x", None, {"ServiceBusAuthorization": make_token(b, "mine")})
+        assert (status, body) == (200, b"from /mine/x")
+        status, reason, _, body, _ = yield http_request(b.port, "GET", "/theirs/x", None, {"ServiceBusAuthorization": make_token(b, "theirs")})
+        assert status == 503 and b"Redis" in body, (status, reason, body)
+        # A listener arriving meanwhile is served locally, and published later.
+        late = yield RawListener(b, "late", respond=respond).start()
+        yield cluster.redis.start()  # same port, no data
+        for name in ("theirs", "late", "mine"):
+            # The nodes write their listeners into the new Redis themselves.
+            yield wait_until(lambda: in_redis(b, name), 10, what=f"{name} to be back in Redis")
+        yield everyone_knows(cluster, "theirs", 1)
+        yield everyone_knows(cluster, "late", 1)
+        status, _, _, body, _ = yield http_request(b.port, "GET", "/theirs/y", None, {"ServiceBusAuthorization": make_token(b, "theirs")})
+        assert (status, body) == (200, b"from /theirs/y")
+        status, _, _, body, _ = yield http_request(a.port, "GET", "/late/z", None, {"ServiceBusAuthorization": make_token(a, "late")})
+        assert (status, body) == (200, b"from /late/z")
+        yield late.stop()
+    finally:
+        yield mine.stop()
+        yield theirs.stop()
