@@ -169,6 +169,39 @@ def test_metrics_carry_node_id_and_cluster_counts(cluster):
 
 
 @pytest_twisted.inlineCallbacks
+def test_garbage_on_a_nodes_channels_is_ignored(cluster):
+    """Redis is shared infrastructure: whatever a stray publisher sends, the node keeps routing."""
+    from txhyco.relay.cluster import wire
+    from txhyco.relay.cluster.store import events_channel, node_channel
+
+    a, b, _ = cluster.nodes
+    listener = yield RawListener(a, "junk", respond=lambda r, body: (200, {}, b"fine")).start()
+    try:
+        yield everyone_knows(cluster, "junk", 1)
+        node_a = a.service.cluster
+        slot = next(iter(node_a.slots))
+        garbage = [
+            b"\xff\xfe", "not json", "[1,2]", '{"t":"command"}', '{"t":"gone","ref":"x","status":"404","why":"w"}',
+            wire.encode(wire.ForwardedCommand(slot, "junk", "nobody/0", "ref", "{not a command")),
+            wire.encode(wire.ForwardedCommand(slot, "junk", "nobody/0", "ref", '{"request":{"address":"wss://h/$hc/junk","id":"1","requestTarget":"/","method":"GET"}}')),
+            wire.encode(wire.ForwardedCommand(slot, "junk", "nobody/0", "ref", '{"renewToken":{"token":"x"}}')),
+            wire.encode(wire.ForwardedCommand("no-such-slot", "junk", "nobody/0", "ref", '{"accept":{"address":"wss://h/x","id":"1","connectHeaders":{}}}')),
+            wire.encode(wire.Gone("no-such-ref", 404, "nothing waits for this")),
+            wire.encode(wire.ListenerEvent(True, "junk", "no-bar-in-field", "x")),
+        ]
+        for message in garbage:
+            yield b.service.cluster.link.execute("PUBLISH", node_channel(0, node_a.instance), message)
+            yield b.service.cluster.link.execute("PUBLISH", events_channel(0), message)
+        yield sleep(0.2)
+        status, _, _, body, _ = yield http_request(b.port, "GET", "/junk", None, {"ServiceBusAuthorization": make_token(b, "junk")})
+        assert (status, body) == (200, b"fine")
+        assert len(listener.requests) == 1  # only the real one reached the listener
+        assert knows(a, "junk", 1) and knows(b, "junk", 1)
+    finally:
+        yield listener.stop()
+
+
+@pytest_twisted.inlineCallbacks
 def test_redis_lost_and_restarted_empty(cluster):
     """Without Redis a node serves its own listeners and refuses others with 503 and why;
     a restarted (empty) Redis is refilled by the nodes and routing across nodes heals.
