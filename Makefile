@@ -9,12 +9,12 @@ NODEDIR := tests/interop/node
 
 .PHONY: test test-oldest test-crossbar demo bench soak clean setup
 
-setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
+setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser cluster-tools
 
 $(VENV)/.stamp-install: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,cluster]'
 	touch $@
 
 $(NODEDIR)/node_modules/.stamp: $(NODEDIR)/package.json
@@ -29,6 +29,14 @@ browser:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
+# The relay cluster's tests (tests/test_cluster_*.py) and examples/cluster start
+# Debian's redis-server and haproxy on loopback ports. As root on Debian.
+.PHONY: cluster-tools
+cluster-tools:
+	@if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/sbin/haproxy ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server haproxy; \
+	fi
+
 test: setup
 	$(PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
 
@@ -41,10 +49,10 @@ OLD_PY   := $(OLD_VENV)/bin/python
 $(OLD_VENV)/.stamp-install: setup.py tests/oldest-constraints.txt
 	$(PYTHON) -m venv $(OLD_VENV)
 	$(OLD_PY) -m pip install --quiet --upgrade pip
-	$(OLD_PY) -m pip install --quiet -c tests/oldest-constraints.txt -e '.[test,bench]'
+	$(OLD_PY) -m pip install --quiet -c tests/oldest-constraints.txt -e '.[test,bench,cluster]'
 	touch $@
 
-test-oldest: $(OLD_VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
+test-oldest: $(OLD_VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser cluster-tools
 	$(OLD_PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
 
 # Crossbar pulls in ~100 packages (web3 among them), so it gets a venv of its
@@ -66,7 +74,7 @@ test-crossbar: $(CB_VENV)/.stamp-install
 demo: $(VENV)/.stamp-install
 	$(PY) examples/demo.py
 
-bench: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp
+bench: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp cluster-tools
 	$(PY) benchmarks/run.py
 
 # Not in CI: 1,000 relayed connections for three minutes while listeners come

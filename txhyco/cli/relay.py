@@ -184,6 +184,13 @@ def relay_settings(
     except ProtocolError as e:
         raise CliError(e.message) from None
     config = _with_cluster(config, cluster, advertise, node_id)
+    if config.cluster is not None:
+        from txhyco.relay.cluster.store import require_client
+
+        try:
+            require_client()
+        except ProtocolError as e:
+            raise CliError(e.message) from None
     root = config.root_rule
     try:  # the relay prints a connection string with this rule: it must fit in one
         ConnectionString(endpoint="sb://localhost/", shared_access_key_name=root.name, shared_access_key=root.primary_key)

@@ -25,7 +25,7 @@ from txhyco.protocol.messages import Accept, Request, parse_command, serialize_c
 
 from . import wire
 from .remote import REDIS_DOWN, RemoteListener
-from .store import HC_PREFIX, LIVE_PREFIX, REGISTER, SNAPSHOT, RedisLink, events_channel, instance_of, node_channel
+from .store import HC_PREFIX, LIVE_PREFIX, REGISTER, SNAPSHOT, RedisLink, events_channel, instance_of, node_channel, require_client
 
 log = Logger()
 
@@ -34,6 +34,7 @@ RENDEZVOUS_PARAM = "sb-hc-rendezvous="
 
 class ClusterNode:
     def __init__(self, relay, settings) -> None:
+        require_client()
         self.relay = relay
         self.settings = settings
         self.reactor = relay.reactor

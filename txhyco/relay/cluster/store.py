@@ -83,6 +83,18 @@ return out
 """
 
 
+def require_client() -> None:
+    """Refuse to run a cluster node without the Redis client, in one sentence."""
+    try:
+        import txredisapi  # noqa: F401
+    except ImportError:
+        from txhyco.protocol.errors import LocalProtocolError
+
+        raise LocalProtocolError(
+            "A relay cluster node needs the txredisapi package: pip install 'txhyco[cluster]'."
+        ) from None
+
+
 def instance_of(field: str) -> str:
     return field.split("|", 1)[0]
 
