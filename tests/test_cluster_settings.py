@@ -103,3 +103,15 @@ def test_wire_decode_raises_only_wire_error(data):
         wire.decode(data)
     except wire.WireError:
         pass
+
+
+def test_readme_cluster_table_is_valid():
+    import re
+    import tomllib
+
+    from tests.test_readme import README
+
+    text = open(README, encoding="utf-8").read()
+    block = re.search(r"```toml\n(\[cluster\]\n.*?)\n```", text, re.S).group(1)
+    config = parse_config(tomllib.loads(block))
+    assert (config.cluster.node_id, config.cluster.advertise, config.cluster.ttl) == ("node1", "10.0.0.11:9101", 6.0)
