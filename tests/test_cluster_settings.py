@@ -115,3 +115,21 @@ def test_readme_cluster_table_is_valid():
     block = re.search(r"```toml\n(\[cluster\]\n.*?)\n```", text, re.S).group(1)
     config = parse_config(tomllib.loads(block))
     assert (config.cluster.node_id, config.cluster.advertise, config.cluster.ttl) == ("node1", "10.0.0.11:9101", 6.0)
+
+
+def test_redis_password_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HYCO_REDIS_PASSWORD", "from-env")
+    assert cluster_settings(redis="redis://r:1/0", advertise="h:9").redis_password == "from-env"
+    assert cluster_settings(redis="redis://:in-url@r:1/0", advertise="h:9").redis_password == "in-url"
+
+
+def test_twistd_plugin_takes_the_cluster_options():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("txhyco_relay_plugin", str(__import__("pathlib").Path(__file__).resolve().parent.parent / "twisted" / "plugins" / "txhyco_relay.py"))
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    options = plugin.Options()
+    options.parseOptions(["--key", KEY, "--cluster", "redis://127.0.0.1:6379/3", "--advertise", "127.0.0.1:9101", "--node-id", "tw"])
+    cluster = options.settings.config.cluster
+    assert (cluster.redis_db, cluster.node_id, cluster.advertise) == (3, "tw", "127.0.0.1:9101")

@@ -84,7 +84,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     cluster = parser.add_argument_group("cluster (several relay processes sharing routing state in Redis; README: Scaling out)")
     cluster.add_argument(
-        "--cluster", metavar="URL", help="join the cluster whose state is in this Redis database, e.g. redis://127.0.0.1:6379/0"
+        "--cluster", metavar="URL", help="join the cluster whose state is in this Redis database, e.g. redis://127.0.0.1:6379/0 "
+        "(a password goes in $HYCO_REDIS_PASSWORD, not here: arguments show in process listings)"
     )
     cluster.add_argument(
         "--advertise", metavar="HOST:PORT", help="this node's own address, which listeners on other nodes open rendezvous sockets to"

@@ -8,6 +8,7 @@ repeats a Redis password.
 """
 from __future__ import annotations
 
+import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ MIN_TTL = 1.0
 MAX_TTL = 10.0
 
 DEFAULT_REDIS_PORT = 6379
+
+#: where a node finds the Redis password when its Redis URL has none
+PASSWORD_ENV = "HYCO_REDIS_PASSWORD"
 
 _NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}\Z|\[[0-9A-Fa-f:.]{2,45}\]\Z")
@@ -98,6 +102,9 @@ def default_node_id(advertise_host: str, advertise_port: int) -> str:
 def cluster_settings(*, redis: str, advertise: str | None, node_id: str | None = None, ttl: float | None = None) -> ClusterSettings:
     """Checked settings from the command line's or the TOML's values."""
     host, port, db, password = parse_redis_url(redis)
+    if password is None:
+        # A password on a command line shows in process listings: the environment keeps it out.
+        password = os.environ.get(PASSWORD_ENV) or None
     if not advertise:
         raise LocalProtocolError(
             "A cluster node needs its advertised address (--advertise HOST:PORT or advertise in [cluster]): "
