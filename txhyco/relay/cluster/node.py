@@ -220,6 +220,10 @@ class ClusterNode:
                     host=channel.host_header.split(":")[0],
                     path=channel.entity.name,
                 )
+            if channel.proto.state == channel.proto.STATE_CLOSED:
+                # The listener left while Redis counted it: nothing will withdraw it later.
+                self.link.execute("HDEL", HC_PREFIX + channel.entity.name, field).addErrback(self._redis_error, "withdrawing a listener")
+                return None
             self._hold(channel, slot, field)
 
         def unreachable(failure):
