@@ -18,7 +18,7 @@ from twisted.internet import defer, threads
 from tests.support.cluster import RedisServer, free_port, sleep, wait_until
 from tests.support.httpclient import http_request
 from tests.support.rawlistener import RawListener, make_token
-from tests.support.wsclient import ws_connect
+from tests.support.wsclient import HandshakeFailed, ws_connect
 from txhyco.protocol.addresses import Namespace, connect_url
 from txhyco.relay.cluster.settings import cluster_settings
 from txhyco.relay.config import Limits, RelayConfig
@@ -117,6 +117,11 @@ def test_websocket_sender_on_another_node_reaches_listener(cluster):
         address = listener.accepts[0]["address"]
         assert address.startswith(f"ws://{b.host}/")
         assert b.relay.metrics.bytes_to_listener[0] > 0 and a.relay.metrics.bytes_to_listener[0] == 0
+        # A rendezvous address works once, and only on the node that issued it.
+        for url in (address, address.replace(b.host, a.host)):
+            with pytest.raises(HandshakeFailed) as refused:
+                yield ws_connect(url)
+            assert refused.value.status == 403
     finally:
         yield listener.stop()
 
@@ -135,6 +140,27 @@ def test_http_sender_on_another_node_gets_address_only_request(cluster):
         assert all(request["address"].startswith(f"ws://{c.host}/") for request, _ in listener.requests)
     finally:
         yield listener.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_allowed_and_disallowed_listeners_across_nodes(cluster):
+    a, b, c = cluster.nodes
+    answer = lambda name: (lambda r, body: (200, {}, name))  # noqa: E731
+    on_a = yield RawListener(a, "pick", tracking_id="left", respond=answer(b"left")).start()
+    on_c = yield RawListener(c, "pick", tracking_id="right", respond=answer(b"right")).start()
+    try:
+        yield everyone_knows(cluster, "pick", 2)
+        auth = {"ServiceBusAuthorization": make_token(b, "pick")}
+        for headers, expected in (({"Microsoft-Relay-AllowedListeners": "right"}, b"right"),
+                                  ({"Microsoft-Relay-DisallowedListeners": "right"}, b"left")):
+            for _ in range(6):
+                status, _, _, body, _ = yield http_request(b.port, "GET", "/pick", None, {**auth, **headers})
+                assert (status, body) == (200, expected)
+        status, _, _, body, _ = yield http_request(b.port, "GET", "/pick", None, {**auth, "Microsoft-Relay-AllowedListeners": "nobody"})
+        assert status == 404 and b"AllowedListeners" in body
+    finally:
+        yield on_a.stop()
+        yield on_c.stop()
 
 
 @pytest_twisted.inlineCallbacks
