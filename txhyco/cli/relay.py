@@ -91,6 +91,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--advertise", metavar="HOST:PORT", help="this node's own address, which listeners on other nodes open rendezvous sockets to"
     )
     cluster.add_argument("--node-id", metavar="ID", help="this node's name in metrics and logs (default: host name and advertised port)")
+    cluster.add_argument(
+        "--also-listen",
+        metavar="ENDPOINT",
+        action="append",
+        default=[],
+        help="listen on this endpoint too (repeatable): a node's own advertised port beside a public port it shares "
+        "with other nodes, e.g. --listen reuseport:9090 --also-listen tcp:9101",
+    )
     return parser
 
 
@@ -108,6 +116,8 @@ class RelaySettings:
     trust_pem: str | None = None
     #: where the key came from when it was the stored one (a line for stderr)
     key_note: str | None = None
+    #: more endpoints the relay listens on (--also-listen)
+    also_listen: tuple[str, ...] = ()
 
 
 def _check_endpoint(description: str, option: str, example: str = DEFAULT_LISTEN) -> None:
@@ -141,6 +151,7 @@ def relay_settings(
     cluster: str | None = None,
     advertise: str | None = None,
     node_id: str | None = None,
+    also_listen: tuple[str, ...] | list[str] = (),
 ) -> RelaySettings:
     """Validate the options and load files; raises :class:`CliError` (exit 2 for usage).
 
@@ -160,6 +171,8 @@ def relay_settings(
     if key_name is not None and not key_name.strip():
         raise CliError("--key-name is empty.", 2)
     _check_endpoint(listen, "--listen")
+    for description in also_listen:
+        _check_endpoint(description, "--also-listen", "tcp:9101:interface=127.0.0.1")
     if metrics is not None:
         _check_endpoint(metrics, "--metrics")
     if admin is not None:
@@ -220,7 +233,7 @@ def relay_settings(
             raise CliError(e.message) from None
     admin = admin if admin is not None else config.admin
     return RelaySettings(config=config, listen=listen, tls=tls, metrics=metrics, admin=admin, trust_pem=trust_pem,
-                         key_note=key_note)
+                         key_note=key_note, also_listen=tuple(also_listen))
 
 
 def _with_cluster(config, url: str | None, advertise: str | None, node_id: str | None):
@@ -291,6 +304,7 @@ def make_service(settings: RelaySettings, *, reactor=None, announce: Callable[[s
         admin_endpoint=settings.admin or "",
         reactor=reactor,
         announce=announce or print_connection_string,
+        also_listen=settings.also_listen,
     )
 
 
@@ -367,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         advertise=args.advertise,
         node_id=args.node_id,
+        also_listen=args.also_listen,
     )
     if settings.trust_pem is not None:
         sys.stderr.write(

@@ -39,12 +39,16 @@ class RelayService(Service):
         admin_endpoint: str | None = None,
         reactor=None,
         announce=None,
+        also_listen: tuple[str, ...] = (),
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.config = config
         self.listen_description = listen
+        #: more endpoints serving the same relay (a cluster node's own port beside a shared one)
+        self.also_listen = tuple(also_listen)
+        self.extra_ports: list = []
         self.tls = tls
         self.metrics_endpoint = metrics_endpoint
         #: the admin interface's endpoint (txhyco.relay.admin); None: no admin interface
@@ -75,6 +79,8 @@ class RelayService(Service):
     def _start(self):
         endpoint = serverFromString(self.reactor, self.listen_description)
         self.port = yield endpoint.listen(self.factory())
+        for description in self.also_listen:
+            self.extra_ports.append((yield serverFromString(self.reactor, description).listen(self.factory())))
         self.readiness.listening = True
         if self.cluster is not None:
             self.cluster.start()
@@ -124,6 +130,8 @@ class RelayService(Service):
         ds = []
         if self.port is not None:
             ds.append(defer.maybeDeferred(self.port.stopListening))
+        for port in self.extra_ports:
+            ds.append(defer.maybeDeferred(port.stopListening))
         if self.metrics_port is not None:
             ds.append(defer.maybeDeferred(self.metrics_port.stopListening))
         if self.admin_port is not None:
