@@ -188,7 +188,9 @@ class ClusterNode:
     def remote_counts(self) -> dict[str, int]:
         """Listeners per hybrid connection across the cluster, as this node knows them."""
         counts: dict[str, int] = {}
-        for name, entity in self.relay.registry.entities.items():
+        # Called from the metrics endpoint's WSGI thread: list() copies the
+        # entities in one step under the GIL, so the reactor cannot change it mid-loop.
+        for name, entity in list(self.relay.registry.entities.items()):
             total = len(entity.listeners) + len(entity.remote)
             if total:
                 counts[name] = total
