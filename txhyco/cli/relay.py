@@ -28,6 +28,9 @@ examples:
       named hybrid connections from a TOML file, wss:// with a generated
       certificate (trust ./tls/relay-cert.pem), Prometheus metrics at
       http://127.0.0.1:9100/metrics.
+  txhyco relay --listen tcp:9101:interface=0.0.0.0 --cluster redis://10.0.0.5:6379/0 --advertise 10.0.0.11:9101
+      a node of a relay cluster sharing its listeners through Redis with
+      the other nodes (README: Scaling out).
 
 """ + paragraph(
     "The key comes from --key, else --key-file, else $HYCO_RELAY_KEY, else the config file's rules, "
