@@ -57,6 +57,11 @@ setup(
             "matplotlib>=3.8",
             "psutil>=5.9",
         ],
+        # A relay cluster node (txhyco relay --cluster) keeps its routing state in
+        # Redis through txredisapi: Twisted-native, maintained, and only needed there.
+        "cluster": [
+            "txredisapi>=1.6",
+        ],
     },
     entry_points={"console_scripts": ["txhyco = txhyco.cli:main"]},
     classifiers=[

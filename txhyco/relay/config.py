@@ -83,6 +83,8 @@ class RelayConfig:
     admin: str | None = None
     #: Entra ID tokens and role assignments (txhyco.relay.entra); None: JWTs get 401.
     entra: EntraVerifier | None = None
+    #: txhyco.relay.cluster.settings.ClusterSettings when this relay is a cluster node; None: a single relay
+    cluster: Any = None
 
     @classmethod
     def with_key(cls, key_name: str = DEFAULT_KEY_NAME, key: str | None = None) -> RelayConfig:
@@ -218,6 +220,26 @@ LIMITS = Table(
     build=Limits,
 )
 
+def _cluster(**fields: Any) -> Any:
+    from .cluster.settings import cluster_settings
+
+    try:
+        return cluster_settings(**fields)
+    except ProtocolError as e:
+        raise LocalProtocolError(f"[cluster]: {e.message}") from None
+
+
+CLUSTER = Table(
+    "[cluster]",
+    {
+        "redis": Setting(text(max_length=1024, secret=True), "redis", required=True),
+        "advertise": Setting(text(max_length=300), "advertise", required=True),
+        "nodeId": Setting(text(max_length=64), "node_id"),
+        "ttl": Setting(seconds(0, 10), "ttl"),
+    },
+    build=_cluster,
+)
+
 DOCUMENT = Table(
     TOP_LEVEL,
     {
@@ -229,6 +251,7 @@ DOCUMENT = Table(
         "admin": Setting(text(max_length=1024, valid=_endpoint_problem), "admin"),
         "entraId": Setting(table(ENTRA_ID), "entra_id"),
         "roleAssignments": Setting(tables(ROLE_ASSIGNMENT, named_by="identity"), "role_assignments"),
+        "cluster": Setting(table(CLUSTER), "cluster"),
     },
 )
 
@@ -261,6 +284,7 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
         hosts=tuple(h.lower() for h in fields.get("hosts", [])),
         admin=fields.get("admin"),
         entra=entra,
+        cluster=fields.get("cluster"),
     )
 
 

@@ -78,6 +78,8 @@ class Relay:
         self.connections: set[Any] = set()
         #: refusals and delays armed through the fault switch (txhyco.relay.faults); empty (false) unless one is
         self.faults = ArmedFaults()
+        #: txhyco.relay.cluster.node.ClusterNode when this relay is a cluster node (set by the service)
+        self.cluster = None
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -152,6 +154,8 @@ class Relay:
         proto.role = channel
         proto.sink = CommandSink(ChannelReader(ROLE_RELAY), channel)
         proto.maxMessagePayloadSize = self.config.limits.max_control_message_size
+        if self.cluster is not None:
+            return self.cluster.admit(channel)  # maxListeners counts across the cluster
         return None
 
     def _connect(self, proto, request, target, host):
@@ -248,6 +252,8 @@ class ControlChannel:
     #: (See websocket.PONG_BACKLOG_LIMIT.) A listener merely behind keeps its
     #: keep-alive answered up to the backlog it may legitimately have.
     pong_backlog_limit = CONTROL_BACKLOG_LIMIT + 2 * 1024 * 1024
+    #: requests with small bodies go inline (a listener on another cluster node takes none)
+    takes_inline = True
 
     def __init__(self, relay: Relay, entity: Entity, proto, tracking_id: str, expiry: int, host_header: str | None) -> None:
         self.relay = relay
@@ -280,6 +286,8 @@ class ControlChannel:
         self.relay.metrics.listeners.labels(self.entity.name).inc()
         self._schedule_expiry()
         self.pings.start()
+        if self.relay.cluster is not None:
+            self.relay.cluster.listener_online(self)
         log.info("listener {id} online for {path}", id=self.tracking_id, path=self.entity.name)
 
     def leg_closed(self, proto, was_clean, code, reason) -> None:
@@ -289,6 +297,8 @@ class ControlChannel:
         if self.key is not None and self.entity.listeners.pop(self.key, None) is not None:
             self.relay.metrics.listeners.labels(self.entity.name).dec()
             log.info("listener {id} offline for {path}", id=self.tracking_id, path=self.entity.name)
+        if self.relay.cluster is not None:
+            self.relay.cluster.listener_offline(self)
         self.relay.registry.forget_if_idle(self.entity)
         if self._broken is None and proto.failedByMe and proto.localCloseReason:
             # Autobahn failed the channel (say, a message over the limit):
