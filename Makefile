@@ -9,24 +9,35 @@ NODEDIR := tests/interop/node
 
 .PHONY: test test-oldest test-crossbar demo bench soak clean setup
 
-setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
+setup: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp debian-tools
 
 $(VENV)/.stamp-install: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,cluster]'
 	touch $@
 
 $(NODEDIR)/node_modules/.stamp: $(NODEDIR)/package.json
 	cd $(NODEDIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# tests/test_browser_chat.py drives Debian's Chromium through its chromedriver
-# (Selenium is given both paths and never downloads a browser). As root on Debian.
-.PHONY: browser
-browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+# Real servers the tests start themselves on loopback ports, from Debian's
+# packages (as root on Debian), in one apt run for whatever is missing:
+# Chromium and its chromedriver (the browser tests: Selenium is given both paths
+# and never downloads a browser), tinyproxy (the HTTP CONNECT proxy tests), and
+# redis-server and haproxy (the relay cluster's tests, examples/cluster and the
+# cluster benchmarks). `make browser`, `make tinyproxy` and `make cluster-tools`
+# are the same target.
+DEBIAN_TOOLS := /usr/bin/chromium=chromium /usr/bin/chromedriver=chromium-driver \
+                /usr/bin/tinyproxy=tinyproxy /usr/bin/redis-server=redis-server /usr/sbin/haproxy=haproxy
+.PHONY: debian-tools browser tinyproxy cluster-tools
+browser tinyproxy cluster-tools: debian-tools
+debian-tools:
+	@missing=""; for tool in $(DEBIAN_TOOLS); do \
+	  [ -x "$${tool%%=*}" ] || missing="$$missing $${tool#*=}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
 test: setup
@@ -41,10 +52,10 @@ OLD_PY   := $(OLD_VENV)/bin/python
 $(OLD_VENV)/.stamp-install: setup.py tests/oldest-constraints.txt
 	$(PYTHON) -m venv $(OLD_VENV)
 	$(OLD_PY) -m pip install --quiet --upgrade pip
-	$(OLD_PY) -m pip install --quiet -c tests/oldest-constraints.txt -e '.[test,bench]'
+	$(OLD_PY) -m pip install --quiet -c tests/oldest-constraints.txt -e '.[test,bench,cluster]'
 	touch $@
 
-test-oldest: $(OLD_VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp browser
+test-oldest: $(OLD_VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp debian-tools
 	$(OLD_PY) -m pytest -p no:cacheprovider --timeout=300 --ignore=tests/crossbar tests
 
 # Crossbar pulls in ~100 packages (web3 among them), so it gets a venv of its
@@ -66,7 +77,7 @@ test-crossbar: $(CB_VENV)/.stamp-install
 demo: $(VENV)/.stamp-install
 	$(PY) examples/demo.py
 
-bench: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp
+bench: $(VENV)/.stamp-install $(NODEDIR)/node_modules/.stamp debian-tools
 	$(PY) benchmarks/run.py
 
 # Not in CI: 1,000 relayed connections for three minutes while listeners come

@@ -19,7 +19,7 @@ setup(
     # sys.path (a plain .pth) instead of an import hook; Twisted finds plugin
     # drop-ins only by scanning sys.path for twisted/plugins directories.
     package_dir={"": "."},
-    package_data={"twisted.plugins": ["txhyco_*.py"]},
+    package_data={"twisted.plugins": ["txhyco_*.py"], "txhyco.inspector": ["static/*"]},
     # The floors of Twisted, Autobahn, h11, pyOpenSSL and service-identity are
     # the oldest versions the whole suite passes with on Python 3.11: `make
     # test-oldest` (run by .ci/run) installs exactly those, from
@@ -38,6 +38,12 @@ setup(
         "shtab>=1.7",
     ],
     extras_require={
+        # Entra ID (Azure AD): azure-identity credentials for listeners and
+        # senders, PyJWT for the local relay's [entraId] token verification.
+        "azure": [
+            "azure-identity>=1.12",
+            "pyjwt>=2.4",
+        ],
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",
@@ -45,10 +51,17 @@ setup(
             "hypothesis>=6.100",
             "klein>=23.0",
             "selenium>=4.20",
+            "azure-identity>=1.12",
+            "pyjwt>=2.4",
         ],
         "bench": [
             "matplotlib>=3.8",
             "psutil>=5.9",
+        ],
+        # A relay cluster node (txhyco relay --cluster) keeps its routing state in
+        # Redis through txredisapi: Twisted-native, maintained, and only needed there.
+        "cluster": [
+            "txredisapi>=1.6",
         ],
     },
     entry_points={"console_scripts": ["txhyco = txhyco.cli:main"]},

@@ -3,7 +3,8 @@
 Prints ``{"event": "ready", "port": N}`` once listening; the key comes from
 ``$BENCH_HYCO_KEY``. Runs until its stdin closes. Equivalent to
 ``txhyco relay --listen tcp:0:interface=127.0.0.1`` with the open-file limit
-raised for the scale scenario.
+raised for the scale scenario. ``relay_proc.py PORT REDIS_URL NODE_ID`` runs a
+cluster node on PORT instead (``txhyco relay --cluster ... --advertise``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,17 @@ def main() -> None:
     from txhyco.relay.service import RelayService
 
     config = RelayConfig.with_key(key=os.environ[common.KEY_ENV])
-    service = RelayService(config, "tcp:0:interface=127.0.0.1", reactor=reactor)
+    port = 0
+    if len(sys.argv) == 4:
+        # relay_proc.py PORT REDIS_URL NODE_ID: a cluster node (run.py's cluster arrangements)
+        import dataclasses
+
+        from txhyco.relay.cluster.settings import cluster_settings
+
+        port = int(sys.argv[1])
+        cluster = cluster_settings(redis=sys.argv[2], advertise=f"127.0.0.1:{port}", node_id=sys.argv[3])
+        config = dataclasses.replace(config, cluster=cluster)
+    service = RelayService(config, f"tcp:{port}:interface=127.0.0.1", reactor=reactor)
 
     def ready(_):
         common.emit({"event": "ready", "port": service.port.getHost().port, "nofile": nofile})

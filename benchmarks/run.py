@@ -14,6 +14,15 @@ HTTP scenarios **relayed-hyco-https**: Microsoft's ``hyco-https`` listener
 serving the same two resources (no target; it shows what the relay costs with
 another listener, and what Microsoft's listener holds for a large response).
 
+With a cluster (``make bench``'s quick and full modes, or ``--cluster``; it needs
+Debian's redis-server), the WebSocket echo RTT, the small GET and connection
+set-up also run as **cluster**: two relay processes sharing a redis-server, the
+listener on node A and the sender on node B, so every sender crosses nodes (the
+command through Redis, the data on B); reported beside **relayed** (one relay)
+from the same run. A set-up-rate run, ``ws_connect_side_by_side``, puts two
+client processes on **one-relay** against one each on **two-nodes** (listeners
+on both nodes; routing picks among all of them).
+
 Process layout (every box is its own OS process; the machine may have only
 2 cores, so in the proxy/relayed arrangements three busy processes share two
 cores — that is part of what is measured, and the same for proxy and relay)::
@@ -81,6 +90,12 @@ MODES = {
 SCALE_TARGET_CONNECTIONS = 10000
 #: Microsoft's listeners compared with txhyco's: arrangement → process name (= npm package).
 PEERS = {"relayed-hyco-ws": "hyco-ws", "relayed-hyco-https": "hyco-https"}
+#: scenarios that also run across a two-node cluster (listener on node A, sender on node B)
+CLUSTER_SCENARIOS = ("ws_echo_1k_rtt", "http_get_small", "ws_connect")
+#: arrangement -> (middle, server) processes whose CPU the table shows
+CLUSTER_CPU = {"cluster": ("node-b", "server-a"), "one-relay": ("relay", "server"), "two-nodes": ("node-b", "server-b")}
+#: the cluster's processes (besides its redis-server), stopped with the others
+CLUSTER_PROCS = ("server-b", "server-a2", "server-a", "node-b", "node-a")
 
 
 # ----------------------------------------------------------------- processes
@@ -290,6 +305,10 @@ def scenarios(m: dict) -> list[dict]:
              params=dict(concurrency=m["setup_concurrency"], warmup_s=m["stream_warmup"],
                          duration=m["setup_duration"], repeats=max(3, r // 2)),
              metrics=[("conn_per_s", "conn/s", True)]),
+        dict(name="ws_connect_side_by_side", title="WS open+close, 2 clients", client="ws_connsetup", kind="ws",
+             params=dict(concurrency=m["setup_concurrency"], warmup_s=m["stream_warmup"],
+                         duration=m["setup_duration"], repeats=max(3, r // 2)),
+             metrics=[("conn_per_s", "conn/s", True)], cluster_only=True),
         dict(name="ws_idle_scale", title=f"{m['scale_connections']} idle WS connections", client="ws_scale", kind="ws",
              params=dict(connections=m["scale_connections"], concurrency=m["scale_concurrency"]),
              metrics=[("open_per_s", "conn/s", True), ("middle_kib_per_conn", "KiB/conn", False),
@@ -299,8 +318,12 @@ def scenarios(m: dict) -> list[dict]:
 
 class Bench:
     def __init__(self, mode: str, out: str, peer: bool, only: list[str] | None, profile: dict | None = None,
-                 arrangements: list[str] | None = None) -> None:
+                 arrangements: list[str] | None = None, inspect: bool = False, cluster: bool = False) -> None:
         self.mode, self.out, self.want_peer, self.only = mode, out, peer, only
+        self.inspect = inspect
+        self.want_cluster = cluster
+        self.cluster = False
+        self.redis = None
         self.profile = profile or {}
         self.only_arrangements = arrangements
         self.m = MODES[mode]
@@ -316,6 +339,9 @@ class Bench:
         self.key = generate_key()
         self.env = dict(os.environ, **{common.KEY_ENV: self.key, "PYTHONUNBUFFERED": "1"})
         self.env.pop("BENCH_FULL", None)
+        self.env.pop("BENCH_INSPECT", None)
+        if self.inspect:  # the relayed HTTP scenarios' listener captures everything (server_proc.py)
+            self.env["BENCH_INSPECT"] = "1"
         relay = self.spawn("relay", [PY, os.path.join(BENCH, "relay_proc.py")])
         self.relay_port = relay.wait_for("ready", 30)["port"]
         server = self.spawn("server", [PY, os.path.join(BENCH, "server_proc.py"), str(self.relay_port)])
@@ -328,6 +354,45 @@ class Bench:
         if self.want_peer:
             self.peer = self.start_node("hyco-ws", "node_echo_listener.js", "echo-node")
             self.peer_http = self.start_node("hyco-https", "node_http_listener.js", "web-node")
+        if self.want_cluster:
+            self.cluster = self.start_cluster()
+
+    def start_cluster(self) -> bool:
+        """redis-server, relay nodes A and B, listeners: ``-x`` on A; ``-pair`` on A and on B."""
+        import socket
+
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not os.path.exists(binary):
+            self.notes.append("cluster arrangements skipped: redis-server is not installed (make cluster-tools)")
+            return False
+
+        def free_port() -> int:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                return sock.getsockname()[1]
+
+        redis_port = free_port()
+        self.redis = subprocess.Popen([binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", redis_port)) == 0:
+                    break
+            if time.monotonic() > deadline or self.redis.poll() is not None:
+                self.notes.append("cluster arrangements skipped: redis-server did not start")
+                return False
+            time.sleep(0.05)
+        url = f"redis://127.0.0.1:{redis_port}/0"
+        self.node_ports = {}
+        for name in ("node-a", "node-b"):
+            port = free_port()
+            self.spawn(name, [PY, os.path.join(BENCH, "relay_proc.py"), str(port), url, name]).wait_for("ready", 30)
+            self.node_ports[name] = port
+        for name, node, suffix in (("server-a", "node-a", "-x"), ("server-a2", "node-a", "-pair"), ("server-b", "node-b", "-pair")):
+            self.spawn(name, [PY, os.path.join(BENCH, "server_proc.py"), str(self.node_ports[node]), suffix]).wait_for("ready", 30)
+        time.sleep(2.5)  # every node learns the others' listeners (within a third of the TTL)
+        return True
 
     def start_node(self, package: str, script: str, path: str) -> bool:
         """Start a Microsoft listener (``package``'s ``script``) on hybrid connection ``path``."""
@@ -355,14 +420,30 @@ class Bench:
         return p
 
     def stop(self) -> None:
-        for name in (*PEERS.values(), "proxy", "server", "relay"):
+        for name in (*PEERS.values(), *CLUSTER_PROCS, "proxy", "server", "relay"):
             if name in self.procs:
                 self.procs[name].stop()
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(10)
 
     # -- arrangements -------------------------------------------------------
 
     def arrangements(self, sc: dict) -> list[tuple[str, dict, str | None]]:
-        """(arrangement, client target, name of the middle process)."""
+        """(arrangement, client target, name of the middle process); a list of targets: one client each, at once."""
+        if sc.get("cluster_only"):
+            relay = {"relay_port": self.relay_port, "path": "echo"}
+            nodes = [{"relay_port": self.node_ports[n], "path": "echo-pair"} for n in ("node-a", "node-b")]
+            return [("one-relay", [relay, relay], "relay"), ("two-nodes", nodes, "node-b")]
+        out = self._arrangements(sc)
+        if self.cluster and sc["name"] in CLUSTER_SCENARIOS:
+            node_b = self.node_ports["node-b"]
+            target = ({"relay_port": node_b, "path": "echo-x"} if sc["kind"] == "ws"
+                      else {"port": node_b, "prefix": "/web-x", "relay": True})
+            out.append(("cluster", target, "node-b"))
+        return out
+
+    def _arrangements(self, sc: dict) -> list[tuple[str, dict, str | None]]:
         if sc["kind"] == "ws":
             out = [("direct", {"url": f"ws://127.0.0.1:{self.ws_port}/"}, None),
                    ("proxy", {"url": f"ws://127.0.0.1:{self.proxy_ws}/"}, "proxy"),
@@ -387,8 +468,48 @@ class Bench:
 
     # -- running ------------------------------------------------------------
 
+    def run_parallel(self, sc: dict, arrangement: str, targets: list[dict], middle: str | None) -> dict:
+        """One client process per target, all at once; each repeat's rates are added up."""
+        res = {"scenario": sc["name"], "title": sc["title"], "arrangement": arrangement, "listener": "txhyco",
+               "params": sc["params"], "metrics": {}, "error": None}
+        pids = self.service_pids()
+        cpu0 = cpu_seconds(pids)
+        t0 = time.monotonic()
+        clients = [Proc(f"client {sc['name']} {arrangement} {i}",
+                        [PY, os.path.join(BENCH, "client_proc.py"), sc["client"], json.dumps(t), json.dumps(sc["params"])],
+                        self.env) for i, t in enumerate(targets)]
+        per_client: list[list[dict]] = []
+        deadline = t0 + self.m["client_timeout"]
+        try:
+            for client in clients:
+                samples = []
+                while True:
+                    ev = client.next_event(max(0.01, deadline - time.monotonic()))
+                    if ev["event"] == "sample":
+                        samples.append(ev)
+                    elif ev["event"] == "done":
+                        break
+                    else:
+                        res["error"] = (ev.get("error") or ev["event"]) + " | " + " | ".join(client.stderr_tail[-3:])
+                        break
+                per_client.append(samples)
+        finally:
+            for client in clients:
+                client.stop(30)
+        res["seconds"] = time.monotonic() - t0
+        cpu1 = cpu_seconds(pids)
+        res["cpu_s"] = {k: (cpu1[k] - cpu0[k]) if cpu0.get(k) is not None and cpu1.get(k) is not None else None
+                        for k in pids}
+        keys = [k for k, _, _ in sc["metrics"]]
+        res["samples"] = [{k: sum(s[k] for s in group) for k in keys}
+                          for group in zip(*per_client)] if per_client else []
+        res["metrics"] = metrics_of(sc, res["samples"])
+        return res
+
     def run_one(self, sc: dict, arrangement: str, target: dict, middle: str | None) -> dict:
-        listener = {"relayed": "txhyco", **PEERS}.get(arrangement)
+        if isinstance(target, list):
+            return self.run_parallel(sc, arrangement, target, middle)
+        listener = {"relayed": "txhyco", "cluster": "txhyco", **PEERS}.get(arrangement)
         server_name = PEERS.get(arrangement, "server")
         res = {"scenario": sc["name"], "title": sc["title"], "arrangement": arrangement, "listener": listener,
                "params": sc["params"], "metrics": {}, "error": None}
@@ -459,6 +580,8 @@ class Bench:
     def run(self) -> None:
         for sc in scenarios(self.m):
             if self.only and sc["name"] not in self.only:
+                continue
+            if sc.get("cluster_only") and not self.cluster:
                 continue
             plan = [a for a in self.arrangements(sc) if not self.only_arrangements or a[0] in self.only_arrangements]
             # The arrangements take turns, a few repeats each per round, so
@@ -667,6 +790,20 @@ def compare_http_peer(results) -> list[dict]:
     return out
 
 
+def compare_cluster(results) -> list[dict]:
+    """What crossing nodes costs: the cluster arrangement ÷ the single relay; two nodes ÷ one for set-up."""
+    out = []
+    for sc, key, name in (("ws_echo_1k_rtt", "p50_ms", "WS 1 KiB RTT p50, cluster ÷ one relay (lower is better)"),
+                          ("http_get_small", "rps", "HTTP small GET rps, cluster ÷ one relay"),
+                          ("ws_connect", "conn_per_s", "WS connection set-up rate, cluster ÷ one relay"),
+                          ("ws_connect_side_by_side", "conn_per_s", "WS set-up rate, two nodes side by side ÷ one relay")):
+        base, other = ("one-relay", "two-nodes") if sc == "ws_connect_side_by_side" else ("relayed", "cluster")
+        ours, theirs = median(results, sc, other, key), median(results, sc, base, key)
+        if ours is not None and theirs is not None:
+            out.append({"name": name, "value": ratio(ours, theirs), "cluster": ours, "single": theirs})
+    return out
+
+
 def table(results, targets, machine, mode_name) -> str:
     lines = []
     m = machine
@@ -700,6 +837,7 @@ def table(results, targets, machine, mode_name) -> str:
             rt = ratio(s["median"], d) if r["arrangement"] != "direct" else None
             mid = "proxy" if r["arrangement"] == "proxy" else "relay" if r["arrangement"].startswith("relayed") else None
             srv = PEERS.get(r["arrangement"], "server")
+            mid, srv = CLUSTER_CPU.get(r["arrangement"], (mid, srv))
             cpu = "/".join(fmt(x) for x in (r.get("client_cpu_s"), r["cpu_s"].get(srv), r["cpu_s"].get(mid) if mid else None))
             lines.append(f"{r['title']:<34} {r['arrangement']:<16} {k:<20} {fmt(s['median']):>10} {fmt(s['min']):>10} "
                          f"{fmt(s['max']):>10} {fmt(s['spread_pct']) + '%':>7} {fmt(rt):>8}  {cpu:>18}")
@@ -788,6 +926,10 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-client", metavar="FILE",
                     help="run the load generator under cProfile, stats to FILE (its last run's)")
     ap.add_argument("--scale-connections", type=int, help="override the idle-connection count")
+    ap.add_argument("--inspect", action="store_true",
+                    help="put a traffic inspector on the relayed HTTP listener (compare with a run without)")
+    ap.add_argument("--cluster", action="store_true", help="run the cluster arrangements in a smoke run too (quick and full always do)")
+    ap.add_argument("--no-cluster", action="store_true", help="skip the cluster arrangements")
     args = ap.parse_args(argv)
     mode = "smoke" if args.smoke else "full" if (args.full or os.environ.get("BENCH_FULL") not in (None, "", "0")) else "quick"
     MODES[mode] = dict(MODES[mode])
@@ -798,7 +940,10 @@ def main(argv=None) -> int:
     print(f"txhyco benchmarks, mode {mode}: {machine['cores_logical']} cores, Python {machine['python']}, "
           f"Twisted {machine['versions']['twisted']}, Autobahn {machine['versions']['autobahn']}", flush=True)
     bench = Bench(mode, args.out, peer=not args.no_peer and (mode != "smoke" or args.peer), only=args.only,
-                  profile={"relay": args.profile_relay, "server": args.profile_server, "client": args.profile_client}, arrangements=args.arrangements)
+                  profile={"relay": args.profile_relay, "server": args.profile_server, "client": args.profile_client}, arrangements=args.arrangements,
+                  inspect=args.inspect, cluster=not args.no_cluster and (mode != "smoke" or args.cluster))
+    if args.inspect:
+        bench.notes.append("--inspect: a traffic inspector captured the relayed HTTP listener's exchanges (no page viewer)")
     t0 = time.monotonic()
     try:
         bench.start()
@@ -812,6 +957,10 @@ def main(argv=None) -> int:
     if comparisons:
         text += "\n\nbeside Microsoft's hyco-https listener, same relay (no target)\n" + "\n".join(
             f"  {c['name']}: {fmt(c['value'])} (txhyco {fmt(c['txhyco'])}, hyco-https {fmt(c['hyco_https'])})" for c in comparisons)
+    cluster_comparisons = compare_cluster(bench.results)
+    if cluster_comparisons:
+        text += "\n\nthe relay as a cluster (two relay processes sharing a redis-server), same run\n" + "\n".join(
+            f"  {c['name']}: {fmt(c['value'])} (cluster {fmt(c['cluster'])}, single {fmt(c['single'])})" for c in cluster_comparisons)
     if bench.notes:
         text += "\n\nnotes:\n" + "\n".join("  " + n for n in bench.notes)
     if mode != "full":
@@ -820,16 +969,19 @@ def main(argv=None) -> int:
     text += f"\nelapsed {elapsed:.0f} s"
     print()
     print(text)
-    doc = {"mode": mode, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "machine": machine,
+    doc = {"mode": mode, "inspect": args.inspect, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "machine": machine,
            "process_layout": {"orchestrator": "run.py (samples RSS/CPU with psutil; idle while measuring)",
                               "relay": "relay_proc.py (txhyco RelayService)",
                               "server": "server_proc.py (echo WebSocket + twisted.web; TCP and through the relay)",
                               "proxy": "proxy_proc.py (Twisted byte-forwarding TCP proxy)",
                               "hyco-ws": "node node_echo_listener.js (peer listener)" if bench.peer else None,
                               "hyco-https": "node node_http_listener.js (peer listener)" if bench.peer_http else None,
+                              "cluster": ("redis-server; node-a, node-b: relay_proc.py as cluster nodes; server-a (echo-x, "
+                                          "web-x) and server-a2 (echo-pair) on node A, server-b (echo-pair) on node B")
+                                         if bench.cluster else None,
                               "client": "client_proc.py, one process per scenario × arrangement"},
            "params": bench.m, "notes": bench.notes, "results": bench.results, "targets": targets,
-           "comparisons": comparisons}
+           "comparisons": comparisons, "cluster_comparisons": cluster_comparisons}
     with open(os.path.join(args.out, "latest.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, default=str)
     with open(os.path.join(args.out, "latest.txt"), "w", encoding="utf-8") as f:

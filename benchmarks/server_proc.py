@@ -7,7 +7,10 @@
   ``echo``), the same ``Site`` under the ``hyco:`` endpoint (hybrid connection
   ``web``).
 
-Usage: ``server_proc.py RELAY_PORT`` with the relay key in ``$BENCH_HYCO_KEY``.
+Usage: ``server_proc.py RELAY_PORT [SUFFIX]`` with the relay key in ``$BENCH_HYCO_KEY``
+(SUFFIX is appended to both hybrid connection names: the cluster arrangements' listeners);
+``$BENCH_INSPECT=1`` puts a traffic inspector on the relayed site (``inspect=``
+on its endpoint, its page on an ephemeral loopback port, no viewer).
 Prints ``{"event": "ready", "ws_port": N, "http_port": M}`` once both relayed
 listeners are registered.
 """
@@ -98,7 +101,7 @@ def make_site() -> server.Site:
 
 
 @defer.inlineCallbacks
-def start(reactor, relay_port: int):
+def start(reactor, relay_port: int, suffix: str = ""):
     from twisted.internet.endpoints import serverFromString
 
     from txhyco.websocket import RelayedServerFactory
@@ -114,12 +117,13 @@ def start(reactor, relay_port: int):
         f"Endpoint=sb://127.0.0.1:{relay_port}/;SharedAccessKeyName={common.KEY_NAME};"
         f"SharedAccessKey={key};UseDevelopmentEmulator=true"
     )
-    relayed = RelayedServerFactory(connection_string=conn, path="echo")
+    relayed = RelayedServerFactory(connection_string=conn, path="echo" + suffix)
     relayed.protocol = EchoProtocol
     yield relayed.listen()
+    inspect = ":inspect=tcp\\:0\\:interface\\=127.0.0.1" if os.environ.get("BENCH_INSPECT") == "1" else ""
     endpoint = serverFromString(
         reactor,
-        f"hyco:127.0.0.1\\:{relay_port}:web:keyName={common.KEY_NAME}:keyEnv={common.KEY_ENV}:tls=no",
+        f"hyco:127.0.0.1\\:{relay_port}:web{suffix}:keyName={common.KEY_NAME}:keyEnv={common.KEY_ENV}:tls=no{inspect}",
     )
     yield endpoint.listen(site)
     common.emit({"event": "ready", "ws_port": ws_port.getHost().port, "http_port": http_port.getHost().port})
@@ -130,12 +134,13 @@ def main() -> None:
     from twisted.internet import reactor
 
     relay_port = int(sys.argv[1])
+    suffix = sys.argv[2] if len(sys.argv) > 2 else ""
 
     def failed(f):
         sys.stderr.write(f"server failed to start: {f.getTraceback()}\n")
         reactor.stop()
 
-    reactor.callWhenRunning(lambda: start(reactor, relay_port).addErrback(failed))
+    reactor.callWhenRunning(lambda: start(reactor, relay_port, suffix).addErrback(failed))
     common.exit_on_stdin_eof(reactor)
     reactor.run()
 

@@ -32,15 +32,15 @@ def test_parse_azure_form():
 def test_parse_lenient_spelling():
     cs = ConnectionString.parse(
         f"  endpoint = sb://127.0.0.1:9090/ ; SHAREDACCESSKEYNAME=n;sharedaccesskey={KEY};;"
-        "UseDevelopmentEmulator=TRUE;OperationTimeout=00:01:00;Authentication=Managed Identity;"
+        "UseDevelopmentEmulator=TRUE;OperationTimeout=00:01:00;"
     )
     assert cs.endpoint == "sb://127.0.0.1:9090/"
     assert cs.use_development_emulator
-    assert cs.other == (("OperationTimeout", "00:01:00"), ("Authentication", "Managed Identity"))
+    assert cs.other == (("OperationTimeout", "00:01:00"),)
     assert cs.namespace == Namespace("127.0.0.1", 9090, False)
     assert cs.format() == (
         f"Endpoint=sb://127.0.0.1:9090/;SharedAccessKeyName=n;SharedAccessKey={KEY};UseDevelopmentEmulator=true;"
-        "OperationTimeout=00:01:00;Authentication=Managed Identity"
+        "OperationTimeout=00:01:00"
     )
     assert ConnectionString.parse(cs.format()) == cs
 
@@ -131,11 +131,11 @@ def connection_strings(draw):
     port = draw(st.none() | st.integers(1, 65535))
     endpoint = f"{draw(st.sampled_from(['sb', 'wss', 'ws', 'https', 'http']))}://{host}" + (
         f":{port}" if port else "") + draw(st.sampled_from(["", "/"]))
-    auth = draw(st.sampled_from(["key", "sig", "none"]))
+    auth = draw(st.sampled_from(["key", "sig", "none", "mi", "default"]))
     other_keys = draw(st.lists(st.from_regex(r"[A-Z][a-z]{2,8}", fullmatch=True), unique_by=str.lower, max_size=3))
     other_keys = [k for k in other_keys if k.lower() not in {
         "endpoint", "sharedaccesskeyname", "sharedaccesskey", "sharedaccesssignature", "entitypath",
-        "usedevelopmentemulator"}]
+        "usedevelopmentemulator", "authentication", "clientid"}]
     return ConnectionString(
         endpoint=endpoint,
         shared_access_key_name=draw(_value) if auth == "key" else None,
@@ -145,6 +145,8 @@ def connection_strings(draw):
         use_development_emulator=draw(st.booleans()),
         other=tuple((k, draw(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=";"),
                                      max_size=10).map(str.strip))) for k in other_keys),
+        authentication={"mi": "ManagedIdentity", "default": "Default"}.get(auth),
+        client_id=draw(st.none() | st.uuids().map(str)) if auth == "mi" else None,
     )
 
 
@@ -168,3 +170,51 @@ def test_parse_arbitrary_text(text):
         except ProtocolError:
             continue
         assert ConnectionString.parse(cs.format()) == cs
+
+
+# ---------------------------------------------------------------- Entra ID (Authentication=)
+
+CLIENT_ID = "0b7e2c44-6a3e-4f4b-9d1e-3c5a7b9d1f20"
+
+
+@pytest.mark.parametrize("written, meaning", [
+    ("Managed Identity", "ManagedIdentity"),   # as the portal and Microsoft.Azure.Relay write it
+    ("ManagedIdentity", "ManagedIdentity"),
+    ("managed identity", "ManagedIdentity"),
+    (" Managed  Identity ", "ManagedIdentity"),
+    ("Default", "Default"),
+    ("DEFAULT", "Default"),
+])
+def test_authentication_values(written, meaning):
+    cs = ConnectionString.parse(f"Endpoint=sb://myns.servicebus.windows.net/;EntityPath=echo;Authentication={written}")
+    assert cs.authentication == meaning and cs.client_id is None
+    assert ConnectionString.parse(cs.format()) == cs
+    assert "Authentication=" + ("Managed Identity" if meaning == "ManagedIdentity" else "Default") in cs.format()
+    with pytest.raises(ProtocolError, match="azure-identity credential"):
+        cs.token_provider()
+
+
+def test_user_assigned_managed_identity():
+    cs = ConnectionString.parse(f"Endpoint=sb://myns.servicebus.windows.net/;Authentication=Managed Identity;ClientId={CLIENT_ID}")
+    assert cs.client_id == CLIENT_ID
+    assert cs.format() == f"Endpoint=sb://myns.servicebus.windows.net/;Authentication=Managed Identity;ClientId={CLIENT_ID}"
+    assert CLIENT_ID in repr(cs)  # a client ID is no secret
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Authentication=SharedAccessKey", "must be 'Managed Identity' or 'Default'"),
+    ("Authentication=Other", "must be 'Managed Identity' or 'Default'"),
+    ("Authentication=Active Directory Default", "must be 'Managed Identity' or 'Default'"),
+    ("Authentication=1", "must be 'Managed Identity' or 'Default'"),
+    ("Authentication=", "must be 'Managed Identity' or 'Default'"),
+    ("Authentication=Default;Authentication=Managed Identity", "twice"),
+    (f"Authentication=Default;ClientId={CLIENT_ID}", "needs Authentication=Managed Identity"),
+    (f"ClientId={CLIENT_ID}", "needs Authentication=Managed Identity"),
+    ("Authentication=Managed Identity;ClientId=my-identity", "a GUID"),
+    ("Authentication=Managed Identity;ClientId=" + CLIENT_ID + "0", "a GUID"),
+    (f"Authentication=Managed Identity;SharedAccessKeyName=n;SharedAccessKey={KEY}", "give one way to authenticate"),
+    (f"Authentication=Default;SharedAccessSignature={SIG}", "give one way to authenticate"),
+])
+def test_authentication_garbage(text, message):
+    with pytest.raises(ProtocolError, match=message):
+        ConnectionString.parse(f"Endpoint=sb://myns.servicebus.windows.net/;{text}")

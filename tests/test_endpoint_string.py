@@ -26,7 +26,8 @@ def test_misspelt_option_says_what_was_meant(option, meant):
         message = str(info.value)
         name = option.split("=")[0]
         assert f"unknown option {name!r} (did you mean {meant!r}?)" in message
-        assert "known options: caFile, connectionStringEnv, keepAlive, key, keyEnv, keyFile, keyName, mode, path, tls" in message
+        assert ("known options: caFile, connectionStringEnv, inspect, inspectBodyCap, inspectKeep, keepAlive, key, keyEnv, "
+                "keyFile, keyName, mode, path, proxy, tls") in message
 
 
 @pytest.mark.parametrize("option, name, value", [

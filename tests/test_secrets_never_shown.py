@@ -99,6 +99,49 @@ def test_nothing_in_process_shows_a_secret_at_debug_level(relay):
     assert_clean(texts, [cs.shared_access_key, wrong.shared_access_key, signature(token)], "in process")
 
 
+@pytest_twisted.inlineCallbacks
+def test_a_proxy_password_never_shows(relay, tmp_path, monkeypatch):
+    import base64
+
+    from tests.support.tinyproxy import TinyProxy
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = TinyProxy(str(tmp_path), auth=("proxyuser", "Pr0xy-Secret")).start()
+    wrong_url = proxy.url.replace("Pr0xy-Secret", "Wr0ng-Secret")
+    secrets = ["Pr0xy-Secret", "Wr0ng-Secret", base64.b64encode(b"proxyuser:Pr0xy-Secret").decode(),
+               base64.b64encode(b"proxyuser:Wr0ng-Secret").decode()]
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    txaio.set_global_log_level("debug")
+    shown = []
+    try:
+        cs = relay.connection_string.format()
+        factory = RelayedServerFactory(cs, path="hidden", proxy=proxy.url)
+        factory.protocol = Echo
+        port = yield factory.listen()
+        monkeypatch.setenv("http_proxy", proxy.url)  # the sender's, from the environment
+        client = yield connect_relay(Client, cs, path="hidden")
+        client.sendMessage(b"hello")
+        assert (yield client.messages.get().addTimeout(10, reactor)) == (b"hello", False)
+        client.sendClose(1000)
+        yield client.closed
+        with pytest.raises(Exception) as info:
+            yield connect_relay(Client, cs, path="hidden", proxy=wrong_url)
+        shown += [str(info.value), repr(info.value), repr(factory.hybrid_connection), repr(factory.hybrid_connection.proxy)]
+        yield port.stopListening()
+    finally:
+        txaio.set_global_log_level("info")
+        globalLogPublisher.removeObserver(events.append)
+        proxy.stop()
+    # (Autobahn's own request heads carry SAS tokens, as above; proxy credentials never reach Autobahn.)
+    ours = [e for e in events if "WebSocketClientProtocol" not in (e.get("log_namespace") or "")]
+    texts = shown + [formatEvent(e) or "" for e in ours] + [repr(e) for e in ours]
+    assert_clean(texts, secrets, "in process, through a proxy")
+    autobahn = "".join(formatEvent(e) or "" for e in events if e not in ours)
+    assert not any(secret in autobahn for secret in secrets)
+
+
 # -- the command line: relay, listen, connect, request ---------------------------------
 
 

@@ -36,6 +36,7 @@ _LAZY = {
     "HybridConnectionAddress": "txhyco.address",
     "HybridConnectionClientEndpoint": "txhyco.endpoint",
     "HybridConnectionServerEndpoint": "txhyco.endpoint",
+    "ProxyError": "txhyco.errors",
     "RelayError": "txhyco.errors",
     "RelayHandshakeError": "txhyco.errors",
     "RelayProtocolError": "txhyco.errors",
@@ -45,6 +46,7 @@ _LAZY = {
     "RelayedClientFactory": "txhyco.websocket",
     "RelayedServerFactory": "txhyco.websocket",
     "connect_relay": "txhyco.websocket",
+    "close_credential": "txhyco._twisted.credential",
 }
 
 
@@ -68,6 +70,7 @@ __all__ = [
     "LocalProtocolError",
     "Namespace",
     "ProtocolError",
+    "ProxyError",
     "RelayError",
     "RelayHandshakeError",
     "RelayProtocolError",
@@ -83,6 +86,7 @@ __all__ = [
     "StaticTokenProvider",
     "TokenProvider",
     "append_relay_token",
+    "close_credential",
     "connect_relay",
     "create_relay_base_uri",
     "create_relay_http_uri",

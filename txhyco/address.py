@@ -12,6 +12,7 @@ from zope.interface import implementer
 from txhyco.protocol.addresses import Namespace, encode_entity_path
 from txhyco.protocol.connection_string import ConnectionString
 from txhyco.protocol.errors import LocalProtocolError
+from txhyco.protocol.proxy import ProxyPolicy
 from txhyco.protocol.tokens import CallableTokenProvider, SasKeyTokenProvider, StaticTokenProvider, TokenProvider
 
 CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
@@ -50,12 +51,16 @@ class HybridConnectionAddress:
 
 @dataclass(frozen=True, repr=False)
 class HybridConnection:
-    """One hybrid connection: where it is, how to authorize, which CA to trust."""
+    """One hybrid connection: where it is, how to authorize, which CA to trust, which proxy to go through.
+
+    ``proxy`` None means the process environment's proxy variables, read at each connection.
+    """
 
     namespace: Namespace
     path: str
     token_provider: TokenProvider | None = None
     ca_file: str | None = None
+    proxy: ProxyPolicy | None = None
 
     def __repr__(self) -> str:
         return f"HybridConnection({self.address})"
@@ -83,6 +88,11 @@ class HybridConnection:
 
         return defer.maybeDeferred(call)
 
+    def token_expiry(self, token: str) -> float | None:
+        """When ``token`` expires, if its provider knows (an Entra ID credential's ``expires_on``)."""
+        expiry_of = getattr(self.token_provider, "expiry_of", None)
+        return expiry_of(token) if expiry_of is not None else None
+
     @classmethod
     def from_args(
         cls,
@@ -94,16 +104,27 @@ class HybridConnection:
         key: str | None = None,
         token: str | None = None,
         token_provider=None,
+        credential=None,
         ca_file: str | None = None,
         secure: bool | None = None,
+        proxy=None,
         environ=None,
     ) -> HybridConnection:
         """Build from a connection string or from parts; ``HYCO_CONNECTION_STRING`` if neither.
 
         ``token_provider`` may be a :class:`TokenProvider` or a callable taking
         the audience and returning a token or an awaitable of one.
+        ``credential`` is an azure-identity credential, sync or async (Entra ID;
+        see :mod:`txhyco._twisted.credential`), as is the one a connection
+        string's ``Authentication=`` names. An explicit ``credential``,
+        ``token_provider``, ``token`` or key replaces the connection string's.
+        ``proxy`` is an HTTP proxy URL (``http://[user:password@]host:port``), ``"none"``
+        or False for direct connections, or None (the default) for the
+        proxy variables of ``environ`` as curl reads them
+        (:mod:`txhyco.protocol.proxy`).
         """
         environ = os.environ if environ is None else environ
+        proxy_policy = ProxyPolicy.from_setting(proxy, environ)
         if connection_string is None and namespace is None:
             connection_string = environ.get(CONNECTION_STRING_ENV)
             if not connection_string:
@@ -119,13 +140,31 @@ class HybridConnection:
             path = path or connection_string.entity_path
             if connection_string.shared_access_key or connection_string.shared_access_signature:
                 provider = connection_string.token_provider()
+            elif connection_string.authentication and credential is None and token_provider is None and token is None and key is None:
+                from txhyco._twisted.credential import CredentialTokenProvider, credential_for
+
+                provider = CredentialTokenProvider(credential_for(connection_string.authentication, connection_string.client_id))
         else:
             ns = namespace if isinstance(namespace, Namespace) else Namespace.parse(namespace, secure=True if secure is None else secure)
         if secure is not None and ns.secure != secure:
             ns = Namespace(ns.host, ns.port, secure)
         if not path or not path.strip("/"):
             raise LocalProtocolError("No hybrid connection path given: pass path=... or put EntityPath in the connection string.")
-        if token_provider is not None:
+        given = [name for name, value in (("credential", credential), ("token_provider", token_provider), ("token", token)) if value is not None]
+        if key is not None or key_name is not None:
+            given.append("key_name/key")
+        if len(given) > 1:
+            raise LocalProtocolError(f"Give one way to authenticate, not {' and '.join(given)}.")
+        if credential is not None:
+            from txhyco._twisted.credential import CredentialTokenProvider
+
+            provider = CredentialTokenProvider(credential)
+        elif token_provider is not None:
+            if _takes_scopes(getattr(token_provider, "get_token", None)):
+                raise LocalProtocolError(
+                    f"{type(token_provider).__name__} looks like an azure-identity credential "
+                    "(get_token(*scopes)): pass it as credential=, not token_provider=."
+                )
             provider = token_provider if hasattr(token_provider, "get_token") else CallableTokenProvider(token_provider)
         elif token is not None:
             provider = StaticTokenProvider(token)
@@ -133,7 +172,18 @@ class HybridConnection:
             if not (key and key_name):
                 raise LocalProtocolError("Give both key_name and key (a SAS rule name and its key).")
             provider = SasKeyTokenProvider(key_name, key)
-        return cls(ns, path.strip("/"), provider, ca_file)
+        return cls(ns, path.strip("/"), provider, ca_file, proxy_policy)
+
+
+def _takes_scopes(get_token) -> bool:
+    """True for azure-identity's ``get_token(*scopes, ...)`` (a token provider's is ``(audience, now)``)."""
+    if not callable(get_token):
+        return False
+    try:
+        parameters = inspect.signature(get_token).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
 async def _await(awaitable):

@@ -15,6 +15,10 @@ through a relay. The mode decides what the factory is fed:
     anything else: a byte stream in binary messages (:mod:`txhyco.listener.stream`).
 ``auto`` (the default)
     picks one of these from the factory's type, and logs its choice.
+
+In http mode ``inspect`` (``inspect=`` in a ``hyco:`` string) also serves a
+traffic inspector's page (:mod:`txhyco.inspector`); the port it returns
+then has ``inspector`` (its ``url``) and stops the page when it stops.
 """
 from __future__ import annotations
 
@@ -53,20 +57,38 @@ def detect_mode(factory) -> str:
     return "stream"
 
 
+def _given_or_built(hc: HybridConnection | None, relay: dict) -> HybridConnection:
+    """``hc``, or the one :meth:`HybridConnection.from_args` builds from ``relay``
+    (``connection_string=``, ``namespace=``/``path=``, ``credential=``, ``key=``...)."""
+    if hc is not None:
+        if relay:
+            raise TypeError(f"give a HybridConnection or its arguments ({', '.join(sorted(relay))}), not both")
+        return hc
+    return HybridConnection.from_args(**relay)
+
+
 @implementer(IStreamServerEndpoint)
 class HybridConnectionServerEndpoint:
-    """Listen through a relay with any protocol factory."""
+    """Listen through a relay with any protocol factory.
+
+    ``hc`` names the hybrid connection, or give the arguments of
+    :meth:`HybridConnection.from_args` instead (``connection_string=``,
+    ``credential=DefaultAzureCredential()``, ...).
+    """
 
     #: Set by the ``hyco:`` parser under twistd: a refused listen is logged
     #: here in one line, and twistd, which would log it again with a traceback,
     #: is told (by a CancelledError) that nothing is left to report.
     log_refusal = False
 
-    def __init__(self, reactor, hc: HybridConnection, *, mode: str = "auto", keepalive: float | None = None) -> None:
+    def __init__(self, reactor, hc: HybridConnection | None = None, *, mode: str = "auto", keepalive: float | None = None,
+                 inspect=None, **relay) -> None:
         self.reactor = reactor
-        self.hc = hc
+        self.hc = _given_or_built(hc, relay)
         self.mode = mode
         self.keepalive = keepalive or KEEPALIVE
+        #: a txhyco.inspector.options.InspectOptions (http mode), or None
+        self.inspect = inspect
 
     def listen(self, factory) -> defer.Deferred:
         """Fires with a listening port once the control channel is registered.
@@ -88,11 +110,18 @@ class HybridConnectionServerEndpoint:
             from txhyco.listener.http import serve_request
 
             on_request = partial(serve_request, reactor, hc, factory)
-        d = listen(reactor, hc, factory, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive,
-                   connections=connections)
+        if self.inspect is not None:
+            if mode != "http":
+                return defer.fail(ValueError(f"an inspector needs http mode, not {mode} mode"))
+            from txhyco.inspector.server import inspected_listen
+
+            d = inspected_listen(reactor, hc, factory, self.inspect, keepalive=self.keepalive, connections=connections)
+        else:
+            d = listen(reactor, hc, factory, on_accept=on_accept, on_request=on_request, keepalive=self.keepalive,
+                       connections=connections)
 
         def failed(failure):
-            if failure.check(defer.CancelledError):
+            if failure.check(defer.CancelledError) or getattr(failure.value, "inspector_page", False):
                 return failure
             if self.log_refusal:
                 reported = ReportedCannotListen(hc.namespace.authority, hc.path, failure.value)
@@ -120,9 +149,9 @@ class ReportedCannotListen(RelayCannotListen, defer.CancelledError):
 class HybridConnectionClientEndpoint:
     """Connect to a hybrid connection as a sender; the protocol gets a byte stream (stream mode)."""
 
-    def __init__(self, reactor, hc: HybridConnection) -> None:
+    def __init__(self, reactor, hc: HybridConnection | None = None, **relay) -> None:
         self.reactor = reactor
-        self.hc = hc
+        self.hc = _given_or_built(hc, relay)
 
     def connect(self, factory) -> defer.Deferred:
         """Fires with a protocol from ``factory`` once its stream through the relay is open."""
@@ -131,26 +160,31 @@ class HybridConnectionClientEndpoint:
         return connect_stream(self.reactor, self.hc, factory)
 
 
-def _hybrid_connection(args, kwargs) -> tuple[HybridConnection, str, float | None]:
+def _hybrid_connection(args, kwargs) -> tuple[HybridConnection, str, float | None, object]:
     from txhyco._twisted.endpointstring import EndpointStringError, parse_hyco
 
     options = parse_hyco(args, kwargs)
     mode = options.pop("mode")
     keepalive = options.pop("keepalive")
+    inspect = options.pop("inspect")
     try:
         hc = HybridConnection.from_args(**options)
     except ProtocolError as e:
         raise EndpointStringError(e.message) from None
-    return hc, mode, keepalive
+    return hc, mode, keepalive, inspect
 
 
 def server_from_args(reactor, args, kwargs) -> HybridConnectionServerEndpoint:
     """The server endpoint for a parsed ``hyco:`` string (the plugin's job)."""
-    hc, mode, keepalive = _hybrid_connection(args, kwargs)
-    return HybridConnectionServerEndpoint(reactor, hc, mode=mode, keepalive=keepalive)
+    hc, mode, keepalive, inspect = _hybrid_connection(args, kwargs)
+    return HybridConnectionServerEndpoint(reactor, hc, mode=mode, keepalive=keepalive, inspect=inspect)
 
 
 def client_from_args(reactor, args, kwargs) -> HybridConnectionClientEndpoint:
     """The client endpoint for a parsed ``hyco:`` string."""
-    hc, _, _ = _hybrid_connection(args, kwargs)
+    from txhyco._twisted.endpointstring import EndpointStringError
+
+    hc, _, _, inspect = _hybrid_connection(args, kwargs)
+    if inspect is not None:
+        raise EndpointStringError("inspect= is for listening (a server endpoint), not for connecting")
     return HybridConnectionClientEndpoint(reactor, hc)

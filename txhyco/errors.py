@@ -6,11 +6,13 @@ Who caused the failure decides its type, as in the sans-IO core
 - :class:`RelayRefused`: the relay (or, through it, a listener) answered an
   upgrade with an HTTP status: ``status`` and ``reason`` say which.
   ``RelayHandshakeError`` is its older name.
-- :class:`RelayUnreachable`: no connection to the relay could be made.
+- :class:`RelayUnreachable`: no connection to the relay could be made;
+  :class:`ProxyError` when the HTTP proxy on the way is why.
 - :class:`RelayProtocolError`: the relay answered, but broke the protocol
   (a peer's fault: also a :class:`~txhyco.protocol.errors.RemoteProtocolError`).
 - :class:`RelaySettingError`: the caller's settings for reaching the relay
   cannot be used (also a :class:`~txhyco.protocol.errors.LocalProtocolError`).
+- :class:`RelayCredentialError`: an Entra ID credential could not get a token.
 
 All of them are :class:`RelayError`; core errors are :class:`ProtocolError`.
 """
@@ -19,13 +21,14 @@ from __future__ import annotations
 from txhyco.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
-    "LocalProtocolError", "ProtocolError", "RelayError", "RelayHandshakeError", "RelayProtocolError",
-    "RelayRefused", "RelaySettingError", "RelayUnreachable", "RemoteProtocolError",
+    "LocalProtocolError", "ProtocolError", "ProxyError", "RelayError", "RelayHandshakeError", "RelayProtocolError",
+    "RelayCredentialError", "RelayRefused", "RelaySettingError", "RelayUnreachable", "RemoteProtocolError",
 ]
 
 _ADVICE = {
-    401: "check the SAS key name and key (or the token) and the clock",
-    403: "the key's rule lacks the right needed here (Listen to listen, Send to send), or a limit was reached",
+    401: "check the SAS key name and key (or the token, or the Entra ID credential) and the clock",
+    403: ("the key's rule lacks the right needed here (Listen to listen, Send to send; for Entra ID, the "
+          "Azure Relay Listener or Sender role), or a limit was reached"),
     404: "check the namespace and hybrid connection name",
     410: "the rendezvous address was already used or expired",
 }
@@ -64,6 +67,21 @@ class RelayUnreachable(RelayError):
     """No connection to the relay could be made (DNS, refused, TLS, timeout)."""
 
 
+class ProxyError(RelayUnreachable):
+    """The HTTP proxy on the way to the relay failed: unreachable, refused the tunnel, or closed.
+
+    A kind of :class:`RelayUnreachable`, so a listener backs off and retries.
+
+    :ivar proxy: the proxy, as ``http://host:port`` (never its credentials)
+    :ivar status: the proxy's HTTP status for CONNECT (407, 403, 502...), or None
+    """
+
+    def __init__(self, message: str, proxy: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.status = status
+
+
 class RelayProtocolError(RelayError, RemoteProtocolError):
     """The relay answered in a way the protocol does not allow (a malformed handshake answer, say).
 
@@ -76,3 +94,10 @@ class RelayProtocolError(RelayError, RemoteProtocolError):
 
 class RelaySettingError(RelayError, LocalProtocolError):
     """A setting the caller gave for reaching the relay cannot be used (an unreadable CA file, say)."""
+
+
+class RelayCredentialError(RelayError):
+    """An Entra ID credential (azure-identity) could not get a token; the message says which and why.
+
+    A listener treats it like an unreachable relay: it tries again with backoff.
+    """

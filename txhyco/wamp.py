@@ -39,7 +39,7 @@ def connect_client_factory(
 
     ``relay`` names the hybrid connection as :meth:`HybridConnection.from_args`
     does (``connection_string=``, ``path=``, ``namespace=``, ``key_name=``,
-    ``key=``, ``token=``, ``ca_file=``...). The factory keeps its protocols,
+    ``key=``, ``token=``, ``ca_file=``, ``proxy=``...). The factory keeps its protocols,
     origin, user agent and headers; its URL becomes the sender URL and the
     token is added as ``ServiceBusAuthorization`` (or ``sb-hc-token`` with
     ``token_in_query=True``). A handshake timeout shorter than the relay's
@@ -47,6 +47,9 @@ def connect_client_factory(
     """
     if reactor is None:
         from twisted.internet import reactor
+    if getattr(factory, "proxy", None) is not None and "proxy" not in relay:
+        # Autobahn's own proxy= ({"host", "port"}): tunnelled our way, on every leg.
+        relay["proxy"] = factory.proxy
     hc = HybridConnection.from_args(**relay)
     if not factory.openHandshakeTimeout or factory.openHandshakeTimeout < SENDER_HANDSHAKE_TIMEOUT:
         factory.setProtocolOptions(openHandshakeTimeout=SENDER_HANDSHAKE_TIMEOUT)

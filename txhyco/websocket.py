@@ -30,7 +30,7 @@ __all__ = ["RelayListeningPort", "RelayedClientFactory", "RelayedServerFactory",
 
 
 def _relay_args(kwargs: dict) -> dict:
-    names = ("connection_string", "namespace", "path", "key_name", "key", "token", "token_provider", "ca_file", "secure")
+    names = ("connection_string", "namespace", "path", "key_name", "key", "token", "token_provider", "credential", "ca_file", "secure", "proxy")
     return {name: kwargs.pop(name) for name in names if name in kwargs}
 
 
@@ -39,8 +39,10 @@ class RelayedServerFactory(WebSocketServerFactory):
 
     Takes the relay arguments of :meth:`HybridConnection.from_args`
     (``connection_string`` or ``namespace``/``path``/``key_name``/``key``/
-    ``token``/``token_provider``, ``ca_file``) plus Autobahn's own keyword
+    ``token``/``token_provider``/``credential``, ``ca_file``, ``proxy``) plus Autobahn's own keyword
     arguments (``protocols``, ``headers``, ``server``, ``reactor``...).
+    ``proxy`` (an ``http://`` URL, ``"none"``, or None for the environment's)
+    is the HTTP proxy every connection to the relay goes through.
     """
 
     def __init__(self, connection_string=None, **kwargs) -> None:

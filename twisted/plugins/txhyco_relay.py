@@ -35,6 +35,9 @@ class Options(usage.Options):
         ["self-signed", None, None, "Directory for a generated localhost certificate (clients trust relay-cert.pem)."],
         ["metrics", None, None, "Endpoint for Prometheus metrics at /metrics (and /healthz, /ready), e.g. tcp:9100:interface=127.0.0.1."],
         ["admin", None, None, "Endpoint for the admin interface (fault switch, Manage token), e.g. tcp:9091:interface=127.0.0.1."],
+        ["cluster", None, None, "Join the relay cluster whose state is in this Redis database, e.g. redis://127.0.0.1:6379/0."],
+        ["advertise", None, None, "This cluster node's own HOST:PORT, which listeners on other nodes open rendezvous sockets to."],
+        ["node-id", None, None, "This cluster node's name in metrics and logs."],
     ]
 
     def postOptions(self) -> None:
@@ -53,6 +56,9 @@ class Options(usage.Options):
                 self_signed=self["self-signed"],
                 metrics=self["metrics"],
                 admin=self["admin"],
+                cluster=self["cluster"],
+                advertise=self["advertise"],
+                node_id=self["node-id"],
             )
         except CliError as e:
             # Not a usage mistake (a bad config or key file): one line, and

@@ -3,9 +3,13 @@
 ::
 
     hyco:NAMESPACE:PATH[:keyName=NAME][:key=KEY | :keyFile=FILE | :keyEnv=VAR]
-        [:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS]
-    hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS]
+        [:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS][:proxy=URL|none]
+        [:inspect=yes|PORT|ENDPOINT][:inspectKeep=N][:inspectBodyCap=BYTES]
+    hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS][:proxy=URL|none]
 
+``proxy`` is an HTTP proxy (``http\\://proxy\\:3128``) every connection to the
+relay goes through, or ``none`` for direct ones; without it, the
+environment's ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` decide.
 ``NAMESPACE`` is ``myns``, a full host name, or ``host\\:port`` (Twisted
 escapes ``:`` with a backslash). ``tls`` defaults to yes. Prefer ``keyFile``
 or ``keyEnv`` to ``key``: endpoint strings end up in process listings and
@@ -14,7 +18,7 @@ config files.
 Option names are matched ignoring case (``keepalive=30`` is ``keepAlive=30``).
 Otherwise strict on purpose: an unknown or misspelt option (``keepAlve=30``:
 "did you mean keepAlive?"), the same option twice, an option without a value, a number out of range, a key file that is not one
-line or a CA file without a certificate is an :class:`EndpointStringError`
+line, a CA file without a certificate or ``inspect=`` on a client endpoint is an :class:`EndpointStringError`
 (a ``ValueError``), never ignored.
 """
 from __future__ import annotations
@@ -30,13 +34,15 @@ from txhyco.protocol.errors import ProtocolError
 
 USAGE = (
     "usage: hyco:NAMESPACE:PATH[:keyName=NAME][:keyFile=FILE|:keyEnv=VAR|:key=KEY]"
-    "[:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS]"
-    "  or  hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS]"
+    "[:tls=yes|no][:caFile=FILE][:mode=auto|http|websocket|stream][:keepAlive=SECONDS][:proxy=URL|none]"
+    "[:inspect=yes|PORT|ENDPOINT]"
+    "  or  hyco:connectionStringEnv=VAR[:path=PATH][:caFile=FILE][:mode=...][:keepAlive=SECONDS][:proxy=URL|none]"
     "  (write host:port as host\\:port)"
 )
 MODES = ("auto", "http", "websocket", "stream")
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
-_OPTIONS = {"keyName", "key", "keyFile", "keyEnv", "tls", "caFile", "mode", "keepAlive", "connectionStringEnv", "path"}
+_OPTIONS = {"keyName", "key", "keyFile", "keyEnv", "tls", "caFile", "mode", "keepAlive", "connectionStringEnv", "path",
+            "proxy", "inspect", "inspectKeep", "inspectBodyCap"}
 _BY_FOLDED_NAME = {name.lower(): name for name in _OPTIONS}
 #: keepAlive's bounds in seconds: a ping interval beyond a day would never notice a dead relay.
 MAX_KEEPALIVE = 86400.0
@@ -71,7 +77,8 @@ def _canonical_names(kwargs: dict) -> dict:
 
 def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
     """Turn the parts Twisted split a ``hyco:`` string into keyword arguments for
-    :meth:`txhyco.address.HybridConnection.from_args` plus ``mode`` and ``keepalive``.
+    :meth:`txhyco.address.HybridConnection.from_args` plus ``mode``, ``keepalive`` and
+    ``inspect`` (a :class:`txhyco.inspector.options.InspectOptions`, or None).
     """
     environ = os.environ if environ is None else environ
     kwargs = _canonical_names(kwargs)
@@ -98,7 +105,14 @@ def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
             check_ca_file(ca_file)
         except OptionFileError as e:
             raise EndpointStringError(f"caFile: {e}") from None
-    result: dict = {"mode": mode, "keepalive": keepalive, "ca_file": ca_file}
+    result: dict = {"mode": mode, "keepalive": keepalive, "ca_file": ca_file, "inspect": _inspect_options(kwargs, mode)}
+    if "proxy" in kwargs:
+        from txhyco.protocol.proxy import ProxyPolicy
+
+        try:
+            result["proxy"] = ProxyPolicy.from_setting(kwargs["proxy"], environ)
+        except ProtocolError as e:
+            raise EndpointStringError(e.message) from None
 
     if "connectionStringEnv" in kwargs:
         if args:
@@ -151,3 +165,25 @@ def parse_hyco(args: tuple, kwargs: dict, environ=None) -> dict:
         raise EndpointStringError("no key: add :keyFile=FILE or :keyEnv=VAR (or :key=KEY)")
     result.update(namespace=namespace, path=path, key_name=kwargs.get("keyName", DEFAULT_KEY_NAME), key=key)
     return result
+
+
+def _inspect_options(kwargs: dict, mode: str):
+    """The inspector's settings (``inspect=``, ``inspectKeep=``, ``inspectBodyCap=``), or None."""
+    from txhyco.inspector.options import MAX_BODY_CAP, MAX_LIMIT, InspectOptionError, InspectOptions, inspect_endpoint, whole_number
+
+    try:
+        endpoint = inspect_endpoint(kwargs["inspect"]) if "inspect" in kwargs else None
+        if endpoint is None:
+            if "inspectKeep" in kwargs or "inspectBodyCap" in kwargs:
+                raise InspectOptionError("inspectKeep= and inspectBodyCap= go with inspect=")
+            return None
+        if mode not in ("auto", "http"):
+            raise InspectOptionError(f"inspect= needs http mode, not mode={mode}")
+        options = InspectOptions(endpoint=endpoint)
+        if "inspectKeep" in kwargs:
+            options = InspectOptions(endpoint, whole_number(kwargs["inspectKeep"], "inspectKeep", 1, MAX_LIMIT), options.body_cap)
+        if "inspectBodyCap" in kwargs:
+            options = InspectOptions(endpoint, options.limit, whole_number(kwargs["inspectBodyCap"], "inspectBodyCap", 0, MAX_BODY_CAP))
+    except InspectOptionError as e:
+        raise EndpointStringError(str(e)) from None
+    return options

@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 
 from txhyco._twisted.clienttls import tls_failure
-from txhyco._twisted.connector import connect
+from txhyco._twisted.connector import connect, relay_endpoint
 from txhyco.errors import RelayError, RelayProtocolError, RelayRefused, RelayUnreachable
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -115,12 +115,17 @@ class _TlsProbe(Protocol):
             self.answer.callback(False)
 
 
-def serves_tls(reactor, host: str, port: int, timeout: float = TLS_PROBE_TIMEOUT) -> defer.Deferred:
-    """Fires True if ``host:port`` answers a TLS ClientHello like a TLS server (never fails)."""
-    from twisted.internet.endpoints import HostnameEndpoint
+def serves_tls(reactor, host: str, port: int, timeout: float = TLS_PROBE_TIMEOUT, *, proxy=None) -> defer.Deferred:
+    """Fires True if ``host:port`` answers a TLS ClientHello like a TLS server (never fails).
 
+    The probe goes the way the leg went: through ``proxy`` when one applies.
+    """
     probe = _TlsProbe()
-    connecting = HostnameEndpoint(reactor, host, port, timeout=timeout).connect(Factory.forProtocol(lambda: probe))
+    try:
+        endpoint = relay_endpoint(reactor, host, port, secure=False, timeout=timeout, proxy=proxy)
+    except RelayError:
+        return defer.succeed(False)
+    connecting = endpoint.connect(Factory.forProtocol(lambda: probe))
     connecting.addErrback(lambda _: probe.answer.called or probe.answer.callback(False))
     timer = reactor.callLater(timeout, lambda: probe.answer.called or probe.answer.callback(False))
 
@@ -198,7 +203,7 @@ def drop_after_answering_close(proto) -> None:
     proto.onCloseFrame = close_frame
 
 
-def wait_open(proto, url: str = "", *, diagnose: bool = True) -> defer.Deferred:
+def wait_open(proto, url: str = "", *, diagnose: bool = True, proxy=None) -> defer.Deferred:
     """Fires with ``proto`` once its handshake succeeds, or fails with why it did not.
 
     Every Autobahn client leg to a relay comes here right after connecting,
@@ -225,7 +230,7 @@ def wait_open(proto, url: str = "", *, diagnose: bool = True) -> defer.Deferred:
             # Nothing at all came back on ws://: a TLS server drops a plain
             # request so. Ask it (bounded) before blaming the connection.
             _, host, port, _, _ = split_ws_url(url)
-            checking = serves_tls(proto.factory.reactor, host, port)
+            checking = serves_tls(proto.factory.reactor, host, port, proxy=proxy)
             checking.addCallback(
                 lambda tls: result.errback(RelayUnreachable(f"No WebSocket to {url}: {speaks_tls(url)}.") if tls else error)
             )
@@ -373,19 +378,20 @@ class RawUpgrade(Protocol):
             self._fail(RelayUnreachable(why[0].upper() + why[1:] + "."))
 
 
-def open_raw_websocket(reactor, url: str, *, protocol: str | None = None, ca_file: str | None = None, timeout: float = 20.0) -> defer.Deferred:
-    """Connect and upgrade to ``url`` used verbatim; fires with (RawUpgrade, chosen, leftover)."""
+def open_raw_websocket(reactor, url: str, *, protocol: str | None = None, ca_file: str | None = None, timeout: float = 20.0,
+                       proxy=None) -> defer.Deferred:
+    """Connect (through ``proxy`` if one applies) and upgrade to ``url`` used verbatim; fires with (RawUpgrade, chosen, leftover)."""
     secure, host, port, host_header, target = split_ws_url(url)
     proto = RawUpgrade(host_header, target, protocol, timeout, reactor)
     factory = Factory.forProtocol(lambda: proto)
     factory.noisy = False  # one per leg: no "Starting factory" line per relayed connection
-    d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file, timeout=timeout)
+    d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file, timeout=timeout, proxy=proxy)
     d.addCallback(lambda _: proto.done)
     return d
 
 
-def open_websocket(reactor, url: str, protocol_class, *, ca_file: str | None = None, **options) -> defer.Deferred:
-    """An Autobahn client leg to ``url`` (used verbatim); fires with the protocol once open."""
+def open_websocket(reactor, url: str, protocol_class, *, ca_file: str | None = None, proxy=None, **options) -> defer.Deferred:
+    """An Autobahn client leg to ``url`` (used verbatim, through ``proxy`` if one applies); fires with the protocol once open."""
     from autobahn.twisted.websocket import WebSocketClientFactory
 
     secure, host, port, _, _ = split_ws_url(url)
@@ -395,6 +401,6 @@ def open_websocket(reactor, url: str, protocol_class, *, ca_file: str | None = N
     options.setdefault("openHandshakeTimeout", 20)
     options.setdefault("closeHandshakeTimeout", CLOSE_HANDSHAKE_TIMEOUT)
     factory.setProtocolOptions(**options)
-    d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file)
-    d.addCallback(lambda proto: wait_open(proto, url.split("?", 1)[0]))
+    d = connect(reactor, host, port, factory, secure=secure, ca_file=ca_file, proxy=proxy)
+    d.addCallback(lambda proto: wait_open(proto, url.split("?", 1)[0], proxy=proxy))
     return d

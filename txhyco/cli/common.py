@@ -196,6 +196,46 @@ def add_relay_options(parser, *, path_optional: bool = False) -> None:
         metavar="PEM",
         help="trust this certificate for a wss:// relay with a self-signed one (txhyco relay --self-signed DIR writes DIR/relay-cert.pem)",
     )
+    add_proxy_options(parser)
+
+
+def add_proxy_options(parser) -> None:
+    """``--proxy URL`` and ``--no-proxy``: how connections reach the relay (default: the environment, as curl reads it)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send every connection to the relay through this HTTP proxy, http://HOST:PORT (default: $https_proxy "
+             "for wss://, $http_proxy for ws://, else $all_proxy, less $no_proxy, as curl reads them); a proxy "
+             "password goes in those variables, never here: the command line shows in process listings",
+    )
+    group.add_argument("--no-proxy", action="store_true", help="connect to the relay directly, whatever the environment says")
+
+
+def proxy_setting(args):
+    """The ``proxy=`` value for :meth:`HybridConnection.from_args` that ``--proxy``/``--no-proxy`` ask for.
+
+    A password in ``--proxy`` is refused: process listings would show it to every user of the machine.
+    """
+    from txhyco.protocol.errors import ProtocolError
+    from txhyco.protocol.proxy import ProxyURL
+
+    if getattr(args, "no_proxy", False):
+        return "none"
+    text = getattr(args, "proxy", None)
+    if text is None:
+        return None
+    try:
+        proxy = ProxyURL.parse(text, source="--proxy")
+    except ProtocolError as e:
+        raise CliError(e.message, 2) from None
+    if proxy.password is not None:
+        raise CliError(
+            f"--proxy {proxy}: a password on the command line shows in process listings; put the whole URL in "
+            "https_proxy (or http_proxy for a ws:// relay) instead, e.g. export https_proxy='http://USER:PASSWORD@host:port'.",
+            2,
+        )
+    return proxy
 
 
 def check_path(path: str) -> str:
@@ -249,7 +289,7 @@ def hybrid_connection(args):
             raise CliError(f"no PATH given and the connection string in {source} has no EntityPath: name the hybrid connection, e.g. db.", 2)
         path = check_path(entity_path)
     try:
-        return HybridConnection.from_args(connection_string=text, path=path, ca_file=args.ca_file)
+        return HybridConnection.from_args(connection_string=text, path=path, ca_file=args.ca_file, proxy=proxy_setting(args))
     except ProtocolError as e:
         raise CliError(f"the connection string in {source} is not usable: {e.message}", 2) from None
 
@@ -258,11 +298,14 @@ def describe_relay_error(error: BaseException, what: str = "the relay refused") 
     """One sentence for a failure to reach or use the relay (no tokens: none are in these messages)."""
     from twisted.internet import error as twisted_error
 
-    from txhyco.errors import RelayError, RelayRefused, RelayUnreachable
+    from txhyco.errors import ProxyError, RelayError, RelayRefused, RelayUnreachable
     from txhyco.protocol.errors import ProtocolError
 
     if isinstance(error, twisted_error.CannotListenError) and isinstance(error.socketError, BaseException):
         error = error.socketError
+    if isinstance(error, ProxyError):  # names the proxy and what it did (never its credentials)
+        text = str(error)
+        return text[0].lower() + text[1:]
     if isinstance(error, RelayRefused):
         # The relay's reason verbatim, less the service's TrackingId/SystemTracker/Timestamp tail.
         reason = error.reason.split(" TrackingId:", 1)[0].strip().rstrip(".")

@@ -184,7 +184,7 @@ def interactive(reactor, args, hc):
                 done.errback(CliError(f"the connection was lost ({reason or 'no close frame'})."))
 
     factory = RelayedClientFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider,
-                                   ca_file=hc.ca_file, suffix=args.suffix, reactor=reactor)
+                                   ca_file=hc.ca_file, proxy=hc.proxy, suffix=args.suffix, reactor=reactor)
     factory.protocol = Session
     factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0,
                                autoPingInterval=KEEPALIVE, autoPingTimeout=0)  # as stream legs (txhyco._twisted.streamleg)

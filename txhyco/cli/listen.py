@@ -46,6 +46,9 @@ examples:
   txhyco listen web --http http://127.0.0.1:8080
       expose a local web server, WebSockets included:
       'txhyco request web /index.html' or a browser reaches it through the relay.
+  txhyco listen web --http http://127.0.0.1:8080 --inspect
+      the same, with a traffic inspector at http://127.0.0.1:4040/ (see, filter
+      and replay the requests; WebSocket messages too).
   txhyco listen echo --echo
       a WebSocket echo service to try 'txhyco connect echo' against.
 
@@ -80,6 +83,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="with --http: the Host header the web server sees (default: as sent, the relay's host name)",
     )
     parser.add_argument("--upstream-ca-file", metavar="PEM", help="with an https:// --http URL: trust this certificate for the web server")
+    from txhyco.inspector.options import add_inspect_options
+
+    add_inspect_options(parser)
     parser.add_argument("--log", action="store_true", help="log lines on stderr even on a terminal (no live panel)")
     from .events import add_json_option
     from .udp import add_idle_option
@@ -114,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--upstream-ca-file goes with --http.", 2)
     if args.upstream_ca_file is not None:
         check_ca_file_option(args.upstream_ca_file, "--upstream-ca-file")
+    from txhyco.inspector.options import inspect_options_of
+
+    args.inspect_options = inspect_options_of(args, CliError)
     if args.forward is not None:
         from .targets import parse_target
 
@@ -309,7 +318,8 @@ def echo_factories(reactor, monitor, hc):
                 "Send a body and it comes back; open a WebSocket and every message comes back.\n"
             ).encode("utf-8")
 
-    ws = RelayedServerFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider, ca_file=hc.ca_file)
+    ws = RelayedServerFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider, ca_file=hc.ca_file,
+                              proxy=hc.proxy)
     ws.protocol = Echo
     ws.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
     site = Site(EchoRequest())
@@ -365,11 +375,14 @@ def serve(reactor, args, hc, kind: str, target):
                 factory, mode = forward_factory(reactor, monitor, target), "stream"
             else:
                 factory, mode = http_factory(reactor, monitor, target, args.host_header, args.upstream_ca_file), "http"
-            d = HybridConnectionServerEndpoint(reactor, hc, mode=mode).listen(factory)
+            d = HybridConnectionServerEndpoint(reactor, hc, mode=mode, inspect=args.inspect_options).listen(factory)
         try:
             port = yield d
         except Exception as e:
+            if getattr(e, "inspector_page", False):
+                raise CliError(str(e)) from None
             raise CliError(describe_relay_error(e, f"the relay refused to let {hc.path} listen")) from None
+        inspector = getattr(port, "inspector", None)
 
         finished: defer.Deferred = defer.Deferred()
         stopping = []
@@ -394,10 +407,13 @@ def serve(reactor, args, hc, kind: str, target):
         reactor.addSystemEventTrigger("before", "shutdown", stop)
         start_display(reactor, monitor, plain=args.log or emit is not None)
         if emit is not None:
-            emit("started", address=str(hc.address), mode=kind, target=what)
+            emit("started", address=str(hc.address), mode=kind, target=what,
+                 **({"inspector": inspector.url} if inspector is not None else {}))
         monitor.set_state(ONLINE if port.status == ONLINE else CONNECTING)
         if emit is None:
             sys.stdout.write(f"listening on {hc.address} ({what})\n")
+            if inspector is not None:
+                sys.stdout.write(f"inspector at {inspector.url}\n")
             sys.stdout.flush()
         yield finished
 

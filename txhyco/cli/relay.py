@@ -28,6 +28,9 @@ examples:
       named hybrid connections from a TOML file, wss:// with a generated
       certificate (trust ./tls/relay-cert.pem), Prometheus metrics at
       http://127.0.0.1:9100/metrics.
+  txhyco relay --listen tcp:9101:interface=0.0.0.0 --cluster redis://10.0.0.5:6379/0 --advertise 10.0.0.11:9101
+      a node of a relay cluster sharing its listeners through Redis with
+      the other nodes (README: Scaling out).
 
 """ + paragraph(
     "The key comes from --key, else --key-file, else $HYCO_RELAY_KEY, else the config file's rules, "
@@ -82,6 +85,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="serve the admin interface (fault switch; needs a Manage token) at /admin/ on this endpoint; "
         "keep it on loopback, e.g. tcp:9091:interface=127.0.0.1",
     )
+    cluster = parser.add_argument_group("cluster (several relay processes sharing routing state in Redis; README: Scaling out)")
+    cluster.add_argument(
+        "--cluster", metavar="URL", help="join the cluster whose state is in this Redis database, e.g. redis://127.0.0.1:6379/0 "
+        "(a password goes in $HYCO_REDIS_PASSWORD, not here: arguments show in process listings)"
+    )
+    cluster.add_argument(
+        "--advertise", metavar="HOST:PORT", help="this node's own address, which listeners on other nodes open rendezvous sockets to"
+    )
+    cluster.add_argument("--node-id", metavar="ID", help="this node's name in metrics and logs (default: host name and advertised port)")
+    cluster.add_argument(
+        "--also-listen",
+        metavar="ENDPOINT",
+        action="append",
+        default=[],
+        help="listen on this endpoint too (repeatable): a node's own advertised port beside a public port it shares "
+        "with other nodes, e.g. --listen reuseport:9090 --also-listen tcp:9101",
+    )
     return parser
 
 
@@ -99,6 +119,8 @@ class RelaySettings:
     trust_pem: str | None = None
     #: where the key came from when it was the stored one (a line for stderr)
     key_note: str | None = None
+    #: more endpoints the relay listens on (--also-listen)
+    also_listen: tuple[str, ...] = ()
 
 
 def _check_endpoint(description: str, option: str, example: str = DEFAULT_LISTEN) -> None:
@@ -129,6 +151,10 @@ def relay_settings(
     admin: str | None = None,
     remember_key: bool = False,
     new_key: bool = False,
+    cluster: str | None = None,
+    advertise: str | None = None,
+    node_id: str | None = None,
+    also_listen: tuple[str, ...] | list[str] = (),
 ) -> RelaySettings:
     """Validate the options and load files; raises :class:`CliError` (exit 2 for usage).
 
@@ -148,6 +174,8 @@ def relay_settings(
     if key_name is not None and not key_name.strip():
         raise CliError("--key-name is empty.", 2)
     _check_endpoint(listen, "--listen")
+    for description in also_listen:
+        _check_endpoint(description, "--also-listen", "tcp:9101:interface=127.0.0.1")
     if metrics is not None:
         _check_endpoint(metrics, "--metrics")
     if admin is not None:
@@ -172,6 +200,14 @@ def relay_settings(
             config = RelayConfig.with_key(key_name or DEFAULT_KEY_NAME, key)
     except ProtocolError as e:
         raise CliError(e.message) from None
+    config = _with_cluster(config, cluster, advertise, node_id)
+    if config.cluster is not None:
+        from txhyco.relay.cluster.store import require_client
+
+        try:
+            require_client()
+        except ProtocolError as e:
+            raise CliError(e.message) from None
     root = config.root_rule
     try:  # the relay prints a connection string with this rule: it must fit in one
         ConnectionString(endpoint="sb://localhost/", shared_access_key_name=root.name, shared_access_key=root.primary_key)
@@ -200,7 +236,50 @@ def relay_settings(
             raise CliError(e.message) from None
     admin = admin if admin is not None else config.admin
     return RelaySettings(config=config, listen=listen, tls=tls, metrics=metrics, admin=admin, trust_pem=trust_pem,
-                         key_note=key_note)
+                         key_note=key_note, also_listen=tuple(also_listen))
+
+
+def _with_cluster(config, url: str | None, advertise: str | None, node_id: str | None):
+    """The configuration with the command line's cluster options over its ``[cluster]`` table."""
+    import dataclasses
+
+    from txhyco.protocol.errors import ProtocolError
+    from txhyco.relay.cluster.settings import cluster_settings
+
+    if url is None and advertise is None and node_id is None:
+        return config
+    base = config.cluster
+    if url is None and base is None:
+        raise CliError("--advertise and --node-id go with --cluster redis://HOST:PORT/DB (or a [cluster] table).", 2)
+    try:
+        if url is None:
+            settings = dataclasses.replace(
+                base,
+                **({} if advertise is None else dict(zip(("advertise_host", "advertise_port"), _advertise(advertise)))),
+                **({} if node_id is None else {"node_id": _node_id(node_id)}),
+            )
+        else:
+            settings = cluster_settings(
+                redis=url,
+                advertise=advertise if advertise is not None else (base.advertise if base else None),
+                node_id=node_id if node_id is not None else (base.node_id if base else None),
+                ttl=base.ttl if base else None,
+            )
+    except ProtocolError as e:
+        raise CliError(e.message, 2) from None
+    return dataclasses.replace(config, cluster=settings)
+
+
+def _advertise(text: str):
+    from txhyco.relay.cluster.settings import parse_advertise
+
+    return parse_advertise(text)
+
+
+def _node_id(text: str) -> str:
+    from txhyco.relay.cluster.settings import check_node_id
+
+    return check_node_id(text)
 
 
 def _config_has_rules(config_file: str | None) -> bool:
@@ -228,6 +307,7 @@ def make_service(settings: RelaySettings, *, reactor=None, announce: Callable[[s
         admin_endpoint=settings.admin or "",
         reactor=reactor,
         announce=announce or print_connection_string,
+        also_listen=settings.also_listen,
     )
 
 
@@ -301,6 +381,10 @@ def run(args: argparse.Namespace) -> int:
         admin=args.admin,
         remember_key=True,
         new_key=args.new_key,
+        cluster=args.cluster,
+        advertise=args.advertise,
+        node_id=args.node_id,
+        also_listen=args.also_listen,
     )
     if settings.trust_pem is not None:
         sys.stderr.write(

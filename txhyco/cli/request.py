@@ -132,9 +132,10 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
     from io import BytesIO
 
     from twisted.internet import defer
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, FileBodyProducer
+    from twisted.web.client import Agent, FileBodyProducer
     from twisted.web.http_headers import Headers
 
+    from txhyco.errors import RelayError
     from txhyco.protocol.addresses import http_url
     from txhyco.protocol.errors import ProtocolError
 
@@ -143,26 +144,21 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
     except ProtocolError as e:
         raise CliError(f"SUFFIX {args.suffix!r}: {e.message}", 2) from None
 
-    policy = BrowserLikePolicyForHTTPS()
-    if hc.ca_file:
-        from twisted.internet import ssl
-
-        try:
-            with open(hc.ca_file, "rb") as f:
-                policy = BrowserLikePolicyForHTTPS(trustRoot=ssl.Certificate.loadPEM(f.read()))
-        except Exception:
-            raise CliError(f"--ca-file {hc.ca_file} does not hold a PEM certificate.") from None
+    endpoints = RelayEndpoints(reactor, hc)
 
     @defer.inlineCallbacks
     def go():
-        token = yield hc.get_token(reactor)
+        try:
+            token = yield hc.get_token(reactor)
+        except RelayError as e:  # an Entra ID credential that got no token
+            raise CliError(str(e)) from None
         request_headers = Headers({b"User-Agent": [b"txhyco-request"]})
         for name, value in headers:
             request_headers.addRawHeader(name, value)
         if token:
             request_headers.setRawHeaders(b"ServiceBusAuthorization", [token.encode("ascii")])
         producer = FileBodyProducer(BytesIO(body)) if body is not None else None
-        agent = Agent(reactor, contextFactory=policy, connectTimeout=30)
+        agent = Agent.usingEndpointFactory(reactor, endpoints)
         d = agent.request(method.encode("ascii"), url.encode("ascii"), request_headers, producer)
         started = reactor.seconds()
         d.addTimeout(args.max_time, reactor)
@@ -199,6 +195,21 @@ def send(reactor, hc, method: str, path: str, query: str, headers, body: bytes |
         return 0
 
     return go()
+
+
+class RelayEndpoints:
+    """The Agent's way to the relay: :func:`txhyco._twisted.connector.relay_endpoint`, as every leg goes
+    (verified TLS, the hybrid connection's CA file and proxy)."""
+
+    def __init__(self, reactor, hc) -> None:
+        self.reactor = reactor
+        self.hc = hc
+
+    def endpointForURI(self, uri):
+        from txhyco._twisted.connector import relay_endpoint
+
+        return relay_endpoint(self.reactor, uri.host.decode("ascii"), uri.port, secure=uri.scheme == b"https",
+                              ca_file=self.hc.ca_file, timeout=30, proxy=self.hc.proxy)
 
 
 def response_as_json(reactor, response, method: str, url: str, started: float, max_time: float):
@@ -317,9 +328,13 @@ def _why(error: BaseException) -> str:
 
     from txhyco._twisted.clienttls import tls_failure
 
+    from txhyco.errors import RelayError
+
     reasons = getattr(error, "reasons", None)
     if reasons:
         error = reasons[0].value
+    if isinstance(error, RelayError):  # a proxy's failure (ProxyError), a setting: already a sentence
+        return str(error)
     tls = tls_failure(error)
     if tls:
         return tls + "."

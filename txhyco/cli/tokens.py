@@ -103,7 +103,8 @@ def _credentials(args: argparse.Namespace):
         )
     cs = ConnectionString.parse(text)
     if cs.shared_access_key is None or cs.shared_access_key_name is None:
-        raise CliError(f"the connection string in {source} has no SharedAccessKeyName/SharedAccessKey to sign with.")
+        entra = " (it authenticates with Entra ID: listeners and senders get their tokens from the credential)" if cs.authentication else ""
+        raise CliError(f"the connection string in {source} has no SharedAccessKeyName/SharedAccessKey to sign with{entra}.")
     return cs.namespace, cs.shared_access_key_name, cs.shared_access_key, cs.entity_path
 
 

@@ -162,7 +162,8 @@ def udp_listener_factory(reactor, monitor, hc, target, idle: float):
                            seconds=reactor.seconds() - self.started, why=why)
             self.number = None
 
-    ws = RelayedServerFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider, ca_file=hc.ca_file)
+    ws = RelayedServerFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider, ca_file=hc.ca_file,
+                              proxy=hc.proxy)
     ws.protocol = Flow
     ws.setProtocolOptions(maxMessagePayloadSize=MAX_DATAGRAM, maxFramePayloadSize=MAX_DATAGRAM)
     return ws
@@ -233,7 +234,7 @@ def bind_udp(reactor, monitor, hc, target, idle: float) -> UdpBinding:
                     flow.finish()
 
             factory = RelayedClientFactory(namespace=hc.namespace, path=hc.path, token_provider=hc.token_provider,
-                                           ca_file=hc.ca_file, reactor=reactor)
+                                           ca_file=hc.ca_file, proxy=hc.proxy, reactor=reactor)
             factory.protocol = Leg
             factory.setProtocolOptions(maxMessagePayloadSize=MAX_DATAGRAM, maxFramePayloadSize=MAX_DATAGRAM,
                                        autoPingInterval=KEEPALIVE, autoPingTimeout=0)

@@ -57,7 +57,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("file", metavar="FILE", help="the TOML file of [[listen]] and [[connect]] entries")
     parser.add_argument("--log", action="store_true", help="log lines on stderr even on a terminal (no live panel)")
+    from .common import add_proxy_options
     from .events import add_json_option
+
+    add_proxy_options(parser)
 
     add_json_option(parser)
     return parser
@@ -66,6 +69,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .upfile import load
 
+    from .common import proxy_setting
+
+    args.proxy_setting = proxy_setting(args)  # a usage error before anything starts
     entries = load(args.file)
     return run_reactor(lambda reactor: Up(reactor, args).main(entries))
 
@@ -95,6 +101,7 @@ class Up:
 
         self.reactor = reactor
         self.args = args
+        self.proxy = getattr(args, "proxy_setting", None)  # --proxy / --no-proxy; None: the environment
         self.json = bool(args.json)
         self.group = MonitorGroup()
         self.running: dict = {}
@@ -207,7 +214,8 @@ class Up:
                 monitor.set_state(OFFLINE, e.message)
             except Exception as e:
                 running.failed = True
-                monitor.set_state(OFFLINE, describe_relay_error(e, f"the relay refused {entry.kind} {entry.path}"))
+                why = str(e) if getattr(e, "inspector_page", False) else describe_relay_error(e, f"the relay refused {entry.kind} {entry.path}")
+                monitor.set_state(OFFLINE, why)
 
         return go()
 
@@ -225,7 +233,7 @@ class Up:
         from .upfile import hybrid_connection_of
 
         reactor, monitor = self.reactor, running.monitor
-        hc = hybrid_connection_of(entry)
+        hc = hybrid_connection_of(entry, self.proxy)
         if entry.echo:
             from txhyco.listener.http import serve_request
             from txhyco.listener.port import listen
@@ -248,8 +256,10 @@ class Up:
                 d = HybridConnectionServerEndpoint(reactor, hc, mode="stream").listen(factory)
             what = f"forwarding to {target.describe()}"
         else:
+            from .upfile import inspect_options_of
+
             factory = http_factory(reactor, monitor, http_target(entry.http), entry.host_header, entry.upstream_ca_file)
-            d = HybridConnectionServerEndpoint(reactor, hc, mode="http").listen(factory)
+            d = HybridConnectionServerEndpoint(reactor, hc, mode="http", inspect=inspect_options_of(entry)).listen(factory)
             what = f"forwarding to {entry.http}"
         monitor.detail = f"{hc.address} ({what})"
 
@@ -260,15 +270,20 @@ class Up:
                 yield port.stopListening()
                 return
             running.port = port
-
+            inspector = getattr(port, "inspector", None)
+            if inspector is not None:
+                what_inspected = f"{what}; inspector at {inspector.url}"
+            else:
+                what_inspected = what
             def on_status(status, error) -> None:
                 monitor.set_state(status, describe_relay_error(error) if error is not None and status != ONLINE else None)
 
             monitor.retry_source = lambda: port.next_retry_at
             port.add_status_observer(on_status)
-            monitor.notify("started", address=str(hc.address), target=what)
+            monitor.notify("started", address=str(hc.address), target=what,
+                           **({"inspector": inspector.url} if inspector is not None else {}))
             monitor.set_state(ONLINE if port.status == ONLINE else CONNECTING)
-            self.say(f"listen {entry.name}: listening on {hc.address} ({what})")
+            self.say(f"listen {entry.name}: listening on {hc.address} ({what_inspected})")
 
         return go()
 
@@ -283,7 +298,7 @@ class Up:
         from .upfile import hybrid_connection_of
 
         reactor, monitor = self.reactor, running.monitor
-        hc = hybrid_connection_of(entry)
+        hc = hybrid_connection_of(entry, self.proxy)
         target = parse_target(entry.forward, listening=True)
         factory = tunnel_factory(reactor, hc, monitor)
 

@@ -7,6 +7,8 @@
     [[listen]]
     path = "web"
     http = "http://127.0.0.1:8080"      # exactly one of echo / forward / http
+    inspect = true                      # with http: an inspector page (true: 127.0.0.1:4040;
+                                        # or a port, or a server endpoint string)
 
     [[listen]]
     name = "db-in"                      # default: the path; names differ within [[listen]]
@@ -35,7 +37,7 @@ import os
 from dataclasses import dataclass, replace
 
 from txhyco.protocol.errors import LocalProtocolError, ProtocolError
-from txhyco.relay.schema import TOP_LEVEL, Setting, Table, boolean, seconds, tables, text
+from txhyco.relay.schema import TOP_LEVEL, Invalid, Setting, Table, boolean, kind, seconds, tables, text, whole
 
 from .common import CONNECTION_STRING_ENV, CliError
 
@@ -72,6 +74,9 @@ class Entry:
     connection_string_env: str | None = None
     ca_file: str | None = None
     udp_idle: float | None = None
+    inspect: str | None = None  # the inspector page's endpoint
+    inspect_keep: int | None = None
+    inspect_body_cap: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -95,9 +100,29 @@ def _build(kind: str):
                 )
             if entry.http is None and (entry.host_header is not None or entry.upstream_ca_file is not None):
                 raise LocalProtocolError(f"{entry.label}: 'hostHeader' and 'upstreamCaFile' go with 'http'.")
+        if entry.inspect is None and (entry.inspect_keep is not None or entry.inspect_body_cap is not None):
+            raise LocalProtocolError(f"{entry.label}: 'inspectKeep' and 'inspectBodyCap' go with 'inspect'.")
+        if entry.inspect is not None and entry.http is None:
+            raise LocalProtocolError(f"{entry.label}: 'inspect' goes with 'http'.")
         return entry
 
     return build
+
+
+def _inspect(value, where: str) -> str | None:
+    """``inspect``: true (the default page endpoint), false, a port number or a server endpoint string."""
+    from txhyco.inspector.options import DEFAULT_ENDPOINT, InspectOptionError, inspect_endpoint
+
+    if isinstance(value, bool):
+        return DEFAULT_ENDPOINT if value else None
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+        raise Invalid(f"must be true, false, a port number or a server endpoint string, not {kind(value)}")
+    try:
+        return inspect_endpoint(value, "inspect")
+    except InspectOptionError as e:
+        raise Invalid(str(e)) from None
 
 
 _COMMON = {
@@ -118,6 +143,9 @@ LISTEN = Table(
         "http": Setting(text(max_length=4096), "http"),
         "hostHeader": Setting(text(max_length=1024), "host_header"),
         "upstreamCaFile": Setting(text(max_length=4096), "upstream_ca_file"),
+        "inspect": Setting(_inspect, "inspect"),
+        "inspectKeep": Setting(whole(1, 100_000), "inspect_keep"),
+        "inspectBodyCap": Setting(whole(0, 64 * 1024 * 1024), "inspect_body_cap"),
     },
     build=_build("listen"),
 )
@@ -196,11 +224,23 @@ def connection_string_of(entry: Entry) -> tuple[str, str]:
     return value, f"${env}"
 
 
-def hybrid_connection_of(entry: Entry):
+def hybrid_connection_of(entry: Entry, proxy=None):
+    """``entry``'s hybrid connection; ``proxy`` as :meth:`HybridConnection.from_args` takes it (up's --proxy)."""
     from txhyco.address import HybridConnection
 
     text_value, source = connection_string_of(entry)
     try:
-        return HybridConnection.from_args(connection_string=text_value, path=entry.path, ca_file=entry.ca_file)
+        return HybridConnection.from_args(connection_string=text_value, path=entry.path, ca_file=entry.ca_file, proxy=proxy)
     except ProtocolError as e:
         raise CliError(f"{entry.label}: the connection string in {source} is not usable: {e.message}") from None
+
+
+def inspect_options_of(entry: Entry):
+    """The entry's :class:`txhyco.inspector.options.InspectOptions`, or None."""
+    if entry.inspect is None:
+        return None
+    from txhyco.inspector.options import InspectOptions
+
+    options = InspectOptions(entry.inspect)
+    return InspectOptions(entry.inspect, entry.inspect_keep or options.limit,
+                          options.body_cap if entry.inspect_body_cap is None else entry.inspect_body_cap)

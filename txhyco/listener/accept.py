@@ -217,6 +217,9 @@ class AcceptBridge:
 
     HANDSHAKE, CONNECTING, OPEN, CLOSED = BridgeState
 
+    #: an inspector's observer of this connection (txhyco.inspector.capture.WebSocketCapture), or None
+    observer = None
+
     def __init__(self, reactor, accept: Accept, hc, protocol, *, mask_inbound: bool = True, mask_outbound: bool = True) -> None:
         self.reactor = reactor
         self.accept = accept
@@ -283,7 +286,7 @@ class AcceptBridge:
     # -- rendezvous ---------------------------------------------------------------
 
     def _open_rendezvous(self, chosen: str | None) -> None:
-        d = open_raw_websocket(self.reactor, self.accept.address, protocol=chosen, ca_file=self.hc.ca_file)
+        d = open_raw_websocket(self.reactor, self.accept.address, protocol=chosen, ca_file=self.hc.ca_file, proxy=self.hc.proxy)
         d.addCallbacks(self._rendezvous_open, self._rendezvous_failed)
 
     def _rendezvous_open(self, result) -> None:
@@ -297,6 +300,11 @@ class AcceptBridge:
         # An application that masks its own frames (see accept_with_factory)
         # writes straight to the socket; others get the client mask added.
         self._out = FrameMasker(write, fast_masker).feed if self.mask_outbound else write
+        observer = self.observer
+        if observer is not None:
+            out = self._out
+            self._out = lambda data: (observer.sent(data), out(data))
+            observer.opened()
         if self.mask_inbound:
             self._in = FrameMasker(self._deliver, fast_masker)
         self.state = self.OPEN
@@ -315,6 +323,8 @@ class AcceptBridge:
 
     # rendezvous socket handler interface (see RawUpgrade)
     def dataReceived(self, data: bytes) -> None:
+        if self.observer is not None:
+            self.observer.received(data)
         if self._in is not None:
             try:
                 self._in.feed(data)
@@ -391,8 +401,10 @@ class AcceptBridge:
         if self.state == self.CLOSED:
             return
         self.state = self.CLOSED
+        if self.observer is not None:
+            self.observer.closed(reason, status)
         url = reject_url(self.accept.address, status, reason)
-        d = open_raw_websocket(self.reactor, url, ca_file=self.hc.ca_file)
+        d = open_raw_websocket(self.reactor, url, ca_file=self.hc.ca_file, proxy=self.hc.proxy)
         d.addCallbacks(self._rejected_oddly, self._reject_answered)
         self._end(Failure(ConnectionDone(f"rejected with {status} {reason}")))
 
@@ -414,9 +426,16 @@ class AcceptBridge:
         if self._lost:
             return
         self._lost = True
+        if self.observer is not None:
+            self.observer.closed(None if isinstance(reason, Failure) and reason.check(ConnectionDone) else _why(reason))
         self.transport.disconnected = True
         protocol = self.transport.protocol
         if protocol is not None:
             protocol.connectionLost(reason if isinstance(reason, Failure) else Failure(reason))
         if not self.done.called:
             self.done.callback(None)
+
+
+def _why(reason) -> str:
+    """A connection's end in words (for an inspector)."""
+    return reason.getErrorMessage() if isinstance(reason, Failure) else str(reason)

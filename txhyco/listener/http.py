@@ -87,6 +87,9 @@ class RendezvousLeg(LeanClientProtocol):
 class HttpExchange:
     """One relayed request served by one fresh application protocol."""
 
+    #: an inspector's observer of this exchange (txhyco.inspector.capture.HttpCapture), or None
+    observer = None
+
     def __init__(self, reactor, hc, factory, listener, request: Request) -> None:
         self.reactor = reactor
         self.hc = hc
@@ -117,7 +120,7 @@ class HttpExchange:
     def start(self, body: bytes | None) -> None:
         """Serve a request that arrived in full (``body`` complete) or address-only (None)."""
         if self.request.address_only:
-            d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+            d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, proxy=self.hc.proxy, maxMessagePayloadSize=0)
             d.addErrback(self._rendezvous_failed)
             return
         self._serve(self.request, body)
@@ -128,6 +131,8 @@ class HttpExchange:
     def _serve(self, request: Request, body: bytes | None) -> None:
         """Hand ``request`` to a fresh application protocol; ``body`` None means it streams in."""
         self.request = request
+        if self.observer is not None:
+            self.observer.request_started(request, body)
         peer = peer_address(request.remote_endpoint)
         self.app = self.factory.buildProtocol(peer)
         if self.app is None:
@@ -199,6 +204,8 @@ class HttpExchange:
         elif isinstance(event, BodyData):
             # (h11's chunked framing, written directly)
             if event.data and self._chunked:
+                if self.observer is not None:
+                    self.observer.request_data(event.data)
                 self._feed(b"%x\r\n%s\r\n" % (len(event.data), event.data))
         elif isinstance(event, BodyEnded):
             if self._chunked:
@@ -243,6 +250,8 @@ class HttpExchange:
         except ProtocolError as e:
             self.answer_error(502, f"The application's response cannot be relayed: {e.message}")
             return
+        if self.observer is not None:
+            self.observer.response_head(status_code, self._response.status_description, headers)
         if self._via_rendezvous:
             self._start_streaming()
         elif not small_and_known:
@@ -252,6 +261,8 @@ class HttpExchange:
             self._flush_call = self.reactor.callLater(RESPONSE_FLUSH_DELAY, self._flush_to_rendezvous)
 
     def response_data(self, data: bytes) -> None:
+        if self.observer is not None:
+            self.observer.response_data(data)
         if self._streaming:
             self._send_fragment(data)
         elif self._buffer.write(data) and not self._via_rendezvous:
@@ -281,7 +292,7 @@ class HttpExchange:
         self._via_rendezvous = True
         # Hold the application back until the rendezvous is there to pace it.
         self.transport_pause_app()
-        d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, maxMessagePayloadSize=0)
+        d = open_websocket(self.reactor, self.request.address, self._new_leg, ca_file=self.hc.ca_file, proxy=self.hc.proxy, maxMessagePayloadSize=0)
         d.addErrback(self._rendezvous_failed)
 
     def transport_pause_app(self) -> None:
@@ -336,6 +347,8 @@ class HttpExchange:
         self.finished = True
         body = (message + "\n").encode("utf-8")
         response = Response(self.request.id, status, reason_phrase(status), {"Content-Type": "text/plain; charset=utf-8"}, body=True)
+        if self.observer is not None:
+            self.observer.answered_for_application(status, reason_phrase(status), body)
         if self.rendezvous is not None and not self._streaming:
             self.rendezvous.sendMessage(serialize_command(response).encode("utf-8"), isBinary=False)
             self.rendezvous.sendMessage(body, isBinary=True)
@@ -354,6 +367,8 @@ class HttpExchange:
         if self._closed:
             return
         self._closed = True
+        if self.observer is not None:
+            self.observer.exchange_ended(None if reason is None else reason.getErrorMessage())
         self._when_answered()
         if self.transport is not None:
             self.producer_changed(release=True)
@@ -453,8 +468,11 @@ def websocket_only_site():
     return site
 
 
-def serve_request(reactor, hc, factory, request: Request, body: bytes | None, listener) -> None:
-    """The listener's ``on_request`` handler for an HTTP/1.1 factory."""
+def serve_request(reactor, hc, factory, request: Request, body: bytes | None, listener, *, inspector=None) -> None:
+    """The listener's ``on_request`` handler for an HTTP/1.1 factory (``inspector``: a
+    :class:`txhyco.inspector.capture.Inspector` that sees the exchange, or None)."""
     exchange = HttpExchange(reactor, hc, factory, listener, request)
+    if inspector is not None:
+        exchange.observer = inspector.http_observer()
     listener.requests.add(exchange)  # a stopping listener waits for its answer
     exchange.start(body)

@@ -39,6 +39,8 @@ class RelayListeningPort:
         #: the live relayed connections, closed when the port stops
         self.connections = connections if connections is not None else RelayedConnections(listener.reactor)
         self._stopped: defer.Deferred | None = None
+        #: other ports that stop with this one (an inspector's page)
+        self.companions: list = []
         add_trigger = getattr(listener.reactor, "addSystemEventTrigger", None)  # (a test's fake reactor may have none)
         self._shutdown_trigger = add_trigger("before", "shutdown", self._shutting_down) if add_trigger else None
 
@@ -68,6 +70,8 @@ class RelayListeningPort:
             requests.addBoth(lambda _: self.listener.stop())
             d = defer.gatherResults([requests, self.connections.close_all(self.drain_timeout)], consumeErrors=True)
             d.addBoth(lambda r: self.factory.doStop() if hasattr(self.factory, "doStop") else None)
+            for companion in self.companions:
+                d.addBoth(lambda r, c=companion: defer.maybeDeferred(c.stopListening).addBoth(lambda _: r))
             self._stopped = d
         forked: defer.Deferred = defer.Deferred()
         self._stopped.addBoth(lambda r: (forked.callback(None), r)[1])
@@ -91,8 +95,10 @@ class RelayListeningPort:
         self.listener.add_status_observer(observer)
 
 
-def accept_with_factory(reactor, hc, factory, accept, *, connections: RelayedConnections | None = None) -> None:
-    """Serve one ``accept`` with a fresh protocol from ``factory`` over a bridge (kept in ``connections``)."""
+def accept_with_factory(reactor, hc, factory, accept, *, connections: RelayedConnections | None = None,
+                        inspector=None) -> None:
+    """Serve one ``accept`` with a fresh protocol from ``factory`` over a bridge (kept in ``connections``;
+    seen by ``inspector``, a :class:`txhyco.inspector.capture.Inspector`, if one is given)."""
     protocol = factory.buildProtocol(peer_address(accept.remote_endpoint))
     if protocol is None:
         # The factory declined (as a Twisted factory may): tell the sender.
@@ -121,6 +127,8 @@ def accept_with_factory(reactor, hc, factory, accept, *, connections: RelayedCon
     bridge = AcceptBridge(reactor, accept, hc, protocol, mask_inbound=masked_by_us, mask_outbound=masked_by_us)
     if connections is not None:
         connections.add(bridge)
+    if inspector is not None:
+        bridge.observer = inspector.websocket_observer(accept)
     bridge.start()
 
 

@@ -14,6 +14,10 @@ log = Logger()
 
 #: Seconds before another try when the token provider failed.
 RETRY_AFTER = 30.0
+#: Seconds before asking again when the provider gave the token the channel
+#: already has (azure-identity credentials hand out a cached token until
+#: shortly before it expires).
+SAME_TOKEN_RETRY = 10.0
 
 
 class TokenRenewal:
@@ -38,10 +42,16 @@ class TokenRenewal:
     def schedule(self) -> None:
         """Renew the current token in time (nothing to do for a token without an expiry)."""
         self.cancel()
-        when = renewal_time(self._token, self._token_time) if self._token else None
+        self._schedule_at(renewal_time(self._token, self._token_time, self._expiry(self._token)) if self._token else None)
+
+    def _schedule_at(self, when: float | None, earliest: float = 1.0) -> None:
         if when is None:
             return
-        self._call = self.reactor.callLater(max(1.0, when - self.reactor.seconds()), self._renew)
+        self._call = self.reactor.callLater(max(earliest, when - self.reactor.seconds()), self._renew)
+
+    def _expiry(self, token: str) -> float | None:
+        token_expiry = getattr(self.hc, "token_expiry", None)
+        return token_expiry(token) if token_expiry is not None else None
 
     def cancel(self) -> None:
         call, self._call = self._call, None
@@ -56,6 +66,11 @@ class TokenRenewal:
         except Exception as e:
             log.warn("token renewal failed: {error}; retrying in {s:g} s", error=str(e), s=RETRY_AFTER)
             self._call = self.reactor.callLater(RETRY_AFTER, self._renew)
+            return
+        if token and token == self._token:
+            # Nothing new to send: ask again later, still before it expires.
+            self._token_time = self.reactor.seconds()
+            self._schedule_at(renewal_time(token, self._token_time, self._expiry(token)), SAME_TOKEN_RETRY)
             return
         if not token or not self._send(token):
             return

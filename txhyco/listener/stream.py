@@ -23,11 +23,11 @@ def accept_stream(reactor, hc, factory, accept, *, connections=None) -> None:
             connections.add(made)
         return made
 
-    d = open_websocket(reactor, accept.address, leg, ca_file=hc.ca_file, **STREAM_LEG_OPTIONS)
+    d = open_websocket(reactor, accept.address, leg, ca_file=hc.ca_file, proxy=hc.proxy, **STREAM_LEG_OPTIONS)
     # Could not open the rendezvous: nothing to tell the application.
     d.addErrback(lambda failure: None)
 
 
 def reject_accept(reactor, hc, accept, status: int, reason: str) -> None:
     """Refuse one ``accept``: the sender gets ``status`` and ``reason``."""
-    open_raw_websocket(reactor, reject_url(accept.address, status, reason), ca_file=hc.ca_file).addErrback(lambda f: None)
+    open_raw_websocket(reactor, reject_url(accept.address, status, reason), ca_file=hc.ca_file, proxy=hc.proxy).addErrback(lambda f: None)

@@ -4,12 +4,20 @@
 or with ``SharedAccessSignature=…``; ``UseDevelopmentEmulator=true`` (the Azure
 emulators' convention) means plain ``ws://``/``http://`` to a local relay.
 
+``Authentication=Managed Identity`` asks for Entra ID tokens from the machine's
+managed identity, as Microsoft.Azure.Relay's ``RelayConnectionStringBuilder``
+reads it (spaces ignored, any case); ``ClientId=GUID`` picks a user-assigned
+identity, and ``Authentication=Default`` uses azure-identity's
+``DefaultAzureCredential`` (both txhyco's additions). Any other value is an
+error (Microsoft's builder silently falls back to SAS).
+
 Endpoint schemes: ``sb://`` is canonical. ``wss://``/``https://`` and
 ``ws://``/``http://`` are accepted too and kept as written; for those the
 scheme decides TLS, for ``sb://`` ``UseDevelopmentEmulator`` does.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .addresses import Namespace
@@ -25,8 +33,15 @@ _KNOWN = {
     "sharedaccesssignature": "SharedAccessSignature",
     "entitypath": "EntityPath",
     "usedevelopmentemulator": "UseDevelopmentEmulator",
+    "authentication": "Authentication",
+    "clientid": "ClientId",
 }
 _REDACTED = "<redacted>"
+#: ``Authentication=`` values (spaces removed, case folded) and what each means.
+AUTHENTICATIONS = {"managedidentity": "ManagedIdentity", "default": "Default"}
+#: How each is written back.
+_AUTHENTICATION_TEXT = {"ManagedIdentity": "Managed Identity", "Default": "Default"}
+_GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _check_value(value: str | None, name: str) -> None:
@@ -55,6 +70,10 @@ class ConnectionString:
     entity_path: str | None = None
     use_development_emulator: bool = False
     other: tuple[tuple[str, str], ...] = ()
+    #: ``ManagedIdentity`` or ``Default`` (Entra ID), None for SAS
+    authentication: str | None = None
+    #: a user-assigned managed identity's client ID (with ``ManagedIdentity``)
+    client_id: str | None = None
 
     def __post_init__(self) -> None:
         _check_value(self.endpoint, "Endpoint")
@@ -78,6 +97,21 @@ class ConnectionString:
             raise LocalProtocolError(
                 "The connection string has both SharedAccessKey and SharedAccessSignature; give only one."
             )
+        if self.authentication is not None:
+            if self.authentication not in _AUTHENTICATION_TEXT:
+                raise LocalProtocolError(
+                    f"Authentication must be 'Managed Identity' or 'Default', not {self.authentication[:40]!r}."
+                )
+            if self.shared_access_key_name is not None or self.shared_access_signature is not None:
+                raise LocalProtocolError(
+                    "The connection string has both Authentication and a SAS key or signature; "
+                    "give one way to authenticate."
+                )
+        if self.client_id is not None:
+            if self.authentication != "ManagedIdentity":
+                raise LocalProtocolError("ClientId names a user-assigned managed identity: it needs Authentication=Managed Identity.")
+            if not isinstance(self.client_id, str) or not _GUID_RE.fullmatch(self.client_id):
+                raise LocalProtocolError("ClientId must be the managed identity's client ID, a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).")
         seen = set()
         for item in self.other:
             if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
@@ -131,6 +165,13 @@ class ConnectionString:
         emulator_text = values.get("UseDevelopmentEmulator", "")
         if emulator_text.lower() not in ("", "true", "false"):
             raise LocalProtocolError(f"UseDevelopmentEmulator must be true or false, not {emulator_text[:20]!r}.")
+        authentication = None
+        if "Authentication" in values:
+            authentication = AUTHENTICATIONS.get(values["Authentication"].replace(" ", "").lower())
+            if authentication is None:
+                raise LocalProtocolError(
+                    f"Authentication must be 'Managed Identity' or 'Default', not {values['Authentication'][:40]!r}."
+                )
         return cls(
             endpoint=values["Endpoint"],
             shared_access_key_name=values.get("SharedAccessKeyName") or None,
@@ -139,6 +180,8 @@ class ConnectionString:
             entity_path=values.get("EntityPath") or None,
             use_development_emulator=emulator_text.lower() == "true",
             other=tuple(other),
+            authentication=authentication,
+            client_id=values.get("ClientId") or None,
         )
 
     @classmethod
@@ -176,6 +219,10 @@ class ConnectionString:
             parts.append(f"EntityPath={self.entity_path}")
         if self.use_development_emulator:
             parts.append("UseDevelopmentEmulator=true")
+        if self.authentication is not None:
+            parts.append(f"Authentication={_AUTHENTICATION_TEXT[self.authentication]}")
+        if self.client_id is not None:
+            parts.append(f"ClientId={self.client_id}")
         parts.extend(f"{k}={v}" for k, v in self.other)
         return ";".join(parts)
 
@@ -188,7 +235,8 @@ class ConnectionString:
         return (
             f"ConnectionString(endpoint={self.endpoint!r}, shared_access_key_name={self.shared_access_key_name!r}, "
             f"shared_access_key={key}, shared_access_signature={sig}, entity_path={self.entity_path!r}, "
-            f"use_development_emulator={self.use_development_emulator!r}, other={self.other!r})"
+            f"use_development_emulator={self.use_development_emulator!r}, other={self.other!r}, "
+            f"authentication={self.authentication!r}, client_id={self.client_id!r})"
         )
 
     # ------------------------------------------------------------------ derived
@@ -204,6 +252,11 @@ class ConnectionString:
             return SasKeyTokenProvider(self.shared_access_key_name, self.shared_access_key, lifetime)
         if self.shared_access_signature is not None:
             return StaticTokenProvider(self.shared_access_signature)
+        if self.authentication is not None:
+            raise LocalProtocolError(
+                "This connection string authenticates with Entra ID (Authentication=...): "
+                "its tokens come from an azure-identity credential (HybridConnection.from_args makes it)."
+            )
         raise LocalProtocolError(
             "The connection string has neither SharedAccessKeyName/SharedAccessKey nor SharedAccessSignature; "
             "add one, or pass a token provider (e.g. for Entra ID) explicitly."

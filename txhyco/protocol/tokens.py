@@ -133,8 +133,12 @@ class CallableTokenProvider:
         return f"CallableTokenProvider({name})"
 
 
-def renewal_time(token: str, issued_at: float) -> float | None:
+def renewal_time(token: str, issued_at: float, expiry: float | None = None) -> float | None:
     """When to renew ``token`` issued at ``issued_at``; None if its expiry is unknown.
+
+    ``expiry`` is the token's expiry when its source says it (an Entra ID
+    credential's ``expires_on``); otherwise it is read from the token (SAS ``se``,
+    a JWT's ``exp``).
 
     At 85 % of the lifetime, never later than ``se - 60 s`` (README,
     "Compared with Microsoft's clients": better than the official clients, which renew
@@ -142,7 +146,8 @@ def renewal_time(token: str, issued_at: float) -> float | None:
     minutes is renewed once, halfway), and never before ``issued_at`` (a token already
     expired is renewed now).
     """
-    expiry = token_expiry(token)
+    if expiry is None:
+        expiry = token_expiry(token)
     if expiry is None:
         return None
     lifetime = expiry - issued_at

@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from txhyco.protocol.errors import RemoteProtocolError
-from txhyco.protocol.sas import Rights, SasToken, verify_token
+from txhyco.protocol.sas import Rights, SasToken, is_sas_token, looks_like_jwt, verify_token
 
 from .config import RelayConfig
+from .entra import EntraToken
 from .registry import Entity
 
 
@@ -60,14 +61,28 @@ def check_token(
     host: str,
     required: Rights,
     now: float,
-) -> SasToken:
-    """Verify ``token`` for ``required`` rights on ``entity``, or raise RemoteProtocolError (401/403)."""
+) -> SasToken | EntraToken:
+    """Verify ``token`` for ``required`` rights on ``entity``, or raise RemoteProtocolError (401/403).
+
+    A SAS token is checked against the rules; an Entra ID token (a JWT) against
+    ``[entraId]`` and the role assignments (:mod:`txhyco.relay.entra`).
+    """
     if not token:
         raise RemoteProtocolError(
             "The request is missing a token: send it in the ServiceBusAuthorization header "
             "or the sb-hc-token query parameter.",
             status=401,
         )
+    if not is_sas_token(token) and looks_like_jwt(token):
+        if config.entra is None:
+            raise RemoteProtocolError(
+                "This relay does not verify Entra ID tokens (its configuration has no [entraId] table); "
+                "present a SAS token.",
+                401,
+            )
+        verified = config.entra.verify(token, now=now)
+        config.entra.authorize(verified, entity.name, required)
+        return verified
     hosts = {host, *config.hosts} if host else None
     return verify_token(
         token,
@@ -78,6 +93,11 @@ def check_token(
         now=now,
         grace=config.limits.token_grace,
     )
+
+
+def grace_for(verified: SasToken | EntraToken, config: RelayConfig) -> float:
+    """Seconds ``verified`` may be used past its expiry: ``[entraId] leeway`` for a JWT, ``tokenGrace`` for SAS."""
+    return verified.grace if isinstance(verified, EntraToken) else config.limits.token_grace
 
 
 class TokenCache:
@@ -92,10 +112,10 @@ class TokenCache:
         self.size = size
         self._verified: dict[tuple, SasToken] = {}
 
-    def check(self, entity: Entity, token: str | None, *, host: str, required: Rights, now: float) -> SasToken:
+    def check(self, entity: Entity, token: str | None, *, host: str, required: Rights, now: float) -> SasToken | EntraToken:
         key = (token, entity.name, host, required)
         sas = self._verified.get(key) if token else None
-        if sas is not None and sas.expiry >= now - self.config.limits.token_grace:
+        if sas is not None and sas.expiry >= now - grace_for(sas, self.config):
             return sas
         sas = check_token(self.config, entity, token, host=host, required=required, now=now)
         if len(self._verified) >= self.size:

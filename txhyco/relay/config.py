@@ -22,6 +22,7 @@ from txhyco.protocol.errors import LocalProtocolError, ProtocolError
 from txhyco.protocol.http import ACCEPT_TIMEOUT, HEADER_METADATA_LIMIT, RESPONSE_DEADLINE, STREAM_IDLE_LIMIT
 from txhyco.protocol.sas import Rights, SasRule
 
+from .entra import ENTRA_ID, ROLE_ASSIGNMENT, EntraVerifier, build_verifier
 from .schema import TOP_LEVEL, Invalid, Setting, Table, array, boolean, kind, seconds, table, tables, text, whole
 
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
@@ -80,6 +81,10 @@ class RelayConfig:
     hosts: tuple[str, ...] = ()
     #: Twisted server endpoint of the admin interface (txhyco.relay.admin); None: none.
     admin: str | None = None
+    #: Entra ID tokens and role assignments (txhyco.relay.entra); None: JWTs get 401.
+    entra: EntraVerifier | None = None
+    #: txhyco.relay.cluster.settings.ClusterSettings when this relay is a cluster node; None: a single relay
+    cluster: Any = None
 
     @classmethod
     def with_key(cls, key_name: str = DEFAULT_KEY_NAME, key: str | None = None) -> RelayConfig:
@@ -215,6 +220,26 @@ LIMITS = Table(
     build=Limits,
 )
 
+def _cluster(**fields: Any) -> Any:
+    from .cluster.settings import cluster_settings
+
+    try:
+        return cluster_settings(**fields)
+    except ProtocolError as e:
+        raise LocalProtocolError(f"[cluster]: {e.message}") from None
+
+
+CLUSTER = Table(
+    "[cluster]",
+    {
+        "redis": Setting(text(max_length=1024, secret=True), "redis", required=True),
+        "advertise": Setting(text(max_length=300), "advertise", required=True),
+        "nodeId": Setting(text(max_length=64), "node_id"),
+        "ttl": Setting(seconds(0, 10), "ttl"),
+    },
+    build=_cluster,
+)
+
 DOCUMENT = Table(
     TOP_LEVEL,
     {
@@ -224,17 +249,22 @@ DOCUMENT = Table(
         "limits": Setting(table(LIMITS), "limits"),
         "hosts": Setting(array(text(max_length=253, valid=_host_problem)), "hosts"),
         "admin": Setting(text(max_length=1024, valid=_endpoint_problem), "admin"),
+        "entraId": Setting(table(ENTRA_ID), "entra_id"),
+        "roleAssignments": Setting(tables(ROLE_ASSIGNMENT, named_by="identity"), "role_assignments"),
+        "cluster": Setting(table(CLUSTER), "cluster"),
     },
 )
 
 
-def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: str | None = None) -> RelayConfig:
+def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: str | None = None,
+                 base_dir: str | None = None) -> RelayConfig:
     """Build a :class:`RelayConfig` from a parsed TOML document.
 
     Every key must be one the README documents and every value of the right
     type and range, else :class:`ProtocolError` says which (one sentence).
     ``key_name``/``key`` (the command line's ``--key-name``/``--key``) add or
-    replace a namespace rule with all rights.
+    replace a namespace rule with all rights. ``base_dir`` is where relative
+    file names in it (``[entraId] jwksFile``) start.
     """
     fields = DOCUMENT.read(doc)
     rules = {rule.name: rule for rule in fields.get("rules", [])}
@@ -243,13 +273,18 @@ def parse_config(doc: Mapping[str, Any], *, key_name: str | None = None, key: st
         base = RelayConfig.with_key(key_name or DEFAULT_KEY_NAME, key)
         rules = {**base.rules, **{n: r for n, r in rules.items() if n not in base.rules}}
     hcs = {hc.name: hc for hc in fields.get("hybrid_connections", [])}
+    restrict = fields.get("restrict", bool(hcs))
+    entra = build_verifier(fields.get("entra_id"), fields.get("role_assignments", []), base_dir=base_dir,
+                           entity_names=hcs if restrict else None)
     return RelayConfig(
         rules=rules,
         hybrid_connections=hcs,
-        restrict=fields.get("restrict", bool(hcs)),
+        restrict=restrict,
         limits=fields.get("limits", Limits()),
         hosts=tuple(h.lower() for h in fields.get("hosts", [])),
         admin=fields.get("admin"),
+        entra=entra,
+        cluster=fields.get("cluster"),
     )
 
 
@@ -272,6 +307,6 @@ def load_config(path: str, *, key_name: str | None = None, key: str | None = Non
         reason = str(e).split(";")[0].rstrip(".")
         raise LocalProtocolError(f"config file {path} is not valid TOML: {reason}.") from None
     try:
-        return parse_config(doc, key_name=key_name, key=key)
+        return parse_config(doc, key_name=key_name, key=key, base_dir=os.path.dirname(os.path.abspath(path)))
     except ProtocolError as e:
         raise LocalProtocolError(f"{path}: {e.message}") from None

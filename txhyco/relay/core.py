@@ -26,7 +26,7 @@ from txhyco.protocol.http import connect_headers_for_listener, sanitize_reason
 from txhyco.protocol.messages import Accept, RemoteEndpoint, RenewToken, Response
 from txhyco.protocol.sas import Rights
 
-from .auth import TokenCache, azure_reason, find_token, host_only
+from .auth import TokenCache, azure_reason, find_token, grace_for, host_only
 from .config import RelayConfig
 from .connect import PendingConnect
 from .faults import WEBSOCKET, ArmedFaults
@@ -78,6 +78,8 @@ class Relay:
         self.connections: set[Any] = set()
         #: refusals and delays armed through the fault switch (txhyco.relay.faults); empty (false) unless one is
         self.faults = ArmedFaults()
+        #: txhyco.relay.cluster.node.ClusterNode when this relay is a cluster node (set by the service)
+        self.cluster = None
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -148,9 +150,12 @@ class Relay:
             self.registry.forget_if_idle(entity)
             raise
         channel = ControlChannel(self, entity, proto, target.tracking_id or str(uuid.uuid4()), sas.expiry, lower.get("host"))
+        channel.grace = grace_for(sas, self.config)
         proto.role = channel
         proto.sink = CommandSink(ChannelReader(ROLE_RELAY), channel)
         proto.maxMessagePayloadSize = self.config.limits.max_control_message_size
+        if self.cluster is not None:
+            return self.cluster.admit(channel)  # maxListeners counts across the cluster
         return None
 
     def _connect(self, proto, request, target, host):
@@ -247,6 +252,8 @@ class ControlChannel:
     #: (See websocket.PONG_BACKLOG_LIMIT.) A listener merely behind keeps its
     #: keep-alive answered up to the backlog it may legitimately have.
     pong_backlog_limit = CONTROL_BACKLOG_LIMIT + 2 * 1024 * 1024
+    #: requests with small bodies go inline (a listener on another cluster node takes none)
+    takes_inline = True
 
     def __init__(self, relay: Relay, entity: Entity, proto, tracking_id: str, expiry: int, host_header: str | None) -> None:
         self.relay = relay
@@ -254,6 +261,8 @@ class ControlChannel:
         self.proto = proto
         self.tracking_id = tracking_id
         self.expiry = expiry
+        #: seconds past ``expiry`` before the channel is closed (SAS: tokenGrace; Entra ID: its leeway)
+        self.grace = relay.config.limits.token_grace
         self.key: str | None = None
         self.host_header = host_header or "localhost"
         #: request id -> RelayedHttpExchange waiting for (or receiving) its response here
@@ -277,6 +286,8 @@ class ControlChannel:
         self.relay.metrics.listeners.labels(self.entity.name).inc()
         self._schedule_expiry()
         self.pings.start()
+        if self.relay.cluster is not None:
+            self.relay.cluster.listener_online(self)
         log.info("listener {id} online for {path}", id=self.tracking_id, path=self.entity.name)
 
     def leg_closed(self, proto, was_clean, code, reason) -> None:
@@ -286,6 +297,8 @@ class ControlChannel:
         if self.key is not None and self.entity.listeners.pop(self.key, None) is not None:
             self.relay.metrics.listeners.labels(self.entity.name).dec()
             log.info("listener {id} offline for {path}", id=self.tracking_id, path=self.entity.name)
+        if self.relay.cluster is not None:
+            self.relay.cluster.listener_offline(self)
         self.relay.registry.forget_if_idle(self.entity)
         if self._broken is None and proto.failedByMe and proto.localCloseReason:
             # Autobahn failed the channel (say, a message over the limit):
@@ -401,12 +414,13 @@ class ControlChannel:
             self.proto.close_with(1008, ("renewToken refused: " + e.message)[:120])
             return
         self.expiry = sas.expiry
+        self.grace = grace_for(sas, self.relay.config)
         self._schedule_expiry()
 
     def _schedule_expiry(self) -> None:
         if self._expiry_call is not None and self._expiry_call.active():
             self._expiry_call.cancel()
-        delay = max(0.0, self.expiry + self.relay.config.limits.token_grace - self.relay.now())
+        delay = max(0.0, self.expiry + self.grace - self.relay.now())
         self._expiry_call = self.relay.reactor.callLater(delay, self._expired)
 
     def _expired(self) -> None:

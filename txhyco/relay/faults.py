@@ -318,7 +318,7 @@ class FaultSwitch:
         for channel in chosen:
             # The relay's own expiry timer does the rest, as for any token:
             # after the grace, or (the grace already spent) at once.
-            channel.expiry = int(now) if grace else int(now - self.relay.config.limits.token_grace) - 1
+            channel.expiry = int(now) if grace else int(now - channel.grace) - 1
             channel._schedule_expiry()
         return len(chosen)
 

@@ -73,7 +73,9 @@ class RelayedHttpExchange(ResponseToSender):
         self.id = str(uuid.uuid4())
         self.key = relay.registry.park(self)
         self.address = listener.rendezvous_address("request", self.id, "", "", self.key)
-        self.inline = inline_request_possible(content_length)
+        # A listener on another cluster node gets address-only requests: its
+        # response on the control channel would arrive on that node.
+        self.inline = listener.takes_inline and inline_request_possible(content_length)
         self.finished = False
         self.responded = False
         self.rendezvous = None

@@ -23,6 +23,8 @@ class Entity:
     config: HybridConnectionConfig
     #: listener tracking id -> control channel protocol
     listeners: dict[str, Any] = field(default_factory=dict)
+    #: listeners held by other cluster nodes (txhyco.relay.cluster.remote); empty without a cluster
+    remote: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -70,7 +72,7 @@ class Registry:
 
     def forget_if_idle(self, entity: Entity) -> None:
         """Drop an unconfigured entity once its last listener has gone."""
-        if not entity.listeners and entity.name not in self.config.hybrid_connections:
+        if not entity.listeners and not entity.remote and entity.name not in self.config.hybrid_connections:
             self.entities.pop(entity.name, None)
 
     def park(self, item: Any) -> str:

@@ -41,6 +41,8 @@ def choose_listener(registry: Registry, entity: Entity, lower_headers: dict[str,
     listener at all (WebSocket and HTTP senders are told differently).
     """
     listeners = entity.listeners
+    if entity.remote:  # a cluster node: other nodes' listeners are candidates too
+        listeners = {**listeners, **entity.remote}
     if _ALLOWED in lower_headers or _DISALLOWED in lower_headers:
         allowed, disallowed = listener_filter(lower_headers)
         allow = None if allowed is None else {a.lower() for a in allowed}
@@ -69,7 +71,7 @@ def choose_listener(registry: Registry, entity: Entity, lower_headers: dict[str,
             raise RemoteProtocolError("There are no listeners connected for the endpoint.", no_listener_status)
         ready = [ch for ch in open_channels if not ch.backlogged]
         if not ready:
-            raise RemoteProtocolError(NOT_READING, 503)
+            raise RemoteProtocolError(getattr(open_channels[0], "busy_reason", NOT_READING), 503)
         answering = [ch for ch in ready if not ch.unanswered]
         choice = random.choice(answering or ready)
     return choice

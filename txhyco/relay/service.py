@@ -39,18 +39,28 @@ class RelayService(Service):
         admin_endpoint: str | None = None,
         reactor=None,
         announce=None,
+        also_listen: tuple[str, ...] = (),
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.config = config
         self.listen_description = listen
+        #: more endpoints serving the same relay (a cluster node's own port beside a shared one)
+        self.also_listen = tuple(also_listen)
+        self.extra_ports: list = []
         self.tls = tls
         self.metrics_endpoint = metrics_endpoint
         #: the admin interface's endpoint (txhyco.relay.admin); None: no admin interface
         self.admin_endpoint = admin_endpoint if admin_endpoint is not None else config.admin
         self.announce = announce
         self.relay = Relay(config, reactor=reactor, secure=tls is not None)
+        #: txhyco.relay.cluster.node.ClusterNode when the configuration has a cluster; None: a single relay
+        self.cluster = None
+        if config.cluster is not None:
+            from .cluster.node import ClusterNode
+
+            self.cluster = self.relay.cluster = ClusterNode(self.relay, config.cluster)
         self.port = None
         self.metrics_port = None
         self.admin_port = None
@@ -69,14 +79,24 @@ class RelayService(Service):
     def _start(self):
         endpoint = serverFromString(self.reactor, self.listen_description)
         self.port = yield endpoint.listen(self.factory())
+        for description in self.also_listen:
+            self.extra_ports.append((yield serverFromString(self.reactor, description).listen(self.factory())))
         self.readiness.listening = True
+        if self.cluster is not None:
+            self.cluster.start()
         if self.metrics_endpoint:
             from prometheus_client.twisted import MetricsResource
             from twisted.web.resource import Resource
             from twisted.web.server import Site
 
             root = Resource()
-            root.putChild(b"metrics", MetricsResource(registry=self.relay.metrics.registry))
+            registry = self.relay.metrics.registry
+            if self.cluster is not None:
+                from .cluster.metrics import ClusterCollector, NodeLabelledRegistry
+
+                registry.register(ClusterCollector(self.cluster))
+                registry = NodeLabelledRegistry(registry, self.cluster.settings.node_id)
+            root.putChild(b"metrics", MetricsResource(registry=registry))
             root.putChild(b"healthz", HealthResource())
             root.putChild(b"ready", ReadyResource(self.readiness))
             self.metrics_port = yield serverFromString(self.reactor, self.metrics_endpoint).listen(Site(root))
@@ -110,10 +130,14 @@ class RelayService(Service):
         ds = []
         if self.port is not None:
             ds.append(defer.maybeDeferred(self.port.stopListening))
+        for port in self.extra_ports:
+            ds.append(defer.maybeDeferred(port.stopListening))
         if self.metrics_port is not None:
             ds.append(defer.maybeDeferred(self.metrics_port.stopListening))
         if self.admin_port is not None:
             ds.append(defer.maybeDeferred(self.admin_port.stopListening))
+        if self.cluster is not None:
+            ds.append(self.cluster.stop())
         self.relay.close_all()
         return defer.DeferredList(ds)
 

@@ -44,11 +44,13 @@ def open_leg(reactor, hc: HybridConnection, factory, url_for: Callable[[str | No
         headers["ServiceBusAuthorization"] = token
     factory.setSessionParameters(
         url=url, origin=factory.origin, protocols=factory.protocols, useragent=factory.useragent,
-        headers=headers, proxy=factory.proxy,
+        # Proxies are ours to tunnel through (hc.proxy), never Autobahn's own CONNECT.
+        headers=headers, proxy=None,
     )
     ns = hc.namespace
-    proto = yield connect(reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=hc.ca_file, timeout=connect_timeout)
+    proto = yield connect(reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=hc.ca_file,
+                          timeout=connect_timeout, proxy=hc.proxy)
     if on_connected is not None:
         on_connected(proto, token)
-    yield wait_open(proto, url.split("?", 1)[0], diagnose=diagnose)
+    yield wait_open(proto, url.split("?", 1)[0], diagnose=diagnose, proxy=hc.proxy)
     return proto
