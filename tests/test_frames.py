@@ -32,11 +32,13 @@ from txhyco.protocol.frames import (
     OP_BINARY,
     OP_CONTINUATION,
     OP_TEXT,
+    FrameHeader,
     FrameMasker,
     XorMasker,
     frame_header,
     masked_frame,
     masked_frame_parts,
+    read_frame_header,
 )
 
 
@@ -255,3 +257,25 @@ def test_xor_masker_in_pieces_equals_autobahns_masker_at_once(mask, payload, cut
 def test_xor_masker_refuses_a_key_that_is_not_four_bytes():
     with pytest.raises(ProtocolError, match="4 bytes"):
         XorMasker(b"abc")
+
+
+# -- reading a header back ---------------------------------------------------------------
+
+@given(opcode=st.sampled_from([0x0, 0x1, 0x2, 0x8, 0x9, 0xA]), fin=st.booleans(),
+       length=st.sampled_from([0, 1, 125, 126, 65535, 65536, 2**40]),
+       mask=st.one_of(st.none(), st.binary(min_size=4, max_size=4)))
+def test_read_frame_header_reads_back_what_frame_header_writes(opcode, fin, length, mask):
+    header = frame_header(opcode, fin, length, mask)
+    for cut in range(len(header)):
+        assert read_frame_header(header[:cut]) is None  # incomplete: wait for more
+    read = read_frame_header(header + b"payload")
+    assert read == FrameHeader(fin, 0, opcode, length, mask, len(header))
+
+
+@given(st.binary(max_size=20))
+def test_read_frame_header_takes_any_bytes(data):
+    read = read_frame_header(data)
+    if read is not None:
+        assert read.size <= len(data)
+        assert 0 <= read.opcode <= 0xF and read.rsv & ~0x70 == 0
+        assert (read.mask is None) == (not data[1] & 0x80)

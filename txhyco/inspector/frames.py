@@ -8,16 +8,9 @@ opcode) stop it for that direction, and the connection goes on regardless.
 """
 from __future__ import annotations
 
+from txhyco.protocol.frames import XorMasker, read_frame_header
+
 OPCODES = {0x1: "text", 0x2: "binary", 0x8: "close", 0x9: "ping", 0xA: "pong"}
-
-
-def _unmask(data: bytes, key: bytes, offset: int) -> bytes:
-    """``data`` XORed with the 4-byte ``key``, starting ``offset`` bytes into the payload."""
-    if not data:
-        return data
-    rotated = key[offset % 4:] + key[:offset % 4]
-    stream = (rotated * (len(data) // 4 + 1))[:len(data)]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
 
 
 class MessageReader:
@@ -35,7 +28,7 @@ class MessageReader:
         self._header = b""
         self._remaining = 0  # payload bytes of the current frame still to come
         self._in_frame = False
-        self._key: bytes | None = None
+        self._masker: XorMasker | None = None  # the current frame's, if it is masked
         self._offset = 0  # payload bytes of the current frame seen
         self._opcode = 0
         self._fin = False
@@ -72,30 +65,18 @@ class MessageReader:
 
     def _read_header(self, view):
         header = self._header + bytes(view[:14])
-        if len(header) < 2:
+        read = read_frame_header(header)
+        if read is None:
             self._header = header
             return None
-        b0, b1 = header[0], header[1]
-        length = b1 & 0x7F
-        need = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if b1 & 0x80 else 0)
-        if len(header) < need:
-            self._header = header
-            return None
-        used = need - len(self._header)
+        used = read.size - len(self._header)
         self._header = b""
-        opcode = b0 & 0x0F
-        if b0 & 0x70 or opcode not in OPCODES and opcode != 0:
+        opcode = read.opcode
+        if read.rsv or opcode not in OPCODES and opcode != 0:
             self.broken = "a frame with reserved bits or opcode"
             return None
-        pos = 2
-        if length == 126:
-            length = int.from_bytes(header[2:4], "big")
-            pos = 4
-        elif length == 127:
-            length = int.from_bytes(header[2:10], "big")
-            pos = 10
-        self._key = header[pos:pos + 4] if b1 & 0x80 else None
-        self._opcode, self._fin, self._control = opcode, bool(b0 & 0x80), opcode >= 0x8
+        self._masker = XorMasker(read.mask) if read.mask is not None else None
+        self._opcode, self._fin, self._control = opcode, read.fin, opcode >= 0x8
         if not self._control:
             if opcode and self._message_kind is None:
                 self._message_kind = OPCODES[opcode]
@@ -104,14 +85,16 @@ class MessageReader:
                 return None
         self._control_kept = b""
         self._offset = 0
-        self._remaining = length
+        self._remaining = read.length
         self._in_frame = True
         rest = view[used:]
-        if not length:
+        if not read.length:
             self._frame_end()
         return rest
 
     def _payload(self, chunk) -> None:
+        # Only a kept prefix is unmasked: a payload's first bytes are its
+        # first kept ones, so the masker's own offset stays in step.
         n = len(chunk)
         if self._control:
             keep = chunk[:max(0, 125 - len(self._control_kept))]
@@ -127,7 +110,7 @@ class MessageReader:
         self._offset += n
 
     def _unmasked(self, data: bytes) -> bytes:
-        return data if self._key is None else _unmask(data, self._key, self._offset)
+        return data if self._masker is None else self._masker.process(data)
 
     def _frame_end(self) -> None:
         self._in_frame = False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable
+from typing import NamedTuple
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
@@ -24,6 +25,8 @@ __all__ = [
     "OP_TEXT",
     "OP_BINARY",
     "frame_header",
+    "FrameHeader",
+    "read_frame_header",
     "XorMasker",
     "masked_frame_parts",
     "masked_frame",
@@ -68,6 +71,36 @@ def frame_header(opcode: int, fin: bool, length: int, mask: bytes | None = None)
     if length < 0x10000:
         return _SHORT.pack(b0, _MASK_BIT | _LENGTH_16, length) + mask
     return _LONG.pack(b0, _MASK_BIT | _LENGTH_64, length) + mask
+
+
+class FrameHeader(NamedTuple):
+    """One frame's header as read off the wire (RFC 6455 section 5.2)."""
+
+    fin: bool
+    rsv: int  # the three RSV bits (0x70 of the first byte), 0 without an extension
+    opcode: int
+    length: int  # payload bytes
+    mask: bytes | None  # the 4-byte masking key of a client's frame, None for a server's
+    size: int  # header bytes, masking key included
+
+
+def read_frame_header(data: bytes) -> FrameHeader | None:
+    """The header at the start of ``data``, or None while it is incomplete.
+
+    Only reads: whether RSV bits, an opcode or a length are acceptable is the
+    caller's to judge (a relay, a listener and an observer judge differently).
+    """
+    if len(data) < 2:
+        return None
+    b0, b1 = data[0], data[1]
+    code = b1 & 0x7F
+    pos = 2 if code < _LENGTH_16 else (4 if code == _LENGTH_16 else 10)
+    size = pos + 4 if b1 & _MASK_BIT else pos
+    if len(data) < size:
+        return None
+    length = code if pos == 2 else int.from_bytes(data[2:pos], "big")
+    mask = bytes(data[pos:size]) if b1 & _MASK_BIT else None
+    return FrameHeader(bool(b0 & 0x80), b0 & 0x70, b0 & 0x0F, length, mask, size)
 
 
 class XorMasker:
