@@ -252,7 +252,7 @@ def test_inspector_page_lists_shows_filters_and_replays(relay, tmp_path, monkeyp
         png = yield threads.deferToThread(page.screenshot)
         width, height, pixels = png_pixels(png)
         assert width > 0 and height > 0 and len(set(pixels)) > 16, "the screenshot is blank"
-        if os.environ.get("INSPECTOR_SCREENSHOT"):  # how docs/inspector.png is made
+        if os.environ.get("INSPECTOR_SCREENSHOT"):  # how examples/inspector/inspector.png is made
             with open(os.environ["INSPECTOR_SCREENSHOT"], "wb") as f:
                 f.write(png)
         assert make_token(relay, "web").split("sig=")[1][:20] not in page.driver.page_source
