@@ -3,10 +3,10 @@ import socket
 
 import pytest
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer, reactor, task
 
-from tests.support.wsclient import Leg, ws_connect
+from tests.support.wsclient import Echo, RelayLeg, ws_connect
 from txhyco.errors import RelayError, RelayHandshakeError, RelayUnreachable
 from txhyco.protocol.sas import dotnet_audience, sign_token
 from txhyco.protocol.tokens import CallableTokenProvider
@@ -15,17 +15,6 @@ from txhyco.relay.tls import write_self_signed
 from txhyco.relay.websocket import RelayWebSocketProtocol
 from txhyco.testing import start_relay
 from txhyco.websocket import RelayedServerFactory, connect_relay
-
-
-class Echo(WebSocketServerProtocol):
-    def onMessage(self, payload, isBinary):
-        self.sendMessage(payload, isBinary)
-
-
-class Client(Leg):
-    def __init__(self):
-        super().__init__()
-        self.opened.addErrback(lambda failure: None)
 
 
 def wait_for(predicate, timeout=10.0, step=0.02):
@@ -93,7 +82,7 @@ def test_local_and_relayed_servers_side_by_side(relay):
     relayed.protocol = Echo
     port_relayed = yield relayed.listen()
     direct = yield ws_connect(f"ws://127.0.0.1:{port_local.getHost().port}/")
-    through = yield connect_relay(Client, relay.connection_string.format(), path="both")
+    through = yield connect_relay(RelayLeg, relay.connection_string.format(), path="both")
     for leg in (direct, through):
         leg.sendMessage(b"ping")
         assert (yield leg.messages.get()) == (b"ping", False)
@@ -108,7 +97,7 @@ def test_reconnects_and_existing_connections_survive(relay):
     port = yield factory.listen()
     statuses = []
     port.add_status_observer(lambda status, error: statuses.append(status))
-    client = yield connect_relay(Client, relay.connection_string.format(), path="flaky")
+    client = yield connect_relay(RelayLeg, relay.connection_string.format(), path="flaky")
     # The relay drops the control channel (a service error, 1011).
     entity = relay.relay.registry.entities["flaky"]
     (channel,) = entity.listeners.values()
@@ -116,7 +105,7 @@ def test_reconnects_and_existing_connections_survive(relay):
     yield wait_for(lambda: statuses[-2:] == ["connecting", "online"])
     client.sendMessage(b"still alive")
     assert (yield client.messages.get()) == (b"still alive", False)
-    client2 = yield connect_relay(Client, relay.connection_string.format(), path="flaky")
+    client2 = yield connect_relay(RelayLeg, relay.connection_string.format(), path="flaky")
     client2.sendMessage(b"new one")
     assert (yield client2.messages.get()) == (b"new one", False)
     yield port.stopListening()
@@ -214,11 +203,11 @@ def test_tls_relay_with_ca_file(tmp_path):
         factory = RelayedServerFactory(cs, path="secure", ca_file=cert)
         factory.protocol = Echo
         port = yield factory.listen()
-        client = yield connect_relay(Client, cs, path="secure", ca_file=cert)
+        client = yield connect_relay(RelayLeg, cs, path="secure", ca_file=cert)
         client.sendMessage(b"over tls")
         assert (yield client.messages.get()) == (b"over tls", False)
         with pytest.raises(RelayError) as info:
-            yield connect_relay(Client, cs, path="secure")  # the self-signed cert is not trusted
+            yield connect_relay(RelayLeg, cs, path="secure")  # the self-signed cert is not trusted
         # The error names the certificate and the fix, not just a closed connection.
         assert "certificate verify failed" in str(info.value) and "ca_file=" in str(info.value)
         with pytest.raises(Exception) as info:

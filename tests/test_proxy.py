@@ -9,26 +9,14 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, reactor
 
 from tests.support.tinyproxy import PROXY_SOURCE, TinyProxy, free_port, record_peers
-from tests.support.wsclient import Leg
+from tests.support.wsclient import Echo, RelayLeg
 from txhyco.errors import ProxyError, RelayUnreachable
 from txhyco.relay.tls import write_self_signed
 from txhyco.testing import start_relay
 from txhyco.websocket import RelayedServerFactory, connect_relay
-
-
-class Echo(WebSocketServerProtocol):
-    def onMessage(self, payload, isBinary):
-        self.sendMessage(payload, isBinary)
-
-
-class Client(Leg):
-    def __init__(self):
-        super().__init__()
-        self.opened.addErrback(lambda failure: None)
 
 
 @pytest.fixture
@@ -67,7 +55,7 @@ def echo_round_trip(connection_string: str, path: str, **relay_args):
     factory.protocol = Echo
     port = yield factory.listen()
     try:
-        client = yield connect_relay(Client, connection_string, path=path, **relay_args)
+        client = yield connect_relay(RelayLeg, connection_string, path=path, **relay_args)
         for payload in (b"through the proxy", b"\x01" * 100_000):
             client.sendMessage(payload, isBinary=True)
             assert (yield client.messages.get()) == (payload, True)
@@ -101,7 +89,7 @@ def test_tls_relay_inside_the_tunnel_with_basic_auth_from_the_environment(tls_re
 def test_wrong_relay_certificate_is_refused_inside_the_tunnel(tls_relay, proxy, tmp_path, no_proxy_environment):
     other_cert, _ = write_self_signed(str(tmp_path / "other"))
     with pytest.raises(RelayUnreachable) as info:
-        yield connect_relay(Client, tls_relay.connection_string.format(), path="x", ca_file=other_cert, proxy=proxy.url)
+        yield connect_relay(RelayLeg, tls_relay.connection_string.format(), path="x", ca_file=other_cert, proxy=proxy.url)
     assert "certificate is not trusted" in str(info.value)
     assert proxy.connects() == [f"127.0.0.1:{tls_relay.port}"]
 
@@ -110,10 +98,10 @@ def test_wrong_relay_certificate_is_refused_inside_the_tunnel(tls_relay, proxy, 
 def test_proxy_credentials_missing_or_wrong_give_407_in_words(relay, auth_proxy, no_proxy_environment):
     cs = relay.connection_string.format()
     with pytest.raises(ProxyError) as info:
-        yield connect_relay(Client, cs, path="x", proxy=f"http://127.0.0.1:{auth_proxy.port}")
+        yield connect_relay(RelayLeg, cs, path="x", proxy=f"http://127.0.0.1:{auth_proxy.port}")
     assert info.value.status == 407 and "wants credentials" in str(info.value)
     with pytest.raises(ProxyError) as info:
-        yield connect_relay(Client, cs, path="x", proxy=f"http://relayuser:wrong-Pw@127.0.0.1:{auth_proxy.port}")
+        yield connect_relay(RelayLeg, cs, path="x", proxy=f"http://relayuser:wrong-Pw@127.0.0.1:{auth_proxy.port}")
     message = str(info.value)
     # (tinyproxy answers a wrong password with 401, a missing one with 407: both are the proxy's refusal)
     assert info.value.status in (401, 407) and "refused the user name and password" in message
@@ -126,12 +114,12 @@ def test_connect_port_refused_and_proxy_unreachable_and_proxy_closing(relay, tmp
     strict = TinyProxy(str(tmp_path), connect_ports=(443,)).start()
     try:
         with pytest.raises(ProxyError) as info:
-            yield connect_relay(Client, cs, path="x", proxy=strict.url)
+            yield connect_relay(RelayLeg, cs, path="x", proxy=strict.url)
         assert info.value.status == 403 and "its rules do not allow CONNECT" in str(info.value)
     finally:
         strict.stop()
     with pytest.raises(ProxyError) as info:
-        yield connect_relay(Client, cs, path="x", proxy=strict.url)  # stopped: nothing listens there now
+        yield connect_relay(RelayLeg, cs, path="x", proxy=strict.url)  # stopped: nothing listens there now
     assert info.value.status is None and f"Cannot reach the proxy {strict.url}" in str(info.value)
     assert isinstance(info.value, RelayUnreachable)
 
@@ -144,7 +132,7 @@ def test_connect_port_refused_and_proxy_unreachable_and_proxy_closing(relay, tmp
     port = reactor.listenTCP(0, Factory.forProtocol(Hangup), interface="127.0.0.1")
     try:
         with pytest.raises(ProxyError) as info:
-            yield connect_relay(Client, cs, path="x", proxy=f"http://127.0.0.1:{port.getHost().port}")
+            yield connect_relay(RelayLeg, cs, path="x", proxy=f"http://127.0.0.1:{port.getHost().port}")
         assert "closed the connection before the tunnel" in str(info.value)
     finally:
         yield port.stopListening()
@@ -156,7 +144,7 @@ def test_no_proxy_bypasses_the_environment_proxy(relay, no_proxy_environment):
     no_proxy_environment.setenv("http_proxy", dead)
     cs = relay.connection_string.format()
     with pytest.raises(ProxyError):
-        yield connect_relay(Client, cs, path="x")
+        yield connect_relay(RelayLeg, cs, path="x")
     no_proxy_environment.setenv("NO_PROXY", "example.com, 127.0.0.0/8")
     peers = record_peers(relay)
     yield echo_round_trip(cs, "direct")
@@ -190,7 +178,7 @@ def test_listener_backs_off_while_its_proxy_is_down(relay, tmp_path, no_proxy_en
         assert port.status == "connecting"
         tiny = TinyProxy(str(tmp_path), port=tiny.port).start()  # the same address as before
         yield back_online.addTimeout(30, reactor)
-        client = yield connect_relay(Client, relay.connection_string.format(), path="patient", proxy=tiny.url)
+        client = yield connect_relay(RelayLeg, relay.connection_string.format(), path="patient", proxy=tiny.url)
         client.sendMessage(b"back")
         assert (yield client.messages.get()) == (b"back", False)
         client.sendClose(1000)
@@ -227,7 +215,7 @@ def test_wamp_and_autobahn_style_proxy_settings_go_through_the_tunnel(relay, pro
         session.disconnect()
         # a factory with Autobahn's own proxy= ({"host", "port"}) is tunnelled our way
         factory = WebSocketClientFactory(protocols=["wamp.2.json"], proxy={"host": "127.0.0.1", "port": proxy.port})
-        factory.protocol = Client
+        factory.protocol = RelayLeg
         client = yield connect_client_factory(factory, connection_string=cs, path="router", suffix="/echo")
         client.sendMessage(b'["ping"]')
         assert (yield client.messages.get()) == (b'["ping"]', False)
@@ -248,7 +236,7 @@ def test_a_proxy_that_cannot_reach_the_relay_or_never_answers(tmp_path, no_proxy
     tiny = TinyProxy(str(tmp_path)).start()
     try:
         with pytest.raises(ProxyError) as info:
-            yield connect_relay(Client, path="x", proxy=tiny.url, namespace=f"127.0.0.1:{free_port()}", secure=False,
+            yield connect_relay(RelayLeg, path="x", proxy=tiny.url, namespace=f"127.0.0.1:{free_port()}", secure=False,
                                 key_name="k", key="a2V5")
         assert info.value.status == 500 and "could not open a tunnel to the relay" in str(info.value)
     finally:

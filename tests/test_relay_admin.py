@@ -8,7 +8,6 @@ import json
 
 import pytest
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
@@ -16,7 +15,7 @@ from twisted.web.server import Site
 
 from tests.support.httpclient import http_request
 from tests.support.rawlistener import make_token
-from tests.support.wsclient import Leg
+from tests.support.wsclient import Echo, RelayLeg
 from tests.test_endpoint import endpoint_string
 from txhyco.errors import RelayHandshakeError
 from txhyco.protocol.sas import Rights, SasRule, dotnet_audience, sign_token
@@ -25,17 +24,6 @@ from txhyco.testing import start_relay
 from txhyco.websocket import RelayedServerFactory, connect_relay
 
 ADMIN = "tcp:0:interface=127.0.0.1"
-
-
-class Echo(WebSocketServerProtocol):
-    def onMessage(self, payload, isBinary):
-        self.sendMessage(payload, isBinary)
-
-
-class Client(Leg):
-    def __init__(self):
-        super().__init__()
-        self.opened.addErrback(lambda failure: None)
 
 
 class Hello(Resource):
@@ -117,7 +105,7 @@ def reconnected(statuses, since):
 
 @defer.inlineCallbacks
 def echo_once(relay, path, payload=b"ping"):
-    client = yield connect_relay(Client, relay.connection_string.format(), path=path)
+    client = yield connect_relay(RelayLeg, relay.connection_string.format(), path=path)
     client.sendMessage(payload)
     answer = yield client.messages.get()
     client.sendClose(1000)
@@ -149,7 +137,7 @@ def test_refuse_answers_the_next_senders_then_lets_them_through(relay):
     assert status == 200 and answer["armed"] == {"action": "refuse", "senders": "any", "remaining": 2, "status": 503, "reason": "Try again soon"}
     for _ in range(2):
         with pytest.raises(RelayHandshakeError) as info:
-            yield connect_relay(Client, relay.connection_string.format(), path="busy")
+            yield connect_relay(RelayLeg, relay.connection_string.format(), path="busy")
         assert info.value.status == 503 and "Try again soon" in info.value.reason
     assert (yield echo_once(relay, "busy")) == (b"ping", False)  # the third gets through
     assert not relay.relay.faults  # nothing armed any more
@@ -172,9 +160,9 @@ def test_delay_holds_the_next_accept_and_request(relay):
     status, answer, _ = yield admin(relay, "POST", "/slow/delay", {"count": 1, "seconds": 2, "senders": "websocket"})
     assert status == 200 and answer["armed"]["seconds"] == 2.0
     opened = []
-    delayed = connect_relay(Client, relay.connection_string.format(), path="slow")
+    delayed = connect_relay(RelayLeg, relay.connection_string.format(), path="slow")
     delayed.addCallback(lambda client: opened.append("delayed") or client)
-    prompt = yield connect_relay(Client, relay.connection_string.format(), path="slow")
+    prompt = yield connect_relay(RelayLeg, relay.connection_string.format(), path="slow")
     opened.append("prompt")
     late = yield delayed
     assert opened == ["prompt", "delayed"]  # the first sender waited, the second did not
@@ -199,13 +187,13 @@ def test_cut_closes_relayed_connections_with_a_code_or_a_reset(relay):
     cs = relay.connection_string.format()
     clients = []
     for _ in range(2):
-        clients.append((yield connect_relay(Client, cs, path="cutme")))
+        clients.append((yield connect_relay(RelayLeg, cs, path="cutme")))
     status, answer, _ = yield admin(relay, "POST", "/cutme/cut", {"code": 4000, "reason": "cut by test"})
     assert (status, answer["affected"]) == (200, 2)
     for client in clients:
         was_clean, code, reason = yield client.closed
         assert (was_clean, code, reason) == (True, 4000, "cut by test")
-    client = yield connect_relay(Client, cs, path="cutme")
+    client = yield connect_relay(RelayLeg, cs, path="cutme")
     status, answer, _ = yield admin(relay, "POST", "/cutme/cut", {"abortive": True})
     assert answer["affected"] == 1
     was_clean, code, _ = yield client.closed
@@ -239,7 +227,7 @@ def test_stall_holds_what_the_relay_sends_until_it_ends(relay):
     port, statuses = yield echo_listener(relay, "pause")
     (channel,) = channels(relay, "pause")
     relay.stall_control_channels("pause", seconds=1)
-    client = yield connect_relay(Client, relay.connection_string.format(), path="pause")
+    client = yield connect_relay(RelayLeg, relay.connection_string.format(), path="pause")
     # The accept could only reach the listener once the stall was over.
     assert not relay.relay.faults.stalls
     client.sendMessage(b"after the stall")
@@ -264,7 +252,7 @@ def test_expire_token_closes_the_channel_with_1008(relay):
 @pytest_twisted.inlineCallbacks
 def test_list_shows_listeners_connections_and_armed_faults(relay):
     port, _ = yield echo_listener(relay, "seen")
-    client = yield connect_relay(Client, relay.connection_string.format(), path="seen")
+    client = yield connect_relay(RelayLeg, relay.connection_string.format(), path="seen")
     yield admin(relay, "POST", "/seen/refuse", {"count": 5, "status": 500})
     status, listing, _ = yield admin(relay, "GET")
     assert status == 200
@@ -343,13 +331,13 @@ def test_fault_switch_on_the_testing_relay(relay):
 
     relay.refuse_senders("t", count=1, status=502, reason="no")
     with pytest.raises(RelayHandshakeError) as info:
-        yield connect_relay(Client, cs, path="t")
+        yield connect_relay(RelayLeg, cs, path="t")
     assert info.value.status == 502
 
     relay.delay_senders("t", seconds=0.2)
     assert (yield echo_once(relay, "t")) == (b"ping", False)
 
-    client = yield connect_relay(Client, cs, path="t")
+    client = yield connect_relay(RelayLeg, cs, path="t")
     assert relay.cut_connections("t", code=1001) == 1
     assert (yield client.closed)[1] == 1001
 

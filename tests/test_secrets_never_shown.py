@@ -13,11 +13,10 @@ import time
 import pytest
 import pytest_twisted
 import txaio
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import reactor
 from twisted.logger import formatEvent, globalLogPublisher
 
-from tests.support.wsclient import Leg
+from tests.support.wsclient import Echo, RelayLeg
 from tests.support.rawtcp import wait_until
 from tests.test_cli_tunnels import cli, finished, stopped
 from txhyco.protocol.connection_string import ConnectionString
@@ -47,17 +46,6 @@ def cmdline(child) -> str:
 # -- in-process: relay, listener and sender logging at debug level ---------------------
 
 
-class Echo(WebSocketServerProtocol):
-    def onMessage(self, payload, isBinary):
-        self.sendMessage(payload, isBinary)
-
-
-class Client(Leg):
-    def __init__(self):
-        super().__init__()
-        self.opened.addErrback(lambda failure: None)  # connect_relay reports it
-
-
 @pytest_twisted.inlineCallbacks
 def test_nothing_in_process_shows_a_secret_at_debug_level(relay):
     events = []
@@ -72,18 +60,18 @@ def test_nothing_in_process_shows_a_secret_at_debug_level(relay):
         factory = RelayedServerFactory(cs.format(), path="echo")
         factory.protocol = Echo
         port = yield factory.listen()
-        client = yield connect_relay(Client, cs.format(), path="echo")
+        client = yield connect_relay(RelayLeg, cs.format(), path="echo")
         client.sendMessage(b"hello")
         assert (yield client.messages.get().addTimeout(10, reactor)) == (b"hello", False)
         client.sendClose(1000)
         yield client.closed
-        with_token = yield connect_relay(Client, namespace=relay.host, path="echo", token=token, secure=False)
+        with_token = yield connect_relay(RelayLeg, namespace=relay.host, path="echo", token=token, secure=False)
         with_token.sendClose(1000)
         yield with_token.closed
         for bad in (dict(connection_string=wrong.format()), dict(namespace=relay.host, path="echo", secure=False,
                                                                   token=token.replace("se=", "se=1"))):
             with pytest.raises(Exception) as info:
-                yield connect_relay(Client, **({"path": "echo"} | bad))
+                yield connect_relay(RelayLeg, **({"path": "echo"} | bad))
             shown += [str(info.value), repr(info.value)]
         shown += [repr(factory), repr(factory.hybrid_connection), repr(cs), str(cs.__repr__()), repr(wrong),
                   repr(port), repr(relay.rule), repr(relay)]
@@ -121,13 +109,13 @@ def test_a_proxy_password_never_shows(relay, tmp_path, monkeypatch):
         factory.protocol = Echo
         port = yield factory.listen()
         monkeypatch.setenv("http_proxy", proxy.url)  # the sender's, from the environment
-        client = yield connect_relay(Client, cs, path="hidden")
+        client = yield connect_relay(RelayLeg, cs, path="hidden")
         client.sendMessage(b"hello")
         assert (yield client.messages.get().addTimeout(10, reactor)) == (b"hello", False)
         client.sendClose(1000)
         yield client.closed
         with pytest.raises(Exception) as info:
-            yield connect_relay(Client, cs, path="hidden", proxy=wrong_url)
+            yield connect_relay(RelayLeg, cs, path="hidden", proxy=wrong_url)
         shown += [str(info.value), repr(info.value), repr(factory.hybrid_connection), repr(factory.hybrid_connection.proxy)]
         yield port.stopListening()
     finally:

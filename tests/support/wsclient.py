@@ -1,7 +1,7 @@
 """A plain Autobahn WebSocket client for tests: connect, send, await messages and closes."""
 from __future__ import annotations
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, WebSocketServerProtocol, connectWS
 from twisted.internet import defer
 
 
@@ -43,6 +43,21 @@ class Leg(WebSocketClientProtocol):
             self.opened.errback(HandshakeFailed(status, text))
         if not self.closed.called:
             self.closed.callback((wasClean, self.remoteCloseCode, self.remoteCloseReason))
+
+
+class RelayLeg(Leg):
+    """A :class:`Leg` for ``connect_relay``, which reports a failed opening itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened.addErrback(lambda failure: None)
+
+
+class Echo(WebSocketServerProtocol):
+    """Sends every message back as it came."""
+
+    def onMessage(self, payload, isBinary) -> None:
+        self.sendMessage(payload, isBinary)
 
 
 def ws_connect(url: str, *, headers: dict | None = None, protocols=None, cls=Leg, context=None, **options) -> defer.Deferred:
