@@ -32,7 +32,8 @@ from txhyco.interfaces import IBridge, IChannelHandler
 from txhyco.listener.accept import RelayedTransport
 from txhyco.listener.httplinks import REWRITTEN as LINK_BEARING
 from txhyco.listener.httplinks import LinkRewriter
-from txhyco.listener.httprequest import synthetic_request_head
+from txhyco.listener.httprequest import synthetic_request_fields, write_request_head
+from txhyco.listener.siterequest import direct_fields, serve_directly, site_channel
 from txhyco.listener.httpresponse import ResponseReader
 from txhyco.protocol.channel import BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.errors import ProtocolError
@@ -138,8 +139,14 @@ class HttpExchange:
         if self.app is None:
             self.answer_error(503, "The listener declined the request.")
             return
+        fields = None
         try:
-            head = synthetic_request_head(request, self.hc, body)
+            target, headers = synthetic_request_fields(request, self.hc, body)
+            channel = site_channel(self.app) if body is not None else None
+            if channel is not None:
+                fields = direct_fields(channel, request.method, target, headers)
+            if fields is None:
+                head = write_request_head(request.method, target, headers)
         except (ProtocolError, h11.LocalProtocolError, UnicodeError) as e:
             # Before any transport: the application never hears of it.
             self.answer_error(400, f"The request cannot be passed on: {e}")
@@ -148,6 +155,10 @@ class HttpExchange:
         self._reader = ResponseReader(self, request.method)
         self.transport = RelayedTransport(self, peer, HybridConnectionAddress(self.hc.namespace, self.hc.path))
         self.transport.protocol = self.app
+        if fields is not None:
+            # twisted.web's own channel: its Request without the bytes (txhyco.listener.siterequest)
+            serve_directly(self.app, channel, self.transport, request.method, target, fields, body)
+            return
         self.app.makeConnection(self.transport)
         if body:
             # Head and body in one read, as a socket would often deliver them.

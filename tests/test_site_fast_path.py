@@ -1,0 +1,171 @@
+"""twisted.web's fast path (txhyco.listener.siterequest): a Site's Request built from the
+request command sees exactly what the byte path's parsed request sees, and the byte path
+takes over wherever the fast path does not apply."""
+import json
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from tests.support.httpclient import http_request
+from tests.support.rawlistener import make_token
+from tests.test_endpoint import endpoint_string
+from txhyco.listener import http as listener_http
+from txhyco.listener import siterequest
+
+
+class Dump(Resource):
+    """Answers with everything the request saw, as JSON."""
+
+    isLeaf = True
+
+    def render(self, request):
+        def text(value):
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+        seen = {
+            "method": text(request.method), "uri": text(request.uri), "path": text(request.path),
+            "clientproto": text(request.clientproto), "prepath": [text(p) for p in request.prepath],
+            "postpath": [text(p) for p in request.postpath],
+            "args": {text(k): [text(v) for v in vs] for k, vs in sorted(request.args.items())},
+            "content": text(request.content.read()),
+            "headers": sorted((text(k), [text(v) for v in vs]) for k, vs in request.requestHeaders.getAllRawHeaders()),
+            "cookies": {text(k): text(v) for k, v in request.received_cookies.items()},
+            "client": text(request.getClientAddress()), "host": text(request.getHost()),
+            "secure": request.isSecure(), "hostname": text(request.getRequestHostname()),
+            "persistent": bool(request.channel.persistent) if hasattr(request.channel, "persistent") else None,
+        }
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(seen).encode()
+
+
+class HeadCount:
+    """Counts synthetic request heads written (the byte path)."""
+
+    def __init__(self, monkeypatch):
+        self.heads = 0
+        original = listener_http.write_request_head
+
+        def counted(*args):
+            self.heads += 1
+            return original(*args)
+
+        monkeypatch.setattr(listener_http, "write_request_head", counted)
+
+
+REQUESTS = [
+    ("GET", "/seen/a/b?x=1&y=two&x=3", None, {"Cookie": "k=v; other=w", "X-Thing": "a  b", "Accept": "*/*"}),
+    ("POST", "/seen/form", b"name=value&n=2", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ("PUT", "/seen/", b"\x00\x01 raw body", {"X-Empty": ""}),
+    ("DELETE", "/seen", None, {"X-Repeated": "one"}),
+]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_site_request_sees_the_same_on_both_paths(relay, monkeypatch):
+    count = HeadCount(monkeypatch)
+    port = yield serverFromString(reactor, endpoint_string(relay, "seen")).listen(Site(Dump()))
+    try:
+        answers = {}
+        for enabled in (True, False):
+            monkeypatch.setattr(siterequest, "ENABLED", enabled)
+            before = count.heads
+            for method, target, body, headers in REQUESTS:
+                headers = dict(headers, ServiceBusAuthorization=make_token(relay, "seen"))
+                status, _, _, data, _ = yield http_request(relay.port, method, target, body, headers)
+                assert status == 200, data
+                seen = json.loads(data)
+                # the sender's own port differs from request to request
+                seen["client"] = seen["client"].rsplit(",", 1)[0]
+                seen["headers"] = [h for h in seen["headers"] if h[0].lower() != "x-forwarded-for"] + [
+                    ("x-forwarded-for", h[1][0].count(".")) for h in seen["headers"] if h[0].lower() == "x-forwarded-for"]
+                answers.setdefault(enabled, []).append(seen)
+            assert count.heads - before == (0 if enabled else len(REQUESTS))
+        assert answers[True] == answers[False]
+        get, post = answers[True][:2]
+        assert get["args"] == {"x": ["1", "3"], "y": ["two"]} and get["cookies"] == {"k": "v", "other": "w"}
+        assert post["args"] == {"n": ["2"], "name": ["value"]} and post["content"] == "name=value&n=2"
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_byte_path_serves_when_twisted_is_not_as_expected(relay, monkeypatch):
+    count = HeadCount(monkeypatch)
+    monkeypatch.setattr(siterequest, "_WRAPPER", None)  # as if Site's channel wrapper were gone
+    port = yield serverFromString(reactor, endpoint_string(relay, "seen")).listen(Site(Dump()))
+    try:
+        status, _, _, data, _ = yield http_request(relay.port, "GET", "/seen/x?q=1", headers={
+            "ServiceBusAuthorization": make_token(relay, "seen")})
+        assert status == 200 and json.loads(data)["args"] == {"q": ["1"]}
+        assert count.heads == 1
+    finally:
+        yield port.stopListening()
+
+
+def test_the_fast_path_is_available_on_this_twisted():
+    assert siterequest.AVAILABLE
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_head_the_channel_refuses_goes_the_byte_path_to_its_400(relay, both_site_paths, monkeypatch):
+    count = HeadCount(monkeypatch)
+    hits = []
+
+    class Spy(Resource):
+        isLeaf = True
+
+        def render(self, request):
+            hits.append(request)
+            return b"should not happen"
+
+    port = yield serverFromString(reactor, endpoint_string(relay, "many")).listen(Site(Spy()))
+    try:
+        (channel,) = relay.relay.registry.entities["many"].listeners.values()
+        channel.exchanges["many-1"] = type("Sink", (), {
+            "response_received": lambda self, *args: None, "listener_lost": lambda self, *args: None})()
+        # More header fields than twisted.web's channel takes (its maxHeaders,
+        # 500), from a relay of our own making (a front door would not pass them).
+        headers = {f"X-H{i}": "v" for i in range(600)}
+        raw = {"request": {"address": "ws://127.0.0.1:1/$hc/many?sb-hc-action=request&sb-hc-id=x", "id": "many-1",
+                           "requestTarget": "/many/", "method": "GET", "requestHeaders": headers, "body": False}}
+        channel.proto.sendMessage(json.dumps(raw).encode(), isBinary=False)
+        for _ in range(250):
+            if count.heads:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        # The channel's parser saw the head (and answered 400 at once): the application did not.
+        assert count.heads == 1 and hits == []
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.parametrize("factory_kind", ["subclassed channel", "other request factory"])
+def test_only_twisted_webs_own_channel_and_requests_qualify(factory_kind):
+    from twisted.web import http
+
+    site = Site(Dump())
+    if factory_kind == "subclassed channel":
+        class Channel(http.HTTPChannel):
+            pass
+        app = site.buildProtocol(None)
+        app._channel = Channel()
+    else:
+        site.requestFactory = lambda channel, queued: http.Request(channel, queued)
+        app = site.buildProtocol(None)
+    assert siterequest.site_channel(app) is None
+    assert siterequest.site_channel(Site(Dump()).buildProtocol(None)) is not None
+
+
+def test_direct_fields_leave_uncommon_heads_to_the_byte_path():
+    channel = Site(Dump()).buildProtocol(None)._channel
+    assert siterequest.direct_fields(channel, "GET", "/", [("Host", "h"), ("X-A", "b c")]) == [(b"Host", b"h"), (b"X-A", b"b c")]
+    for method, target, headers in [
+        ("G ET", "/", []), ("GET", "/a b", []), ("GET", "/", [("X-Name", "caf\u00e9")]),
+        ("GET", "/", [("Bad Name", "v")]), ("GET", "/", [("X-A", " padded")]),
+        ("GET", "/", [("X-Long", "v" * 20000)]), ("GET", "/", [(f"X-{i}", "v") for i in range(501)]),
+    ]:
+        assert siterequest.direct_fields(channel, method, target, headers) is None
