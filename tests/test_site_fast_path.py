@@ -163,9 +163,45 @@ def test_only_twisted_webs_own_channel_and_requests_qualify(factory_kind):
 def test_direct_fields_leave_uncommon_heads_to_the_byte_path():
     channel = Site(Dump()).buildProtocol(None)._channel
     assert siterequest.direct_fields(channel, "GET", "/", [("Host", "h"), ("X-A", "b c")]) == [(b"Host", b"h"), (b"X-A", b"b c")]
+    # the channel's own limit on the head's size, to the byte
+    line = "GET / HTTP/1.1"
+    fill = 16384 - len(line) - len("X-Fill: ")
+    assert siterequest.direct_fields(channel, "GET", "/", [("X-Fill", "v" * fill)]) is not None
+    assert siterequest.direct_fields(channel, "GET", "/", [("X-Fill", "v" * (fill + 1))]) is None
     for method, target, headers in [
         ("G ET", "/", []), ("GET", "/a b", []), ("GET", "/", [("X-Name", "caf\u00e9")]),
         ("GET", "/", [("Bad Name", "v")]), ("GET", "/", [("X-A", " padded")]),
         ("GET", "/", [("X-Long", "v" * 20000)]), ("GET", "/", [(f"X-{i}", "v") for i in range(501)]),
+        ("GET", "/", [("X-A", "b\nX-C: d")]), ("GET", "/", [("X-A\nX-B", "v")]), ("GET", "/", [("X-A", "b\r")]),
+        ("GET", "/", [("X-A", "trailing\t")]), ("GET", "/", [("X-A", "b"), ("", "v")]), ("GET", "/", [("X-A", "\x7f")]),
     ]:
         assert siterequest.direct_fields(channel, method, target, headers) is None
+
+
+# -- the response head read as fields (ResponseReader.head) -------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from txhyco.listener.httpresponse import _head_fields_fast, _response_head_fast  # noqa: E402
+
+_FIELD_BYTES = st.binary(max_size=12) | st.sampled_from([b"Content-Length", b"content-length", b"Transfer-Encoding",
+                                                           b"X-A", b"12", b"chunked", b"", b" 5", b"caf\xc3\xa9"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(code=st.sampled_from([b"200", b"204", b"304", b"101", b"404", b"999", b"20", b"abc"]) | st.binary(max_size=4),
+       reason=st.sampled_from([b"OK", b"", b"Not \xc3\xa9", b"A\tB"]) | st.binary(max_size=6),
+       headers=st.lists(st.tuples(_FIELD_BYTES, _FIELD_BYTES), max_size=5))
+def test_a_head_as_fields_is_judged_as_its_bytes_would_be(code, reason, headers):
+    """Where the bytes would be read without h11, the fields are, with the same status and length; else neither."""
+    if b"\r\n" in reason or any(b"\r\n" in n or b"\r\n" in v or b":" in n for n, v in headers):
+        return  # fields twisted.web would never hand over
+    data = b"HTTP/1.1 " + code + b" " + reason + b"".join(b"\r\n" + n + b": " + v for n, v in headers)
+    from_bytes = _response_head_fast(data)
+    from_fields = _head_fields_fast(code, reason, headers)
+    if from_fields is not None:
+        assert from_bytes is not None and (from_bytes[0], from_bytes[3]) == from_fields and from_bytes[2] == headers
+    elif from_bytes is not None:
+        # the bytes path also takes values it strips of spaces; the fields path leaves those to it
+        assert any(v != v.strip(b" \t") for _, v in headers) or reason != from_bytes[1]

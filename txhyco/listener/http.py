@@ -157,7 +157,7 @@ class HttpExchange:
         self.transport.protocol = self.app
         if fields is not None:
             # twisted.web's own channel: its Request without the bytes (txhyco.listener.siterequest)
-            serve_directly(self.app, channel, self.transport, request.method, target, fields, body)
+            serve_directly(self.app, channel, self.transport, request.method, target, fields, body, self._reader.head)
             return
         self.app.makeConnection(self.transport)
         if body:

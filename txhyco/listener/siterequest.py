@@ -25,16 +25,28 @@ many header fields or too long a head: its 400 is the byte path's).
 """
 from __future__ import annotations
 
+import re
+
 from twisted.web import http
+from twisted.web.http import HTTPChannel, Request
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import INonQueuedRequestFactory
 
-from txhyco.protocol.grammar import PLAIN_FIELD_VALUE, PLAIN_TARGET, TOKEN
+from txhyco.protocol.grammar import PLAIN_TARGET, TOKEN
 
 #: Whether relayed requests to a twisted.web channel take this path (tests
 #: run the HTTP suite with it off as well: both paths must behave the same).
 ENABLED = True
 
 _VERSION = b"HTTP/1.1"
+
+# All the header fields of a request, checked at once (one regex call each
+# for names and values, not two per field): names joined by LF must be
+# tokens separated by single LFs; values joined by LF must be ASCII (checked
+# apart), hold no control character but HTAB, and neither begin nor end with
+# a space or tab: PLAIN_FIELD_VALUE's shape, field by field.
+_NAMES = re.compile(TOKEN.pattern + r"(?:\n" + TOKEN.pattern + ")*")
+_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|^[ \t]|[ \t]$", re.MULTILINE)
 
 
 def _channel_wrapper():
@@ -50,6 +62,18 @@ def _channel_wrapper():
 
 _WRAPPER = _channel_wrapper()
 
+
+def _heads_as_headers() -> bool:
+    """Whether this Twisted's ``Request.write`` gives the channel's ``writeHeaders`` a ``Headers`` (the
+    response head can then be read without writing it); older ones give it pairs, which stay on the byte path."""
+    write = getattr(Request, "write", None)
+    code = getattr(write, "__code__", None)
+    return (code is not None and "writeHeaders" in code.co_names and "responseHeaders" in code.co_names
+            and callable(getattr(HTTPChannel, "writeHeaders", None)) and callable(getattr(Headers, "getAllRawHeaders", None)))
+
+
+_HEADS_AS_HEADERS = _heads_as_headers()
+
 #: Whether this Twisted has what the fast path relies on (else the byte path serves every request).
 AVAILABLE = _WRAPPER is not None
 
@@ -59,10 +83,10 @@ def site_channel(app):
     if not ENABLED or _WRAPPER is None:
         return None
     channel = app.__dict__.get("_channel") if type(app) is _WRAPPER else app
-    if type(channel) is not http.HTTPChannel or not isinstance(channel.__dict__.get("requests"), list):
+    if type(channel) is not HTTPChannel or channel.__dict__.get("requests").__class__ is not list:
         return None
     factory = channel.requestFactory
-    if not (isinstance(factory, type) and issubclass(factory, http.Request)):
+    if not (factory is Request or (isinstance(factory, type) and issubclass(factory, Request))):
         return None
     return channel
 
@@ -76,27 +100,47 @@ def direct_fields(channel, method: str, target: str, headers: list) -> list | No
     """
     if not (TOKEN.fullmatch(method) and PLAIN_TARGET.fullmatch(target)):
         return None
-    if len(headers) > channel.maxHeaders:
+    count = len(headers)
+    if not count or count > channel.maxHeaders:
         return None
-    # What the channel counts: each line of the head without its CRLF.
-    total = longest = len(method) + len(target) + 1 + len(_VERSION) + 1
-    fields = []
-    for name, value in headers:
-        if not TOKEN.fullmatch(name) or (value and not PLAIN_FIELD_VALUE.fullmatch(value)):
+    names = "\n".join([name for name, _ in headers])
+    values = "\n".join([value for _, value in headers])
+    if (_NAMES.fullmatch(names) is None or names.count("\n") != count - 1
+            or not values.isascii() or values.count("\n") != count - 1
+            or _NOT_PLAIN.search(values) is not None):
+        return None
+    # What the channel counts: each line of the head without its CRLF
+    # ("Name: value"; the request line).
+    request_line = len(method) + len(target) + 2 + len(_VERSION)
+    if request_line + len(names) + len(values) + 2 > channel.totalHeadersSize:
+        return None
+    if channel.MAX_LENGTH < channel.totalHeadersSize:
+        if max(len(name) + len(value) + 2 for name, value in headers) > channel.MAX_LENGTH:
             return None
-        line = len(name) + 2 + len(value)
-        total += line
-        if line > longest:
-            longest = line
-        fields.append((name.encode("ascii"), value.encode("ascii")))
-    if total > channel.totalHeadersSize or longest > channel.MAX_LENGTH:
-        return None
-    return fields
+    return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers]
 
 
-def serve_directly(app, channel, transport, method: str, target: str, fields: list, body: bytes) -> None:
-    """Connect ``app`` to ``transport`` and give its channel the complete request (see above)."""
+def serve_directly(app, channel, transport, method: str, target: str, fields: list, body: bytes, read_head=None) -> None:
+    """Connect ``app`` to ``transport`` and give its channel the complete request (see above).
+
+    ``read_head(version, code, reason, pairs)``, if given, is offered the
+    response head as the request hands it to the channel (``pairs``: (name,
+    value) bytes in the order the channel would write them); when it returns
+    False the channel writes the head as bytes, as always.
+    """
     channel.timeOut = None
+    if read_head is not None and _HEADS_AS_HEADERS:
+        write_head = channel.writeHeaders
+
+        def writeHeaders(version, code, reason, headers):
+            if headers.__class__ is Headers:
+                pairs = [(name, value) for name, values in headers.getAllRawHeaders() for value in values]
+                if read_head(version, code, reason, pairs):
+                    return
+            write_head(version, code, reason, headers)
+
+        # this channel only (it serves this one relayed request): its class keeps its own
+        channel.writeHeaders = writeHeaders
     app.makeConnection(transport)
     factory = channel.requestFactory
     if INonQueuedRequestFactory.providedBy(factory):
