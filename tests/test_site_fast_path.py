@@ -205,3 +205,38 @@ def test_a_head_as_fields_is_judged_as_its_bytes_would_be(code, reason, headers)
     elif from_bytes is not None:
         # the bytes path also takes values it strips of spaces; the fields path leaves those to it
         assert any(v != v.strip(b" \t") for _, v in headers) or reason != from_bytes[1]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_small_answer_still_unfinished_after_the_flush_delay_streams_on_a_rendezvous(relay, both_site_paths):
+    """The flush timer of a head written while the request is being handed over is armed when that is done."""
+    from tests.test_endpoint_http import stream_get
+    from twisted.web.server import NOT_DONE_YET
+
+    held = []
+
+    class Slow(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            request.setHeader(b"content-length", b"10")
+            request.write(b"first")
+            held.append(request)
+            return NOT_DONE_YET
+
+    port = yield serverFromString(reactor, endpoint_string(relay, "slow")).listen(Site(Slow()))
+    try:
+        seen = []
+        d = stream_get(relay, "/slow/", {"ServiceBusAuthorization": make_token(relay, "slow")}, on_chunk=seen.append, read_size=1)
+        # Only a rendezvous carries part of an answer: the control channel sends whole ones.
+        for _ in range(1000):
+            if seen:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        assert seen and held
+        held[0].write(b"-last")
+        held[0].finish()
+        status, total, _ = yield d
+        assert (status, total) == (200, 10)
+    finally:
+        yield port.stopListening()

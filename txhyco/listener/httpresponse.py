@@ -74,24 +74,24 @@ def _head_fields_fast(code: bytes, reason: bytes, headers: list):
     if status == 204 or status == 304 or not headers:
         return None
     count = len(headers)
-    names = b"\n".join([name for name, _ in headers])
-    values = b"\n".join([value for _, value in headers])
+    names, values = zip(*headers)
+    names, values = b"\n".join(names), b"\n".join(values)
     if (_NAMES_B.fullmatch(names) is None or names.count(b"\n") != count - 1
             or not values.isascii() or values.count(b"\n") != count - 1 or _NOT_PLAIN_B.search(values) is not None):
         return None
     length = None
-    lower = names.lower()
-    if b"transfer-encoding" in lower:
-        for name, _ in headers:
-            if name.lower() == b"transfer-encoding":
-                return None
-    if b"content-length" not in lower:
-        return None
     for name, value in headers:
-        if name.lower() == b"content-length":
-            if length is not None or not value.isdigit():
+        size = len(name)
+        if size == 14 or size == 17:  # content-length, transfer-encoding
+            lower = name.lower()
+            if lower == b"content-length":
+                if length is not None or not value.isdigit():
+                    return None
+                length = int(value)
+            elif lower == b"transfer-encoding":
                 return None
-            length = int(value)
+    if length is None:
+        return None
     return status, length
 
 
