@@ -5,6 +5,8 @@ import json
 
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor, task
 from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
@@ -15,6 +17,7 @@ from tests.support.rawlistener import make_token
 from tests.test_endpoint import endpoint_string
 from txhyco.listener import http as listener_http
 from txhyco.listener import siterequest
+from txhyco.listener.httpresponse import _head_fields_fast, _response_head_fast
 
 
 class Dump(Resource):
@@ -102,6 +105,13 @@ def test_the_byte_path_serves_when_twisted_is_not_as_expected(relay, monkeypatch
             "ServiceBusAuthorization": make_token(relay, "seen")})
         assert status == 200 and json.loads(data)["args"] == {"q": ["1"]}
         assert count.heads == 1
+        # The fast path without reading the answer's head from its fields: written and read as bytes.
+        monkeypatch.setattr(siterequest, "_WRAPPER", type(Site(Dump()).buildProtocol(None)))
+        monkeypatch.setattr(siterequest, "_HEADS_AS_HEADERS", False)
+        status, _, headers, data, _ = yield http_request(relay.port, "GET", "/seen/x?q=2", headers={
+            "ServiceBusAuthorization": make_token(relay, "seen")})
+        assert status == 200 and json.loads(data)["args"] == {"q": ["2"]} and headers["Content-Type"] == "application/json"
+        assert count.heads == 1
     finally:
         yield port.stopListening()
 
@@ -179,11 +189,6 @@ def test_direct_fields_leave_uncommon_heads_to_the_byte_path():
 
 
 # -- the response head read as fields (ResponseReader.head) -------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from txhyco.listener.httpresponse import _head_fields_fast, _response_head_fast  # noqa: E402
 
 _FIELD_BYTES = st.binary(max_size=12) | st.sampled_from([b"Content-Length", b"content-length", b"Transfer-Encoding",
                                                            b"X-A", b"12", b"chunked", b"", b" 5", b"caf\xc3\xa9"])

@@ -7,8 +7,11 @@ own ``HTTPChannel`` (what a ``Site`` builds) and the request arrived in full,
 :func:`serve_directly` gives the channel's ``Request`` the same method,
 target, header fields and body through the calls the channel's parser would
 make (``Request.requestHeaders.addRawHeader``, ``parseCookies``,
-``gotLength``, ``handleContentChunk``, ``requestReceived``). The answer is
-read back from the bytes the request writes, as on the byte path.
+``gotLength``, ``handleContentChunk``, ``requestReceived``). The answer's
+head is taken from the ``Headers`` the request hands to this channel's
+``writeHeaders`` (an attribute of this one channel; a head out of the
+common shape is written as bytes after all), its body from the bytes the
+request writes, as on the byte path.
 
 The channel gets no idle timer: the request is complete before the channel
 could idle, and on the byte path that timer is stopped in the same call that
