@@ -20,3 +20,13 @@ def relay():
     running = pytest_twisted.blockon(start_relay())
     yield running
     pytest_twisted.blockon(running.stop())
+
+
+@pytest.fixture(params=["site-direct", "site-bytes"])
+def both_site_paths(request, monkeypatch):
+    """Run a relayed-HTTP test with twisted.web's fast path on and off
+    (txhyco.listener.siterequest): both must behave the same."""
+    from txhyco.listener import siterequest
+
+    monkeypatch.setattr(siterequest, "ENABLED", request.param == "site-direct")
+    return request.param

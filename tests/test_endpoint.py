@@ -124,7 +124,7 @@ def make_site(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_site_serves_http_and_websocket_through_relay(relay, tmp_path):
+def test_site_serves_http_and_websocket_through_relay(relay, both_site_paths, tmp_path):
     port = yield serverFromString(reactor, endpoint_string(relay, "site")).listen(make_site(tmp_path))
     try:
         auth = {"ServiceBusAuthorization": make_token(relay, "site")}

@@ -4,6 +4,7 @@ import json
 import os
 import time
 
+import pytest
 import pytest_twisted
 from klein import Klein
 from twisted.internet import defer, reactor, task, threads
@@ -14,6 +15,9 @@ from twisted.web.static import File
 
 from tests.support.rawlistener import make_token
 from tests.test_endpoint import endpoint_string
+
+# Every test here runs with twisted.web's fast path on and off (txhyco.listener.siterequest).
+pytestmark = pytest.mark.usefixtures("both_site_paths")
 
 
 def stream_get(relay, target, headers, on_chunk=None, read_size=65536):

@@ -53,7 +53,7 @@ class CookieAndRedirect(Resource):
 
 
 @pytest_twisted.inlineCallbacks
-def test_directory_redirect_of_a_twisted_web_site_is_followed_to_200(relay, tmp_path):
+def test_directory_redirect_of_a_twisted_web_site_is_followed_to_200(relay, both_site_paths, tmp_path):
     root = File(str(site_with_directory(tmp_path)))
     root.putChild(b"cookie", CookieAndRedirect())
     port = yield serverFromString(reactor, endpoint_string(relay, "files")).listen(Site(root))

@@ -122,7 +122,7 @@ def wait_for(predicate, what):
 
 
 @pytest_twisted.inlineCallbacks
-def test_requests_are_listed_shown_masked_exported_and_replayed(relay):
+def test_requests_are_listed_shown_masked_exported_and_replayed(relay, both_site_paths):
     port, app, inspect_port = yield listening(relay, "insp")
     try:
         token = make_token(relay, "insp")
@@ -249,7 +249,7 @@ def test_other_origins_hosts_and_simple_posts_are_refused(relay):
 
 
 @pytest_twisted.inlineCallbacks
-def test_live_events_caps_and_websocket_messages(relay):
+def test_live_events_caps_and_websocket_messages(relay, both_site_paths):
     port, app, inspect_port = yield listening(relay, "live", inspectBodyCap="1000", inspectKeep="3")
     events = []
 

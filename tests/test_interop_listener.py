@@ -109,7 +109,7 @@ def test_our_sender_reaches_hyco_ws_listener(relay):
 
 
 @pytest_twisted.inlineCallbacks
-def test_hyco_ws_sender_reaches_a_site_behind_the_endpoint(relay, tmp_path):
+def test_hyco_ws_sender_reaches_a_site_behind_the_endpoint(relay, both_site_paths, tmp_path):
     """relayedConnect to a twisted.web Site's WebSocketResource, through serverFromString("hyco:...")."""
     import os
 

@@ -173,7 +173,7 @@ def _bridge_cases():
 
 
 @pytest_twisted.inlineCallbacks
-def test_hostile_requests_from_the_relay_never_reach_the_application_as_two(relay):
+def test_hostile_requests_from_the_relay_never_reach_the_application_as_two(relay, both_site_paths):
     """A body-framing header from the relay may not reframe the body: the application
     sees the request once, whole, or not at all (400); never the request hidden inside."""
     spy = Spy()

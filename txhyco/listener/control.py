@@ -37,6 +37,7 @@ from txhyco.listener.renewal import TokenRenewal
 from txhyco.listener.status import CONNECTING, OFFLINE, ONLINE, ListenerStatus, StatusReport
 from txhyco._twisted.autobahn_speedups import LeanClientProtocol
 from txhyco._twisted.handshake import KEEPALIVE, KEEPALIVE_TIMEOUT
+from txhyco._twisted.quickframes import read_whole_messages
 from txhyco.protocol.addresses import listen_url
 from txhyco.protocol.messages import RenewToken, Response, serialize_command
 from txhyco.sender.leg import open_leg
@@ -97,6 +98,12 @@ class ControlProtocol(LeanClientProtocol):
 
     def onOpen(self) -> None:
         self.listener._online(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        # Whole simple messages skip Autobahn's per-frame work (txhyco._twisted.quickframes)
+        rest = read_whole_messages(self, data)
+        if rest:
+            super().dataReceived(rest)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.commands.message(self, payload, isBinary)

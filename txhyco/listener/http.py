@@ -32,7 +32,8 @@ from txhyco.interfaces import IBridge, IChannelHandler
 from txhyco.listener.accept import RelayedTransport
 from txhyco.listener.httplinks import REWRITTEN as LINK_BEARING
 from txhyco.listener.httplinks import LinkRewriter
-from txhyco.listener.httprequest import synthetic_request_head
+from txhyco.listener.httprequest import synthetic_request_fields, write_request_head
+from txhyco.listener.siterequest import direct_fields, serve_directly, site_channel
 from txhyco.listener.httpresponse import ResponseReader
 from txhyco.protocol.channel import BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.errors import ProtocolError
@@ -104,6 +105,11 @@ class HttpExchange:
         self._response: Response | None = None
         self._buffer = ResponseBuffer()
         self._flush_call = None
+        # While the application runs inside _serve, a small response's flush
+        # timer waits: most answers are complete before _serve returns, and
+        # then no timer is made at all.
+        self._inside_serve = False
+        self._flush_pending = False
         self._streaming = False  # response body goes out as rendezvous fragments
         self._message_started = False
         self.finished = False  # the response is complete, or answered for the application
@@ -138,8 +144,14 @@ class HttpExchange:
         if self.app is None:
             self.answer_error(503, "The listener declined the request.")
             return
+        fields = None
         try:
-            head = synthetic_request_head(request, self.hc, body)
+            target, headers = synthetic_request_fields(request, self.hc, body)
+            channel = site_channel(self.app) if body is not None else None
+            if channel is not None:
+                fields = direct_fields(channel, request.method, target, headers)
+            if fields is None:
+                head = write_request_head(request.method, target, headers)
         except (ProtocolError, h11.LocalProtocolError, UnicodeError) as e:
             # Before any transport: the application never hears of it.
             self.answer_error(400, f"The request cannot be passed on: {e}")
@@ -148,12 +160,24 @@ class HttpExchange:
         self._reader = ResponseReader(self, request.method)
         self.transport = RelayedTransport(self, peer, HybridConnectionAddress(self.hc.namespace, self.hc.path))
         self.transport.protocol = self.app
-        self.app.makeConnection(self.transport)
-        if body:
-            # Head and body in one read, as a socket would often deliver them.
-            self._feed(head + body)
-        else:
-            self._feed(head)
+        self._inside_serve = True
+        try:
+            if fields is not None:
+                # twisted.web's own channel: its Request without the bytes (txhyco.listener.siterequest)
+                serve_directly(self.app, channel, self.transport, request.method, target, fields, body, self._reader.head)
+            else:
+                self.app.makeConnection(self.transport)
+                if body:
+                    # Head and body in one read, as a socket would often deliver them.
+                    self._feed(head + body)
+                else:
+                    self._feed(head)
+        finally:
+            self._inside_serve = False
+            if self._flush_pending:
+                self._flush_pending = False
+                if not self.finished and not self._via_rendezvous:
+                    self._flush_call = self.reactor.callLater(RESPONSE_FLUSH_DELAY, self._flush_to_rendezvous)
 
     def _feed(self, data: bytes) -> None:
         if data and not self._closed and self.transport.protocol is not None:
@@ -257,6 +281,8 @@ class HttpExchange:
         elif not small_and_known:
             # Chunked, server-sent events or large: stream it as it is written.
             self._flush_to_rendezvous()
+        elif self._inside_serve:
+            self._flush_pending = True  # armed when _serve returns, if still needed
         else:
             self._flush_call = self.reactor.callLater(RESPONSE_FLUSH_DELAY, self._flush_to_rendezvous)
 

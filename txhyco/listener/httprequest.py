@@ -25,6 +25,28 @@ def synthetic_request_head(request: Request, hc, body: bytes | None) -> bytes:
     Raises ``ProtocolError``, ``h11.LocalProtocolError`` or ``UnicodeError``
     for a request that cannot be written as HTTP/1.1.
     """
+    target, headers = synthetic_request_fields(request, hc, body)
+    return write_request_head(request.method, target, headers)
+
+
+def write_request_head(method: str, target: str, headers: list) -> bytes:
+    """The HTTP/1.1 request head of these fields; raises ``h11.LocalProtocolError`` or
+    ``UnicodeError`` where they cannot be written."""
+    head = plain_request_head(method, target, headers)
+    if head is None:
+        # h11 writes the same bytes, or raises for what cannot be written.
+        head = h11.Connection(h11.CLIENT).send(h11.Request(method=method, target=target, headers=headers))
+    return head
+
+
+def synthetic_request_fields(request: Request, hc, body: bytes | None) -> tuple[str, list]:
+    """(request target, [(name, value), ...]) of the synthetic request for ``request`` on ``hc``.
+
+    What :func:`synthetic_request_head` writes, unwritten: the twisted.web
+    fast path (:mod:`txhyco.listener.siterequest`) hands the same fields to a
+    ``Request`` directly. Raises ``ProtocolError`` for a target that cannot be
+    made relative to the hybrid connection.
+    """
     target, prefix = relative_target(request.request_target or "/", hc.path)
     headers = []
     host = None
@@ -47,11 +69,7 @@ def synthetic_request_head(request: Request, hc, body: bytes | None) -> bytes:
         headers.append(("Transfer-Encoding", "chunked"))
     elif body or request.body:
         headers.append(("Content-Length", str(len(body))))
-    head = plain_request_head(request.method, target, headers)
-    if head is None:
-        # h11 writes the same bytes, or raises for what cannot be written.
-        head = h11.Connection(h11.CLIENT).send(h11.Request(method=request.method, target=target, headers=headers))
-    return head
+    return target, headers
 
 
 def plain_request_head(method: str, target: str, headers: list) -> bytes | None:

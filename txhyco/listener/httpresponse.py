@@ -54,6 +54,47 @@ def _response_head_fast(head: bytes):
     return status, match[2] or b"", headers, length
 
 
+# The common shape checked over a whole head at once: names joined by LF are
+# tokens separated by single LFs; values joined by LF are ASCII (checked
+# apart), hold no control character but HTAB and have no space or tab at
+# either end.
+_NAMES_B = re.compile(TOKEN_B.pattern + rb"(?:\n" + TOKEN_B.pattern + rb")*")
+_NOT_PLAIN_B = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|^[ \t]|[ \t]$", re.MULTILINE)
+_REASON_B = re.compile(rb"[\t\x20-\x7e]*")
+
+
+def _head_fields_fast(code: bytes, reason: bytes, headers: list):
+    """(status, content length) of a head given as fields, if it has the common shape; else None.
+
+    The same judgement as :func:`_response_head_fast` on the bytes those fields would make.
+    """
+    if len(code) != 3 or not code.isdigit() or code[:1] < b"2" or _REASON_B.fullmatch(reason) is None:
+        return None
+    status = int(code)
+    if status == 204 or status == 304 or not headers:
+        return None
+    count = len(headers)
+    names, values = zip(*headers)
+    names, values = b"\n".join(names), b"\n".join(values)
+    if (_NAMES_B.fullmatch(names) is None or names.count(b"\n") != count - 1
+            or not values.isascii() or values.count(b"\n") != count - 1 or _NOT_PLAIN_B.search(values) is not None):
+        return None
+    length = None
+    for name, value in headers:
+        size = len(name)
+        if size == 14 or size == 17:  # content-length, transfer-encoding
+            lower = name.lower()
+            if lower == b"content-length":
+                if length is not None or not value.isdigit():
+                    return None
+                length = int(value)
+            elif lower == b"transfer-encoding":
+                return None
+    if length is None:
+        return None
+    return status, length
+
+
 def _small_and_known(event: h11.Response) -> bool:
     """Whether a response declares a length that fits the control channel."""
     for name, value in event.headers:
@@ -126,6 +167,27 @@ class ResponseReader:
         elif not length:
             self._remaining = 0
             exchange.response_end()
+
+    def head(self, version: bytes, code: bytes, reason: bytes, headers: list) -> bool:
+        """The response head as fields (twisted.web's fast path); False: it is to be written as bytes instead.
+
+        Read as :meth:`feed` would read the bytes it makes, if it has the common
+        shape and comes first; anything else is left to :meth:`feed`.
+        """
+        if version != b"HTTP/1.1" or self._remaining is not None or self._conn is not None or self._head:
+            return False
+        parsed = _head_fields_fast(code, reason, headers)
+        if parsed is None:
+            return False
+        status, length = parsed
+        if self.method == "HEAD":
+            length = 0  # the head describes the body a GET would get; none follows
+        self._remaining = length
+        exchange = self.exchange
+        exchange.response_head(status, reason, headers, length <= CONTROL_CHANNEL_BODY_LIMIT)
+        if not length and not exchange.finished:
+            exchange.response_end()
+        return True
 
     def _to_h11(self, data: bytes) -> None:
         """Read the rest of this answer with h11, starting with ``data``."""
