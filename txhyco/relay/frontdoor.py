@@ -9,7 +9,8 @@ also works under TLS where the transport wraps us.
 Validation is h11's, except for the common WebSocket upgrade (every sender
 and every rendezvous leg opens with one): httptools (Node's llhttp) reads
 that one at a fraction of the cost, and only a head it reads without
-complaint, of exactly that shape, skips h11. Everything else, the heads it
+complaint, of exactly that shape, skips h11. So does a plain HTTP request
+(:mod:`txhyco.relay.plainhttp`). Everything else, the heads httptools
 refuses included, is h11's to judge as before.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from txhyco._twisted import eagerwrite
 from txhyco.protocol.http import reason_phrase
 
 from .httpsender import HttpSender
+from .plainhttp import plain_request
 
 log = Logger()
 
@@ -156,6 +158,13 @@ class FrontDoor(Protocol):
             self._upgrade(headers, buffered)
             return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limit + 4)
+        plain = plain_request(self._buffer, limit + 4)
+        if plain is not None:  # a plain HTTP request (txhyco.relay.plainhttp): h11 reads none of it
+            buffered, self._buffer = self._buffer, b""
+            sender = HttpSender(self.relay, self, conn)
+            self._delegate = sender
+            sender.plain_request(buffered, plain)
+            return
         conn.receive_data(self._buffer)
         try:
             event = conn.next_event()
