@@ -168,3 +168,45 @@ def test_whole_messages_in_one_read_skip_autobahn(limit, monkeypatch):
     assert leg.sink.calls == [("begin", False), ("frame", 15, True), ("data", b'{"response":{}}'), ("end",),
                               ("begin", True), ("frame", 300, True), ("data", b"x" * 300), ("end",),
                               ("begin", True), ("frame", 0, True), ("data", b""), ("end",)]
+
+
+# -- whole messages into a CommandSink ------------------------------------------------------------------------------------
+
+class Handler:
+    def __init__(self) -> None:
+        self.events: list = []
+        self.errors: list[str] = []
+
+    def channel_event(self, event) -> None:
+        self.events.append(event)
+
+    def framing_error(self, error) -> None:
+        self.errors.append(error.message)
+
+
+_MESSAGES = st.sampled_from([
+    (False, b'{"response":{"requestId":"a","statusCode":200,"body":true}}'),
+    (False, b'{"response":{"requestId":"b","statusCode":204,"body":false}}'),
+    (False, b'{"renewToken":{"token":"t"}}'),
+    (False, b'{"accept":{}}'), (False, b"not json"), (False, b"x" * 65537),
+    (True, b""), (True, b"body"), (True, b"b" * 5000),
+])
+
+
+@given(st.lists(_MESSAGES, max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_a_whole_message_reaches_the_handler_as_its_pieces_do(messages):
+    from txhyco._twisted.commandsink import CommandSink
+    from txhyco.protocol.channel import ROLE_RELAY, ChannelReader
+
+    pieces, whole = Handler(), Handler()
+    streamed, at_once = CommandSink(ChannelReader(ROLE_RELAY), pieces), CommandSink(ChannelReader(ROLE_RELAY), whole)
+    for is_binary, payload in messages:
+        streamed.message_begin(is_binary)
+        streamed.frame_begin(len(payload), True)
+        streamed.frame_data(payload)
+        streamed.message_end()
+        at_once.whole_message(is_binary, payload)
+    assert whole.events == pieces.events
+    # Pieces of a message after a failure each report one more error; a whole message reports it once.
+    assert whole.errors[:1] == pieces.errors[:1] and set(whole.errors) <= set(pieces.errors)

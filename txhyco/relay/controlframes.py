@@ -8,8 +8,9 @@ message in one frame (FIN set, no RSV bits, masked as RFC 6455 section 5.3
 asks of a client, its length in the shortest encoding of section 5.2,
 within the channel's message limit), whole in the bytes at hand, while
 Autobahn is between messages with nothing buffered. It hands the message to
-the channel's sink exactly as Autobahn's streaming hooks would (begin, one
-frame, its payload, end).
+the channel's sink as Autobahn's streaming hooks would (begin, one frame,
+its payload, end), or in one call to a sink that takes whole messages
+(``whole_message``, as :class:`~txhyco._twisted.commandsink.CommandSink` does).
 
 Everything else, from the first frame that is not such a message, goes to
 Autobahn as before: control frames (Ping, Pong, Close), fragments, partial
@@ -62,10 +63,14 @@ def read_whole_messages(proto, data: bytes) -> int:
         else:
             payload = b""
         sink = proto.sink
-        sink.message_begin(opcode == 2)
-        sink.frame_begin(length, True)
-        sink.frame_data(payload)
-        sink.message_end()
+        whole = getattr(sink, "whole_message", None)
+        if whole is not None:
+            whole(opcode == 2, payload)
+        else:
+            sink.message_begin(opcode == 2)
+            sink.frame_begin(length, True)
+            sink.frame_data(payload)
+            sink.message_end()
         pos = end
     return pos
 
