@@ -87,7 +87,7 @@ class SenderAnswers:
                 self.plain = None
                 self.exchange = None
                 self.transport.write(data + body if body else data)
-                self._next_cycle()
+                self._next_cycle(h11_holds_nothing=True)
                 return
             # HEAD without a length (h11 adds its Transfer-Encoding), or a
             # status from 600 (which h11 before 0.13 refuses): h11 writes it.

@@ -208,8 +208,11 @@ class HttpSender(SenderAnswers):
             self._next_head.waiting()
             self.resume()
 
-    def _next_cycle(self) -> None:
-        """A request and its answer are complete (h11 between requests): on to the next."""
+    def _next_cycle(self, h11_holds_nothing: bool = False) -> None:
+        """A request and its answer are complete (h11 between requests): on to the next.
+
+        ``h11_holds_nothing``: the request was plain, so h11 has no bytes of a next one.
+        """
         self._next_head.waiting()
         wire = tcp_wire(self.transport)
         if wire is not None and wire.producer is None and unsent_bytes(wire) > UNREAD_LIMIT:
@@ -220,4 +223,7 @@ class HttpSender(SenderAnswers):
             self.pause()
             wire.registerProducer(WhenDrained(wire, self._go_on), False)
             return
-        self._go_on()
+        if h11_holds_nothing:
+            self.resume()
+        else:
+            self._go_on()
