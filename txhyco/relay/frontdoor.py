@@ -21,10 +21,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from txhyco._twisted import eagerwrite
+from txhyco.protocol.grammar import TOKEN_B
 from txhyco.protocol.http import reason_phrase
 
 from .httpsender import HttpSender
-from .plainhttp import plain_request
+from .plainhttp import plain_head_bytes, plain_request
 
 log = Logger()
 
@@ -68,6 +69,8 @@ def websocket_upgrade_headers(head: bytes) -> list[tuple[bytes, bytes]] | None:
     """
     if not head.startswith(b"GET "):  # llhttp skips empty lines before the request line; h11 does not
         return None
+    if not plain_head_bytes(head):  # older llhttp (httptools 0.6) takes folded lines and more
+        return None
     reader = _HeadReader()
     parser = httptools.HttpRequestParser(reader)
     try:
@@ -81,7 +84,10 @@ def websocket_upgrade_headers(head: bytes) -> list[tuple[bytes, bytes]] | None:
         return None
     hosts = 0
     websocket = False
+    token = TOKEN_B.fullmatch
     for name, value in reader.headers:
+        if token(name) is None:  # (older llhttp takes a space in a name)
+            return None
         lower = name.lower()
         if lower == b"host":
             hosts += 1

@@ -70,6 +70,15 @@ class _Reader:
         self.headers.append((name, value.strip(b" \t")))
 
 
+def plain_head_bytes(head: bytes) -> bool:
+    """Whether the bytes of ``head`` are of a shape both readers take alike:
+    CRLF line ends only (h11 also takes bare LF), no folded lines, no control bytes."""
+    crlf = head.count(b"\r\n")
+    if head.count(b"\r") != crlf or head.count(b"\n") != crlf or b"\n " in head or b"\n\t" in head:
+        return False
+    return not head.translate(None, _HEAD_BYTES)
+
+
 def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
     """``data`` as one plain request, whole (see the module docstring), or None.
 
@@ -81,11 +90,7 @@ def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
     if end < 0:
         return None
     head = data[:end + 4]
-    # CRLF line ends only (h11 also takes bare LF), no folded lines, no control bytes.
-    crlf = head.count(b"\r\n")
-    if head.count(b"\r") != crlf or head.count(b"\n") != crlf or b"\n " in head or b"\n\t" in head:
-        return None
-    if head.translate(None, _HEAD_BYTES):
+    if not plain_head_bytes(head):
         return None
     reader = _Reader()
     parser = httptools.HttpRequestParser(reader)
