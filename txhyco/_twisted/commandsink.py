@@ -48,6 +48,18 @@ class CommandSink:
             self._text = []
             self._text_size = 0
 
+    def whole_message(self, is_binary: bool, payload: bytes) -> None:
+        """A whole message at once: what ``message_begin``, one frame and ``message_end`` do, in one call
+        (a failing body reports its framing error once, not for each piece)."""
+        self._binary = is_binary
+        self._text = None
+        if is_binary:
+            self._deliver(self.reader.binary, payload)
+        elif len(payload) > MAX_COMMAND_SIZE:
+            self.handler.framing_error(RemoteProtocolError(f"A command is longer than {MAX_COMMAND_SIZE} bytes."))
+        else:
+            self._deliver(self.reader.text, payload)
+
     def frame_begin(self, length: int, fin: bool) -> None:
         pass
 

@@ -53,6 +53,8 @@ _RESERVED_PREFIX = "sb-hc-"
 
 # JavaScript encodeURIComponent keeps exactly these (besides ASCII letters/digits).
 _COMPONENT_SAFE = "-_.!~*'()"
+# Text encodeURIComponent leaves as it is (every id the relay makes itself).
+_COMPONENT_AS_IS = re.compile(r"[A-Za-z0-9\-_.!~*'()]*")
 # RFC 3986 pchar minus the unreserved letters/digits: what may stay literal in a segment.
 _SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 # Characters that may stay literal in a raw query / raw path suffix given to a builder.
@@ -112,6 +114,8 @@ def _lenient_form_decode(text: str) -> str:
 
 def encode_component(text: str) -> str:
     """JavaScript ``encodeURIComponent``: UTF-8, upper-case hex, keeps ``A-Za-z0-9-_.!~*'()``."""
+    if text.__class__ is str and _COMPONENT_AS_IS.fullmatch(text):
+        return text
     if not isinstance(text, str):
         raise LocalProtocolError(f"Expected a string to encode, got {type(text).__name__}.")
     try:

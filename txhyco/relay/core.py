@@ -29,6 +29,7 @@ from txhyco.protocol.sas import Rights
 from .auth import TokenCache, azure_reason, find_token, grace_for, host_only
 from .config import RelayConfig
 from .connect import PendingConnect
+from .controlframes import read_quickly
 from .faults import WEBSOCKET, ArmedFaults
 from .http import RelayedHttpExchange
 from .liveness import PingWatch
@@ -281,6 +282,7 @@ class ControlChannel:
 
     # role interface
     def leg_opened(self, proto) -> None:
+        read_quickly(proto)  # its responses and bodies without Autobahn's per-frame work
         self.key = self._unique_key()
         self.entity.listeners[self.key] = self
         self.relay.metrics.listeners.labels(self.entity.name).inc()

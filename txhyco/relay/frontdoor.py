@@ -9,7 +9,8 @@ also works under TLS where the transport wraps us.
 Validation is h11's, except for the common WebSocket upgrade (every sender
 and every rendezvous leg opens with one): httptools (Node's llhttp) reads
 that one at a fraction of the cost, and only a head it reads without
-complaint, of exactly that shape, skips h11. Everything else, the heads it
+complaint, of exactly that shape, skips h11. So does a plain HTTP request
+(:mod:`txhyco.relay.plainhttp`). Everything else, the heads httptools
 refuses included, is h11's to judge as before.
 """
 from __future__ import annotations
@@ -20,9 +21,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from txhyco._twisted import eagerwrite
+from txhyco.protocol.grammar import TOKEN_B
 from txhyco.protocol.http import reason_phrase
 
 from .httpsender import HttpSender
+from .plainhttp import plain_head_bytes, plain_request
 
 log = Logger()
 
@@ -66,6 +69,8 @@ def websocket_upgrade_headers(head: bytes) -> list[tuple[bytes, bytes]] | None:
     """
     if not head.startswith(b"GET "):  # llhttp skips empty lines before the request line; h11 does not
         return None
+    if not plain_head_bytes(head):  # older llhttp (httptools 0.6) takes folded lines and more
+        return None
     reader = _HeadReader()
     parser = httptools.HttpRequestParser(reader)
     try:
@@ -79,7 +84,10 @@ def websocket_upgrade_headers(head: bytes) -> list[tuple[bytes, bytes]] | None:
         return None
     hosts = 0
     websocket = False
+    token = TOKEN_B.fullmatch
     for name, value in reader.headers:
+        if token(name) is None:  # (older llhttp takes a space in a name)
+            return None
         lower = name.lower()
         if lower == b"host":
             hosts += 1
@@ -156,6 +164,13 @@ class FrontDoor(Protocol):
             self._upgrade(headers, buffered)
             return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limit + 4)
+        plain = plain_request(self._buffer, limit + 4)
+        if plain is not None:  # a plain HTTP request (txhyco.relay.plainhttp): h11 reads none of it
+            buffered, self._buffer = self._buffer, b""
+            sender = HttpSender(self.relay, self, conn)
+            self._delegate = sender
+            sender.plain_request(buffered, plain)
+            return
         conn.receive_data(self._buffer)
         try:
             event = conn.next_event()

@@ -13,6 +13,7 @@ import h11
 from twisted.logger import Logger
 
 from .auth import azure_reason
+from .plainhttp import plain_response
 
 log = Logger()
 
@@ -22,8 +23,10 @@ class SenderAnswers:
 
     The connection provides ``relay``, ``conn`` (its h11 connection),
     ``transport``, ``exchange`` (the request being answered, if any),
-    ``close_after_error`` and ``_maybe_next_cycle`` (what follows a complete
-    answer: the next request, or the end of the connection).
+    ``close_after_error``, ``_maybe_next_cycle`` (what follows a complete
+    answer: the next request, or the end of the connection), and for a plain
+    request answered without h11 (:mod:`txhyco.relay.plainhttp`) ``plain``
+    (its bytes, or None), ``h11_takes_over`` and ``_next_cycle``.
     """
 
     def send_continue(self) -> None:
@@ -31,6 +34,8 @@ class SenderAnswers:
         self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
     def _send(self, event) -> None:
+        if self.plain is not None:
+            self.h11_takes_over()
         data = self.conn.send(event)
         if data:
             self.transport.write(data)
@@ -75,6 +80,18 @@ class SenderAnswers:
 
         The Content-Length is the body's; without a body, ``content_length`` if given.
         """
+        if self.plain is not None:
+            if (body is not None or content_length is not None or status == 204 or status == 304) and status < 600:
+                # What h11 would write, and its state stays between requests.
+                data = plain_response(status, reason.encode("utf-8"), headers, content_length if body is None else len(body))
+                self.plain = None
+                self.exchange = None
+                self.transport.write(data + body if body else data)
+                self._next_cycle(h11_holds_nothing=True)
+                return
+            # HEAD without a length (h11 adds its Transfer-Encoding), or a
+            # status from 600 (which h11 before 0.13 refuses): h11 writes it.
+            self.h11_takes_over()
         conn = self.conn
         data = conn.send(self._response_event(status, reason, headers, content_length if body is None else len(body)))
         if body:
@@ -91,6 +108,8 @@ class SenderAnswers:
 
     def error(self, status: int, message: str, *, host: str = "", path: str = "") -> None:
         """Answer with a relay error (no Via: the listener never saw it), then go on or close."""
+        if self.plain is not None:
+            self.h11_takes_over()
         self.exchange = None
         metrics = self.relay.metrics
         if status in (401, 403):

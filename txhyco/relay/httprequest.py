@@ -1,6 +1,6 @@
 """A sender's HTTP request head at the relay: read, checked, and routed to a listener.
 
-:func:`open_exchange` turns an h11 request head into a
+:func:`open_exchange` turns a request head (as h11 reads it) into a
 :class:`~txhyco.relay.http.RelayedHttpExchange` bound for a listener, or
 says in a :class:`RequestRefused` why the relay answers the request itself
 (a bad target, a request smuggling shape, an unknown hybrid connection, a
@@ -9,8 +9,6 @@ token refused, no listener that can take it).
 from __future__ import annotations
 
 import functools
-
-import h11
 
 from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
@@ -64,11 +62,13 @@ class RequestRefused(Exception):
         self.close_connection = close_connection
 
 
-def open_exchange(sender, request: h11.Request) -> RelayedHttpExchange:
-    """The exchange that carries ``request``, from ``sender`` (an HttpSender), to a listener.
+def open_exchange(sender, method: bytes, request_target: bytes, raw_headers) -> RelayedHttpExchange:
+    """The exchange that carries a request, from ``sender`` (an HttpSender), to a listener.
 
-    Not started yet. Raises :class:`RequestRefused` when no listener is to
-    see the request.
+    ``method``, ``request_target`` and ``raw_headers`` (its (name, value)
+    byte pairs) are as h11 reads them (an h11 ``Request``, or a
+    :class:`~txhyco.relay.plainhttp.PlainRequest`). Not started yet.
+    Raises :class:`RequestRefused` when no listener is to see the request.
     """
     # One pass over h11's headers collects all the request needs: the
     # pairs to forward (validated again by request_headers_for_listener,
@@ -77,7 +77,7 @@ def open_exchange(sender, request: h11.Request) -> RelayedHttpExchange:
     forward = []
     lower = {}
     watched = {}  # the first value of each name in _WATCHED
-    for raw_name, value in request.headers.raw_items():
+    for raw_name, value in raw_headers:
         lname = raw_name.lower()
         text = field_text(value)
         name = raw_name.decode("ascii")
@@ -96,11 +96,11 @@ def open_exchange(sender, request: h11.Request) -> RelayedHttpExchange:
     close_connection = False
     relay = sender.relay
     try:
-        target = _relay_target(request.target)
+        target = _relay_target(request_target)
         path = target.path
         if target.hybrid:
             raise RemoteProtocolError("/$hc/ addresses take WebSocket upgrades; send HTTP requests to /{hybrid connection}/...", 400)
-        if request.method == b"CONNECT" or upgrade:
+        if method == b"CONNECT" or upgrade:
             raise RemoteProtocolError("The relay does not relay CONNECT or protocol upgrades over HTTP.", 405)
         if content_length is not None and transfer_encoding is not None:
             # Two framings for one body: a classic request-smuggling shape
@@ -132,7 +132,7 @@ def open_exchange(sender, request: h11.Request) -> RelayedHttpExchange:
         sender,
         entity,
         listener,
-        method=request.method.decode("ascii"),
+        method=method.decode("ascii"),
         request_target=request_target,
         headers=headers,
         remote=sender.remote,

@@ -1,0 +1,146 @@
+"""The common small HTTP request, read and answered without h11.
+
+Nearly every request a keep-alive sender sends is plain: one read holding
+exactly one ``GET``/``HEAD``/``POST``... head over HTTP/1.1, one ``Host``,
+at most a ``Content-Length`` body that is all there, nothing that changes
+how the connection goes on. :func:`plain_request` reads such a read with
+httptools (Node's llhttp, at a fraction of h11's cost) and says None to
+anything else, which h11 then reads as before. Only heads that h11 reads
+alike are taken (``tests/test_plain_http.py`` fuzzes both readers against
+each other): httptools must read the head without complaint, and the bytes
+must be of a shape on which both agree (CRLF line ends, no folded lines,
+no control characters, the request line exactly as h11 splits it).
+
+:func:`plain_response` writes the bytes h11 writes for a whole response
+with a Content-Length (or none allowed) to such a request, for
+:class:`~txhyco.relay.httpsender.HttpSender`, which keeps its h11
+connection for everything else.
+"""
+from __future__ import annotations
+
+import httptools
+
+from txhyco.protocol.grammar import TOKEN_B
+
+#: Methods a plain request may have (CONNECT and the unusual go to h11).
+_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"PATCH ", b"OPTIONS ")
+
+#: Bytes a plain head may hold: visible ASCII, space, HTAB and obs-text (RFC
+#: 9110 section 5.5), which both readers accept in values, and CR and LF (as
+#: CRLF line ends only, checked apart).
+_HEAD_BYTES = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+#: Bytes of a request-target (RFC 9112 section 3.2: visible ASCII).
+_TARGET_BYTES = bytes(range(0x21, 0x7F))
+
+#: Header names (lower case) that send a request to h11: they change the
+#: framing (Transfer-Encoding) or the course of the connection (Upgrade,
+#: Expect, a Connection other than "keep-alive"). (Content-Length and Host
+#: are h11's to judge when repeated.)
+_NOT_PLAIN = frozenset({b"transfer-encoding", b"upgrade", b"expect", b"connection"})
+
+#: Longest Content-Length taken (h11 allows 20 digits; a plain body is all in one read anyway).
+_LENGTH_DIGITS = 18
+
+
+class PlainRequest:
+    """A plain request as h11 would read it: ``headers`` are h11's raw (name, value) pairs."""
+
+    __slots__ = ("method", "target", "headers", "body")
+
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+
+
+class _Reader:
+    """httptools callbacks collecting the target and header lines."""
+
+    __slots__ = ("target", "headers")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def on_url(self, data: bytes) -> None:
+        self.target += data
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value.strip(b" \t")))
+
+
+def plain_head_bytes(head: bytes) -> bool:
+    """Whether the bytes of ``head`` are of a shape both readers take alike:
+    CRLF line ends only (h11 also takes bare LF), no folded lines, no control bytes."""
+    crlf = head.count(b"\r\n")
+    if head.count(b"\r") != crlf or head.count(b"\n") != crlf or b"\n " in head or b"\n\t" in head:
+        return False
+    return not head.translate(None, _HEAD_BYTES)
+
+
+def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
+    """``data`` as one plain request, whole (see the module docstring), or None.
+
+    ``max_head`` bounds the head, as the relay's h11 connections are bounded.
+    """
+    if not data.startswith(_METHODS):
+        return None
+    end = data.find(b"\r\n\r\n", 0, max_head)
+    if end < 0:
+        return None
+    head = data[:end + 4]
+    if not plain_head_bytes(head):
+        return None
+    reader = _Reader()
+    parser = httptools.HttpRequestParser(reader)
+    try:
+        parser.feed_data(head)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # (an upgrade is no plain request)
+        return None
+    method = parser.get_method()
+    target = reader.target
+    if head[:head.find(b"\r\n")] != b"%s %s HTTP/1.1" % (method, target) or not target or target.translate(None, _TARGET_BYTES):
+        return None
+    hosts = 0
+    length = None
+    token = TOKEN_B.fullmatch
+    for name, value in reader.headers:
+        if token(name) is None:  # older llhttp takes a space in a name
+            return None
+        lower = name.lower()
+        if lower == b"host":
+            hosts += 1
+        elif lower == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > _LENGTH_DIGITS:
+                return None
+            length = int(value)
+        elif lower in _NOT_PLAIN and not (lower == b"connection" and value.lower() == b"keep-alive"):
+            return None
+    if hosts != 1:
+        return None
+    body = data[end + 4:]
+    if len(body) != (length or 0):
+        return None  # more to come, or a pipelined request behind: h11's
+    return PlainRequest(method, target, reader.headers, body)
+
+
+def plain_response(status: int, reason: bytes, headers: list[tuple[str, str]], content_length: int | None) -> bytes:
+    """The head h11 writes for this response to a plain request (a ``Host`` header first, as h11 puts it).
+
+    ``headers`` are trusted as for ``start_response`` (tokens, no control
+    characters, no surrounding whitespace, no framing or connection headers).
+    """
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    later = []
+    for name, value in headers:
+        line = b"%s: %s\r\n" % (name.encode("ascii"), value.encode("utf-8"))
+        if name.lower() == "host":
+            lines.append(line)
+        else:
+            later.append(line)
+    lines += later
+    if content_length is not None:
+        lines.append(b"Content-Length: %d\r\n" % content_length)
+    lines.append(b"\r\n")
+    return b"".join(lines)
