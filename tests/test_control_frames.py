@@ -210,3 +210,13 @@ def test_a_whole_message_reaches_the_handler_as_its_pieces_do(messages):
     assert whole.events == pieces.events
     # Pieces of a message after a failure each report one more error; a whole message reports it once.
     assert whole.errors[:1] == pieces.errors[:1] and set(whole.errors) <= set(pieces.errors)
+
+
+def test_forced_fallback_leaves_the_leg_to_autobahn(monkeypatch):
+    from txhyco._twisted import quickframes
+
+    monkeypatch.setattr(quickframes, "ENABLED", False)
+    leg = opened_leg(limit=0, quick=True)
+    assert "dataReceived" not in vars(leg)  # read_quickly changed nothing: Autobahn reads every frame
+    leg.dataReceived(frame(0x1, b"through autobahn"))
+    assert ("begin", False) in leg.sink.calls  # and the message still arrives

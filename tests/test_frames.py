@@ -39,6 +39,7 @@ from txhyco.protocol.frames import (
     masked_frame,
     masked_frame_parts,
     read_frame_header,
+    simple_data_frame,
 )
 
 
@@ -279,3 +280,27 @@ def test_read_frame_header_takes_any_bytes(data):
         assert read.size <= len(data)
         assert 0 <= read.opcode <= 0xF and read.rsv & ~0x70 == 0
         assert (read.mask is None) == (not data[1] & 0x80)
+
+
+@given(opcode=st.sampled_from([0x0, 0x1, 0x2, 0x8, 0x9, 0xA]), fin=st.booleans(),
+       length=st.sampled_from([0, 1, 125, 126, 65535, 65536]),
+       mask=st.one_of(st.none(), st.binary(min_size=4, max_size=4)), masked=st.booleans(), extra=st.binary(max_size=3))
+def test_simple_data_frame_takes_only_whole_unfragmented_data_frames(opcode, fin, length, mask, masked, extra):
+    frame = frame_header(opcode, fin, length, mask) + b"\x00" * length
+    read = simple_data_frame(b"xx" + frame + extra, 2, masked)
+    simple = fin and opcode in (0x1, 0x2) and length < 65536 and (mask is not None) == masked
+    if not simple:
+        assert read is None
+        return
+    is_binary, key, start, end = read
+    assert (is_binary, key, end - start, end) == (opcode == 0x2, mask, length, 2 + len(frame))
+    assert simple_data_frame(b"xx" + frame[:-1], 2, masked) is None or length == 0  # not all there yet
+    if length > 1:  # (a limit of 0 is none)
+        assert simple_data_frame(b"xx" + frame, 2, masked, limit=length - 1) is None  # over the limit
+
+
+@given(st.binary(max_size=24), st.booleans())
+def test_simple_data_frame_takes_any_bytes(data, masked):
+    read = simple_data_frame(data, 0, masked)
+    if read is not None:
+        assert read[3] <= len(data)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from autobahn.websocket import protocol as _protocol
 
+from txhyco.protocol.frames import simple_data_frame
+
 #: Whether the control channel reads whole messages itself (tests turn it off to run the fallback).
 ENABLED = True
 
@@ -66,32 +68,20 @@ def read_whole_messages(proto, data: bytes) -> bytes:
         limit = frame_limit
     validate = proto.utf8validateIncoming
     stats = proto.trafficStats
-    position, end = 0, len(data)
-    while end - position >= 2:
-        first, second = data[position], data[position + 1]
-        if first != 0x81 and first != 0x82:  # FIN, no RSV, text or binary
+    position = 0
+    while True:
+        frame = simple_data_frame(data, position, False, limit)  # the relay's frames are unmasked
+        if frame is None:
             break
-        if second < 126:  # (unmasked: the high bit is the mask bit)
-            length, start = second, position + 2
-        elif second == 126:
-            if end - position < 4:
-                break
-            length, start = (data[position + 2] << 8) | data[position + 3], position + 4
-            if length < 126:
-                break  # not minimal: Autobahn's violation to report
-        else:
-            break  # masked, or a 64-bit length: Autobahn's
-        if (limit and length > limit) or end - start < length:
-            break
-        payload = data[start:start + length]
-        is_binary = first == 0x82
+        is_binary, _, start, end = frame
+        payload = data[start:end]
         if not is_binary and validate:
             try:
                 payload.decode("utf-8")
             except UnicodeDecodeError:
                 break  # Autobahn fails the connection (1007)
-        stats.incomingOctetsWireLevel += start + length - position
-        position = start + length
+        stats.incomingOctetsWireLevel += end - position
+        position = end
         proto.onMessage(payload, is_binary)
         if not _quiet_and_plain(proto):
             break  # the message changed the channel (closing, say): the rest is Autobahn's

@@ -27,6 +27,7 @@ __all__ = [
     "frame_header",
     "FrameHeader",
     "read_frame_header",
+    "simple_data_frame",
     "XorMasker",
     "masked_frame_parts",
     "masked_frame",
@@ -101,6 +102,46 @@ def read_frame_header(data: bytes) -> FrameHeader | None:
     length = code if pos == 2 else int.from_bytes(data[2:pos], "big")
     mask = bytes(data[pos:size]) if b1 & _MASK_BIT else None
     return FrameHeader(bool(b0 & 0x80), b0 & 0x70, b0 & 0x0F, length, mask, size)
+
+
+def simple_data_frame(data: bytes, pos: int, masked: bool, limit: int = 0) -> tuple[bool, bytes | None, int, int] | None:
+    """The frame at ``data[pos:]`` if it is a whole message in one simple frame, else None.
+
+    Simple: FIN set, no RSV bits, text or binary, the MASK bit as ``masked``
+    says (a client's frame, or a server's), its length in the shortest
+    encoding and below 64 KiB, within ``limit`` (0: no limit), and all of it
+    in ``data``. Returns (is_binary, masking key or None, payload start,
+    payload end). Anything else -- a control frame, a fragment, a frame
+    still arriving, one a peer must be refused for -- is None: the caller
+    leaves it to a full WebSocket implementation. The control channels'
+    quick readers (relay and listener) take their frames through this.
+    """
+    size = len(data)
+    if size - pos < 2:
+        return None
+    b0 = data[pos]
+    b1 = data[pos + 1]
+    if (b0 != 0x81 and b0 != 0x82) or bool(b1 & _MASK_BIT) != masked:
+        return None
+    code = b1 & 0x7F
+    if code < _LENGTH_16:
+        length, start = code, pos + 2
+    elif code == _LENGTH_16:
+        if size - pos < 4:
+            return None
+        length, start = (data[pos + 2] << 8) | data[pos + 3], pos + 4
+        if length < _LENGTH_16:
+            return None  # not the shortest encoding (section 5.2)
+    else:
+        return None
+    mask = None
+    if masked:
+        mask = data[start:start + 4]
+        start += 4
+    end = start + length
+    if end > size or (limit and length > limit):
+        return None
+    return b0 == 0x82, mask, start, end
 
 
 class XorMasker:

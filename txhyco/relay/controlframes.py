@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from autobahn.websocket.protocol import WebSocketProtocol
 
+from txhyco._twisted import quickframes
 from txhyco._twisted.masking import fast_masker
+from txhyco.protocol.frames import simple_data_frame
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 
@@ -34,41 +36,27 @@ def read_whole_messages(proto, data: bytes) -> int:
     is not such a message, or once the channel is no longer open) is
     Autobahn's to read.
     """
-    size = len(data)
-    limit = proto.maxMessagePayloadSize
+    limit = proto.maxMessagePayloadSize or 0
+    validate = proto.utf8validateIncoming
     pos = 0
-    while size - pos >= 6 and proto.state == _OPEN:
-        b0 = data[pos]
-        b1 = data[pos + 1]
-        opcode = b0 & 0x0F
-        # FIN, no RSV, text or binary; masked.
-        if (b0 & 0xF0) != 0x80 or not 1 <= opcode <= 2 or not b1 & 0x80:
+    while proto.state == _OPEN:
+        frame = simple_data_frame(data, pos, True, limit)  # a listener's frames are masked
+        if frame is None:
             break
-        length = b1 & 0x7F
-        start = pos + 6
-        if length == 126:
-            start = pos + 8
-            if size < start:
-                break
-            length = (data[pos + 2] << 8) | data[pos + 3]
-            if length < 126:
-                break  # not the shortest encoding: Autobahn refuses it
-        elif length == 127:
-            break  # 64 KiB or more: Autobahn's
-        end = start + length
-        if end > size or 0 < limit < length:
-            break
-        if length:
-            payload = fast_masker(data[start - 4:start], length).process(data[start:end])
-        else:
-            payload = b""
+        is_binary, mask, start, end = frame
+        payload = fast_masker(mask, end - start).process(data[start:end]) if end > start else b""
+        if not is_binary and validate:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                break  # Autobahn fails the channel (1007)
         sink = proto.sink
         whole = getattr(sink, "whole_message", None)
         if whole is not None:
-            whole(opcode == 2, payload)
+            whole(is_binary, payload)
         else:
-            sink.message_begin(opcode == 2)
-            sink.frame_begin(length, True)
+            sink.message_begin(is_binary)
+            sink.frame_begin(end - start, True)
             sink.frame_data(payload)
             sink.message_end()
         pos = end
@@ -76,7 +64,13 @@ def read_whole_messages(proto, data: bytes) -> int:
 
 
 def read_quickly(proto) -> None:
-    """From now on, ``proto`` (an open control channel leg) reads its whole messages itself."""
+    """From now on, ``proto`` (an open control channel leg) reads its whole messages itself.
+
+    Only where Autobahn keeps its receive state as :mod:`txhyco._twisted.quickframes`
+    checked at import (and while it is enabled); otherwise Autobahn reads everything.
+    """
+    if not (quickframes.ENABLED and quickframes.AVAILABLE):
+        return
     autobahn_read = type(proto).dataReceived
 
     def dataReceived(data: bytes) -> None:
