@@ -25,7 +25,7 @@ from txhyco.protocol.grammar import TOKEN_B
 from txhyco.protocol.http import reason_phrase
 
 from .httpsender import HttpSender
-from .plainhttp import plain_head_bytes, plain_request
+from .plainhttp import HeadReader, plain_head_bytes, plain_request
 
 log = Logger()
 
@@ -37,22 +37,6 @@ def _is_websocket_upgrade(request: h11.Request) -> bool:
         if name == b"upgrade" and b"websocket" in value.lower():
             return True
     return False
-
-
-class _HeadReader:
-    """httptools callbacks collecting a request head's target and header lines."""
-
-    __slots__ = ("target", "headers")
-
-    def __init__(self) -> None:
-        self.target = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-
-    def on_url(self, data: bytes) -> None:
-        self.target += data
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value.strip(b" \t")))
 
 
 #: Headers whose presence sends an upgrade to h11 (a body on an upgrade, or
@@ -71,7 +55,7 @@ def websocket_upgrade_headers(head: bytes) -> list[tuple[bytes, bytes]] | None:
         return None
     if not plain_head_bytes(head):  # older llhttp (httptools 0.6) takes folded lines and more
         return None
-    reader = _HeadReader()
+    reader = HeadReader()
     parser = httptools.HttpRequestParser(reader)
     try:
         parser.feed_data(head)

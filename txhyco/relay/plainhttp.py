@@ -54,8 +54,8 @@ class PlainRequest:
         self.body = body
 
 
-class _Reader:
-    """httptools callbacks collecting the target and header lines."""
+class HeadReader:
+    """httptools callbacks collecting a request head's target and header lines (here and at the front door)."""
 
     __slots__ = ("target", "headers")
 
@@ -92,7 +92,7 @@ def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
     head = data[:end + 4]
     if not plain_head_bytes(head):
         return None
-    reader = _Reader()
+    reader = HeadReader()
     parser = httptools.HttpRequestParser(reader)
     try:
         parser.feed_data(head)
