@@ -12,6 +12,7 @@ from txhyco.protocol.grammar import (
     TOKEN,
     TOKEN_B,
     field_text,
+    plain_fields,
 )
 
 
@@ -52,3 +53,15 @@ def test_field_text_is_utf8_else_latin1():
 def test_field_text_decodes_any_bytes(data):
     text = field_text(data)
     assert text.encode("utf-8") == data or text.encode("latin-1") == data
+
+
+_FIELD_TEXT = st.text(alphabet=st.sampled_from('ab-: \t\n\r\x01\x7fé'), max_size=6)
+
+
+@given(st.lists(st.tuples(_FIELD_TEXT, _FIELD_TEXT), min_size=1, max_size=5))
+def test_plain_fields_judges_as_field_by_field_checks(fields):
+    names, values = zip(*fields)
+    one_by_one = all(TOKEN.fullmatch(n) and (v == "" or PLAIN_FIELD_VALUE.fullmatch(v)) for n, v in fields)
+    assert plain_fields(names, values) == bool(one_by_one)
+    as_bytes = [(n.encode("utf-8"), v.encode("utf-8")) for n, v in fields]
+    assert plain_fields(*zip(*as_bytes)) == bool(one_by_one)

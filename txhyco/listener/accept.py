@@ -17,7 +17,6 @@ application's and the sender's business, end to end.
 """
 from __future__ import annotations
 
-import re
 from enum import Enum
 from urllib.parse import urlsplit
 
@@ -41,7 +40,7 @@ from txhyco.listener.httprequest import plain_request_head
 from txhyco.protocol.addresses import relative_target, reject_url, strip_reserved_query
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.frames import OP_BINARY, OP_TEXT, FrameMasker, masked_frame
-from txhyco.protocol.grammar import TOKEN_B
+from txhyco.protocol.grammar import FORBIDDEN_IN_VALUE_B, TOKEN_B
 from txhyco.protocol.http import reason_phrase
 from txhyco.protocol.messages import Accept
 
@@ -50,9 +49,6 @@ log = Logger()
 # Headers of the sender's upgrade that do not carry over to the synthetic one:
 # hop-by-hop and handshake mechanics (rebuilt), extensions (never negotiated
 # on the synthetic hop: the relay does not negotiate them either), and auth.
-#: Bytes a header value must not hold (RFC 9110 section 5.5): CR, LF (a folded line), NUL and other controls but tab.
-_BAD_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
 _SKIP = frozenset({
     "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
     "sec-websocket-extensions", "servicebusauthorization", "content-length",
@@ -154,7 +150,7 @@ class HandshakeAnswer:
         # Older httptools (0.6) takes a name with a space in it, or a folded
         # line: refused here as h11 refuses them (httptools reports a
         # callback's exception as an HttpParserCallbackError).
-        if not TOKEN_B.fullmatch(name) or _BAD_IN_VALUE.search(value):
+        if not TOKEN_B.fullmatch(name) or FORBIDDEN_IN_VALUE_B.search(value):
             raise ValueError("a malformed header field in the handshake answer")
         if name.lower() == b"sec-websocket-protocol":
             self.protocol = value.strip(b" \t").decode("ascii")

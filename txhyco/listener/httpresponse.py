@@ -11,7 +11,7 @@ import re
 
 import h11
 
-from txhyco.protocol.grammar import PLAIN_FIELD_VALUE_B, TOKEN_B
+from txhyco.protocol.grammar import PLAIN_FIELD_VALUE_B, TOKEN_B, plain_fields
 from txhyco.protocol.http import CONTROL_CHANNEL_BODY_LIMIT
 
 # The common shape of an application's response head, read without h11: an
@@ -54,12 +54,6 @@ def _response_head_fast(head: bytes):
     return status, match[2] or b"", headers, length
 
 
-# The common shape checked over a whole head at once: names joined by LF are
-# tokens separated by single LFs; values joined by LF are ASCII (checked
-# apart), hold no control character but HTAB and have no space or tab at
-# either end.
-_NAMES_B = re.compile(TOKEN_B.pattern + rb"(?:\n" + TOKEN_B.pattern + rb")*")
-_NOT_PLAIN_B = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|^[ \t]|[ \t]$", re.MULTILINE)
 _REASON_B = re.compile(rb"[\t\x20-\x7e]*")
 
 
@@ -73,11 +67,8 @@ def _head_fields_fast(code: bytes, reason: bytes, headers: list):
     status = int(code)
     if status == 204 or status == 304 or not headers:
         return None
-    count = len(headers)
     names, values = zip(*headers)
-    names, values = b"\n".join(names), b"\n".join(values)
-    if (_NAMES_B.fullmatch(names) is None or names.count(b"\n") != count - 1
-            or not values.isascii() or values.count(b"\n") != count - 1 or _NOT_PLAIN_B.search(values) is not None):
+    if not plain_fields(names, values):
         return None
     length = None
     for name, value in headers:
