@@ -243,3 +243,11 @@ def _hostile_config(tmp_path_factory):
     if "c" not in _CONFIGS:
         _CONFIGS["c"] = relay_config(tmp_path_factory.mktemp("hostile"), [("p", "Owner", "*")])
     return _CONFIGS["c"]
+
+
+def test_relay_without_pyjwt_says_so_at_load_for_pem_keys_too(tmp_path, monkeypatch):
+    """PEM keys load without PyJWT; the relay must not start and then refuse every token with a 400."""
+    (tmp_path / "keys.pem").write_bytes(_pem("RS256"))
+    monkeypatch.setitem(sys.modules, "jwt", None)
+    with pytest.raises(ProtocolError, match=r"needs PyJWT .*pip install 'txhyco\[azure\]'"):
+        parse_config(_doc(tmp_path, {"jwksFile": str(tmp_path / "keys.pem")}))

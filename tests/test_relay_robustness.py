@@ -367,6 +367,8 @@ def test_malformed_upgrades_are_refused_and_others_unaffected(relay):
         upgrade_head("/$hc/"),
         upgrade_head("/$hc/busy", extra="Sec-WebSocket-Protocol: ,,,\r\n"),
         upgrade_head("/$hc/busy", extra="Sec-WebSocket-Extensions: permessage-deflate; bogus=\r\n"),
+        upgrade_head("/$hc/busy", extra="X-Folded: a\r\n b\r\n"),  # obs-fold
+        upgrade_head("/$hc/busy", extra="X-Folded: a\n b\r\n"),  # obs-fold after a bare LF
     ]
     for head in cases:
         answer = yield send_raw(relay, head)

@@ -375,6 +375,7 @@ def build_verifier(settings: Mapping[str, Any] | None, assignments: list[RoleAss
                 raise LocalProtocolError(
                     f"[[roleAssignments]]: the scope {shown(assignment.scope)} is not one of the file's hybrid connections."
                 )
+    _jwt()  # a missing PyJWT is the operator's one line now, not every sender's 400 later
     path = settings["jwks_file"]
     if base_dir and not os.path.isabs(path):
         path = os.path.join(base_dir, path)

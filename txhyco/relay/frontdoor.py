@@ -167,7 +167,7 @@ class FrontDoor(Protocol):
         buffered, self._buffer = self._buffer, b""
         if _is_websocket_upgrade(event):
             head = buffered[:end]
-            if b"\r\n " in head or b"\r\n\t" in head:
+            if b"\n " in head or b"\n\t" in head:  # (h11 also takes a bare LF as a line end)
                 # Autobahn reads the upgrade head again itself, and its
                 # versions disagree on a folded line: refuse it here, always.
                 self._refuse(400, "A header line continued on the next (obs-fold) is not accepted in a WebSocket upgrade.")

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
 from txhyco.protocol.messages import Accept, Request, parse_command, serialize_command
 
+from ..auth import host_only
 from . import wire
 from .remote import REDIS_DOWN, RemoteListener
 from .store import HC_PREFIX, LIVE_PREFIX, REGISTER, SNAPSHOT, RedisLink, events_channel, instance_of, node_channel, require_client
@@ -219,7 +220,7 @@ class ClusterNode:
                         "(MaximumListenersPerEndpoint); stop one or use another hybrid connection.",
                         403,
                     ),
-                    host=channel.host_header.split(":")[0],
+                    host=host_only(channel.host_header),
                     path=channel.entity.name,
                 )
             if channel.proto.state == channel.proto.STATE_CLOSED:
