@@ -397,3 +397,15 @@ def test_a_taken_inspector_port_is_named_and_the_relay_not_asked(relay):
         assert status == 502 and b"no listener" in body.lower(), body  # no listener: the relay was never asked
     finally:
         yield taken.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_inspector_on_a_websocket_factory_is_a_refused_listen_that_names_the_fix(relay):
+    from txhyco.endpoint import RelayCannotListen
+
+    factory = WebSocketServerFactory()
+    factory.protocol = WebSocketServerProtocol
+    text = endpoint_string(relay, "ws", inspect="tcp\\:0\\:interface\\=127.0.0.1")  # mode=auto: websocket here
+    with pytest.raises(RelayCannotListen) as info:
+        yield serverFromString(reactor, text).listen(factory)
+    assert "needs http mode, not websocket mode: give mode=http" in str(info.value)

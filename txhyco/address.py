@@ -132,6 +132,11 @@ class HybridConnection:
                     "No relay given: pass connection_string=... or namespace=..., "
                     f"or set {CONNECTION_STRING_ENV}."
                 )
+        given = [name for name, value in (("credential", credential), ("token_provider", token_provider), ("token", token)) if value is not None]
+        if key is not None or key_name is not None:
+            given.append("key_name/key")
+        if len(given) > 1:
+            raise LocalProtocolError(f"Give one way to authenticate, not {' and '.join(given)}.")
         provider = None
         if connection_string is not None:
             if isinstance(connection_string, str):
@@ -140,7 +145,7 @@ class HybridConnection:
             path = path or connection_string.entity_path
             if connection_string.shared_access_key or connection_string.shared_access_signature:
                 provider = connection_string.token_provider()
-            elif connection_string.authentication and credential is None and token_provider is None and token is None and key is None:
+            elif connection_string.authentication and not given:
                 from txhyco._twisted.credential import CredentialTokenProvider, credential_for
 
                 provider = CredentialTokenProvider(credential_for(connection_string.authentication, connection_string.client_id))
@@ -150,11 +155,6 @@ class HybridConnection:
             ns = Namespace(ns.host, ns.port, secure)
         if not path or not path.strip("/"):
             raise LocalProtocolError("No hybrid connection path given: pass path=... or put EntityPath in the connection string.")
-        given = [name for name, value in (("credential", credential), ("token_provider", token_provider), ("token", token)) if value is not None]
-        if key is not None or key_name is not None:
-            given.append("key_name/key")
-        if len(given) > 1:
-            raise LocalProtocolError(f"Give one way to authenticate, not {' and '.join(given)}.")
         if credential is not None:
             from txhyco._twisted.credential import CredentialTokenProvider
 

@@ -110,9 +110,11 @@ class HybridConnectionServerEndpoint:
             from txhyco.listener.http import serve_request
 
             on_request = partial(serve_request, reactor, hc, factory)
-        if self.inspect is not None:
-            if mode != "http":
-                return defer.fail(ValueError(f"an inspector needs http mode, not {mode} mode"))
+        if self.inspect is not None and mode != "http":
+            # Through failed() below, as a refused listen is: one line under twistd, not a traceback.
+            d = defer.fail(ValueError(f"inspect= needs http mode, not {mode} mode: give mode=http, or serve an HTTP "
+                                      "factory such as twisted.web's Site"))
+        elif self.inspect is not None:
             from txhyco.inspector.server import inspected_listen
 
             d = inspected_listen(reactor, hc, factory, self.inspect, keepalive=self.keepalive, connections=connections)

@@ -17,7 +17,7 @@ from twisted.internet.protocol import connectionDone
 from txhyco._twisted import eagerwrite
 from txhyco._twisted.clienttls import client_tls_options
 from txhyco._twisted.proxytunnel import ProxyTunnelEndpoint, tcp_endpoint
-from txhyco.errors import ProxyError, RelaySettingError, RelayUnreachable
+from txhyco.errors import RelaySettingError, RelayUnreachable
 from txhyco.protocol.proxy import ProxyPolicy, ProxyURLError
 
 
@@ -61,8 +61,6 @@ def connect(reactor, host: str, port: int, factory, *, secure: bool, ca_file: st
     endpoint = relay_endpoint(reactor, host, port, secure=secure, ca_file=ca_file, timeout=timeout, proxy=proxy)
     try:
         proto = yield endpoint.connect(factory)
-    except ProxyError:
-        raise
     except (error.ConnectError, error.DNSLookupError, error.TimeoutError) as e:
         why = " ".join(str(e).split()).rstrip(".")  # Twisted's own sentences end with a full stop
         raise RelayUnreachable(
