@@ -349,3 +349,17 @@ def test_inspect_on_a_client_endpoint_is_an_error():
 
     with pytest.raises(EndpointStringError, match="inspect= is for listening"):
         clientFromString(reactor, "hyco:127.0.0.1\\:9090:hc:key=c2VjcmV0:inspect=yes")
+
+
+def test_an_inspector_endpoint_that_cannot_be_made_is_a_refused_listen_in_words(tmp_path):
+    """ssl: with a certificate file that is not there raises no ValueError, but is the user's string all the same."""
+    from twisted.internet import reactor
+
+    from txhyco.inspector.capture import Inspector
+    from txhyco.inspector.server import InspectorCannotListen, serve_inspector
+
+    missing = tmp_path / "missing.pem"
+    failures = []
+    serve_inspector(reactor, Inspector(), f"ssl:0:privateKey={missing}:certKey={missing}").addErrback(failures.append)
+    assert failures and failures[0].check(InspectorCannotListen)
+    assert str(failures[0].value).startswith(f"the inspector cannot listen on ssl:0:privateKey={missing}")

@@ -249,3 +249,20 @@ def test_a_proxy_that_cannot_reach_the_relay_or_never_answers(tmp_path, no_proxy
         assert "did not answer CONNECT relay.test:443" in str(info.value)
     finally:
         yield silent.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_bad_proxy_in_the_environment_fails_listen_with_its_sentence(relay):
+    """The first attempt fails before any connection (the proxy setting itself): listen() still gets its failure."""
+    from autobahn.twisted.websocket import WebSocketServerFactory
+
+    from txhyco.address import HybridConnection
+    from txhyco.endpoint import HybridConnectionServerEndpoint
+    from txhyco.errors import RelaySettingError
+
+    hc = HybridConnection.from_args(connection_string=relay.connection_string.format(), path="x", environ={"http_proxy": "http://h:99999"})
+    factory = WebSocketServerFactory()
+    factory.protocol = Echo
+    with pytest.raises(Exception) as info:
+        yield HybridConnectionServerEndpoint(reactor, hc).listen(factory)
+    assert isinstance(info.value.socketError, RelaySettingError) and "no valid port" in str(info.value)

@@ -213,3 +213,12 @@ def test_hyco_strings_take_a_proxy():
             with pytest.raises(ProtocolError) as info:
                 parse(reactor, base + ":proxy=" + bad)
             assert words in str(info.value) and "usage: hyco:" in str(info.value)
+
+
+def test_cli_proxy_none_means_direct_as_in_python_and_hyco_strings():
+    from argparse import Namespace
+
+    from txhyco.cli.common import proxy_setting
+
+    assert proxy_setting(Namespace(proxy="none", no_proxy=False)) == "none"
+    assert proxy_setting(Namespace(proxy="None ", no_proxy=False)) == "none"

@@ -225,6 +225,8 @@ def proxy_setting(args):
     text = getattr(args, "proxy", None)
     if text is None:
         return None
+    if text.strip().lower() == "none":  # as proxy="none" in Python and hyco: strings
+        return "none"
     try:
         proxy = ProxyURL.parse(text, source="--proxy")
     except ProtocolError as e:

@@ -45,10 +45,11 @@ def serve_inspector(reactor, inspector: Inspector, endpoint: str) -> defer.Defer
     """Listen on ``endpoint`` (a server endpoint string) with ``inspector``'s page; fires with an :class:`InspectorPage`."""
     site = inspector_site(reactor, inspector)
     try:
-        server_endpoint = serverFromString(reactor, endpoint)
-    except (ValueError, TypeError, KeyError) as e:
-        return defer.fail(ValueError(f"the inspector's endpoint {endpoint!r} is not a server endpoint string: {e}"))
-    d = server_endpoint.listen(site)
+        # Any failure to make the endpoint is the user's string's: a syntax
+        # error (ValueError...), or e.g. ssl: naming a certificate file that is not there.
+        d = serverFromString(reactor, endpoint).listen(site)
+    except Exception as e:
+        d = defer.fail(e)
 
     def refused(failure):
         if failure.check(defer.CancelledError):

@@ -173,9 +173,11 @@ class HybridConnectionListener:
         Cancelling it stops the listener.
         """
         self._lifecycle = Lifecycle.STARTING
-        self._started = defer.Deferred(self._cancel_start)
+        # Kept here too: a first attempt that fails at once (a bad proxy
+        # setting) has fired and dropped self._started before we return.
+        started = self._started = defer.Deferred(self._cancel_start)
         self._connect()
-        return self._started
+        return started
 
     def _cancel_start(self, started) -> None:
         # The Deferred errbacks with CancelledError itself once we return.
