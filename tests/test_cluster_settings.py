@@ -133,3 +133,9 @@ def test_twistd_plugin_takes_the_cluster_options():
     options.parseOptions(["--key", KEY, "--cluster", "redis://127.0.0.1:6379/3", "--advertise", "127.0.0.1:9101", "--node-id", "tw"])
     cluster = options.settings.config.cluster
     assert (cluster.redis_db, cluster.node_id, cluster.advertise) == (3, "tw", "127.0.0.1:9101")
+
+
+@pytest.mark.parametrize("redis, advertise", [("redis://[::1:1/0", "h:9"), ("redis://r:1/0", "[::1")])
+def test_an_unclosed_ipv6_bracket_is_named(redis, advertise):
+    with pytest.raises(ProtocolError, match=r"unclosed '\['"):
+        cluster_settings(redis=redis, advertise=advertise)

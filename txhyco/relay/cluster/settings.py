@@ -121,6 +121,8 @@ def cluster_settings(*, redis: str, advertise: str | None, node_id: str | None =
 
 def _host_port(text: str, default_port: int | None, what: str) -> tuple[str, int]:
     if text.startswith("["):
+        if "]" not in text:
+            raise LocalProtocolError(f"{what[0].upper()}{what[1:]} has an unclosed '[' around an IPv6 address.")
         host, _, after = text.partition("]")
         host += "]"
         port_text = after[1:] if after.startswith(":") else ("" if not after else None)
