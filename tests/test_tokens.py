@@ -56,6 +56,28 @@ def test_sas_key_provider_tokens_verify():
     assert parsed.expiry == 1060
 
 
+def test_sas_key_provider_reuses_a_token_for_a_tenth_of_its_lifetime():
+    p = SasKeyTokenProvider("n", "k", lifetime=100)
+    first = p.get_token("sb://ns/hc", 1000)
+    assert p.get_token("sb://ns/hc", 1009.9) == first  # 90.1 s of 100 left: reused
+    assert p.get_token("sb://ns/other", 1005) != first  # another audience: its own
+    later = p.get_token("sb://ns/hc", 1010)  # would have 90 s left: signed again
+    assert later != first and SasToken.parse(later).expiry == 1110
+    assert p.get_token("sb://ns/hc", 1005) != later  # a clock gone back: signed again
+    for n in range(200):  # many audiences: the provider keeps a bounded few
+        p.get_token(f"sb://ns/hc{n}", 2000)
+    assert len(p._recent) <= 64
+
+
+def test_one_connection_string_one_sas_provider():
+    from txhyco.protocol.connection_string import ConnectionString
+
+    text = "Endpoint=sb://ns.example.net/;SharedAccessKeyName=n;SharedAccessKey=k"
+    assert ConnectionString.parse(text) is ConnectionString.parse(text)
+    assert ConnectionString.parse(text).token_provider() is ConnectionString.parse(text).token_provider()
+    assert ConnectionString.parse(text).token_provider(60) is not ConnectionString.parse(text).token_provider()
+
+
 @pytest.mark.parametrize(
     "args",
     [("", "k"), ("n", ""), ("n" * 257, "k"), ("n", "k" * 257), ("n", "k", 0), ("n", "k", -1),

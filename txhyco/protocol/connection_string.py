@@ -17,6 +17,7 @@ scheme decides TLS, for ``sb://`` ``UseDevelopmentEmulator`` does.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -132,6 +133,13 @@ class ConnectionString:
         """Parse ``Key=Value;…`` (keys case-insensitive, values split on the first ``=``)."""
         if not isinstance(text, str):
             raise LocalProtocolError(f"A connection string must be a string, got {type(text).__name__}.")
+        if cls is ConnectionString:
+            # Pure and immutable: a sender connecting in a loop passes the same string each time.
+            return _parse_cached(text)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> ConnectionString:
         values: dict[str, str] = {}
         other: list[tuple[str, str]] = []
         other_index: dict[str, int] = {}
@@ -249,7 +257,8 @@ class ConnectionString:
     def token_provider(self, lifetime: float = 3600) -> TokenProvider:
         """A provider for this string's credentials: key → SAS minting, signature → static."""
         if self.shared_access_key is not None and self.shared_access_key_name is not None:
-            return SasKeyTokenProvider(self.shared_access_key_name, self.shared_access_key, lifetime)
+            # One provider per key: it keeps its recent tokens (SasKeyTokenProvider.get_token).
+            return _sas_provider(self.shared_access_key_name, self.shared_access_key, lifetime)
         if self.shared_access_signature is not None:
             return StaticTokenProvider(self.shared_access_signature)
         if self.authentication is not None:
@@ -261,3 +270,13 @@ class ConnectionString:
             "The connection string has neither SharedAccessKeyName/SharedAccessKey nor SharedAccessSignature; "
             "add one, or pass a token provider (e.g. for Entra ID) explicitly."
         )
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_cached(text: str) -> ConnectionString:
+    return ConnectionString._parse(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _sas_provider(key_name: str, key: str, lifetime: float) -> SasKeyTokenProvider:
+    return SasKeyTokenProvider(key_name, key, lifetime)

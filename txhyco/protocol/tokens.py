@@ -78,6 +78,12 @@ def _check_key_part(value: object, what: str) -> str:
     return value
 
 
+#: A SAS token is reused for this fraction of its lifetime (see SasKeyTokenProvider.get_token).
+_REUSE_FRACTION = 0.1
+#: At most this many audiences' recent tokens are kept per provider.
+_REUSE_AUDIENCES = 64
+
+
 class SasKeyTokenProvider:
     """Mints SAS tokens from a rule name and key, like .NET's SharedAccessSignatureTokenProvider.
 
@@ -85,7 +91,7 @@ class SasKeyTokenProvider:
     which the real service and our relay both accept.
     """
 
-    __slots__ = ("key_name", "_key", "lifetime")
+    __slots__ = ("key_name", "_key", "lifetime", "_recent")
 
     def __init__(self, key_name: str, key: str, lifetime: float = 3600) -> None:
         self.key_name = _check_key_part(key_name, "key name")
@@ -93,9 +99,25 @@ class SasKeyTokenProvider:
         if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or not math.isfinite(lifetime) or lifetime <= 0:
             raise LocalProtocolError(f"A token lifetime must be a positive number of seconds, not {lifetime!r}.")
         self.lifetime = float(lifetime)
+        #: audience -> (when signed, token): signing (HMAC, quoting) is most of
+        #: what a sender's connection costs before its first byte, and a loop
+        #: of connections asks for the same audience again and again.
+        self._recent: dict[str, tuple[float, str]] = {}
 
     def get_token(self, audience: str, now: float) -> str:
-        return sign_token(dotnet_audience(audience), self.key_name, self._key, int(now + self.lifetime))
+        """A token for ``audience`` valid for ``lifetime`` seconds from ``now``.
+
+        A token signed in the last tenth of ``lifetime`` is handed out again,
+        so every token given has at least nine tenths of its lifetime left.
+        """
+        recent = self._recent.get(audience)
+        if recent is not None and recent[0] <= now < recent[0] + self.lifetime * _REUSE_FRACTION:
+            return recent[1]
+        token = sign_token(dotnet_audience(audience), self.key_name, self._key, int(now + self.lifetime))
+        if len(self._recent) >= _REUSE_AUDIENCES:
+            self._recent.clear()
+        self._recent[audience] = (now, token)
+        return token
 
     def __repr__(self) -> str:
         return f"SasKeyTokenProvider(key_name={self.key_name!r}, key=<redacted>, lifetime={self.lifetime!r})"
