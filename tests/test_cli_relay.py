@@ -430,6 +430,25 @@ def test_twistd_plugin_starts_the_relay(spawn, tmp_path):
     assert stdout.count("dHdpc3RkLWtleQ==") == 1  # only the connection string line, not the log
 
 
+@pytest_twisted.inlineCallbacks
+def test_twistd_plugin_also_listens(spawn, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        second = probe.getsockname()[1]
+    proc = spawn("-n", "--pidfile=", "hyco-relay", "--listen", LOOPBACK, "--also-listen", f"tcp:{second}:interface=127.0.0.1",
+                 command=twistd_command())
+    cs = yield threads.deferToThread(proc.connection_string)
+    yield round_trip(ConnectionString.parse(cs.format().replace(f":{cs.namespace.port}/", f":{second}/")), "second")
+    proc.popen.send_signal(signal.SIGTERM)
+    yield threads.deferToThread(proc.finish)
+
+
+def test_twistd_plugin_refuses_a_bad_also_listen(spawn):
+    status, stdout, stderr = spawn("-n", "--pidfile=", "hyco-relay", "--also-listen", "nonsense:1",
+                                   command=twistd_command()).finish()
+    assert "--also-listen" in stdout + stderr and "Traceback" not in stdout + stderr
+
+
 def test_twistd_plugin_bad_config(spawn, tmp_path):
     status, stdout, stderr = spawn("-n", "--pidfile=", "hyco-relay", "--config", str(tmp_path / "nope.toml"),
                                    command=twistd_command()).finish()

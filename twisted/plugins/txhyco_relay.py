@@ -40,6 +40,14 @@ class Options(usage.Options):
         ["node-id", None, None, "This cluster node's name in metrics and logs."],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["also-listen"] = []
+
+    def opt_also_listen(self, description: str) -> None:
+        """Another endpoint the relay listens on as well (repeatable), e.g. a cluster node's own tcp:9101 beside --listen reuseport:9090."""
+        self["also-listen"].append(description)
+
     def postOptions(self) -> None:
         from txhyco.cli.common import CliError
         from txhyco.cli.relay import relay_settings
@@ -59,6 +67,7 @@ class Options(usage.Options):
                 cluster=self["cluster"],
                 advertise=self["advertise"],
                 node_id=self["node-id"],
+                also_listen=self["also-listen"],
             )
         except CliError as e:
             # Not a usage mistake (a bad config or key file): one line, and
