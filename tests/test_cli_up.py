@@ -229,8 +229,11 @@ def test_an_entry_that_cannot_start_is_offline_with_its_reason_and_the_others_ru
     try:
         offline = yield event(up, "offline", entry="x")
         assert f"cannot listen on 127.0.0.1:{busy.getHost().port}" in offline["error"]
+        applied = yield event(up, "applied")
+        assert applied["started"] == ["listen y"] and applied["failed"] == ["connect x"], applied
         yield event(up, "online", entry="y")
     finally:
         code, _, err = yield stopped(up)
         yield busy.stopListening()
     assert code == 0, err
+    assert "1 running (started listen y; failed connect x)" in err

@@ -174,11 +174,18 @@ class Up:
                 yield self.stop_entry(key)
             # Side by side: one slow relay does not hold the other entries back.
             yield defer.gatherResults([self.start_entry(entries[key]) for key in changed + new])
+            # An entry that could not start (offline, with its reason) is not running.
+            failed = [k for k in changed + new if self.running[k].failed]
+            started = [k for k in new if k not in failed]
+            restarted = [k for k in changed if k not in failed]
+            running = sum(not entry.failed for entry in self.running.values())
             names = lambda keys: [f"{k[0]} {k[1]}" for k in keys]  # noqa: E731
-            self.log.info("applied {file}: {n} running ({summary})", file=self.args.file, n=len(self.running),
+            self.log.info("applied {file}: {n} running ({summary})", file=self.args.file, n=running,
                           summary="; ".join(f"{what} {', '.join(names(keys))}" for what, keys in
-                                            (("started", new), ("restarted", changed), ("stopped", gone), ("kept", kept)) if keys))
-            self.emit("applied", started=names(new), restarted=names(changed), stopped=names(gone), kept=names(kept))
+                                            (("started", started), ("restarted", restarted), ("failed", failed),
+                                             ("stopped", gone), ("kept", kept)) if keys))
+            self.emit("applied", started=names(started), restarted=names(restarted), failed=names(failed),
+                      stopped=names(gone), kept=names(kept))
 
         return go()
 
