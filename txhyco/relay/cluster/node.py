@@ -209,7 +209,7 @@ class ClusterNode:
             self._hold(channel, slot, field)
             return None
         limit = self.relay.config.limits.max_listeners
-        d = self.link.eval(REGISTER, [HC_PREFIX + channel.entity.name], [LIVE_PREFIX, field, channel.tracking_id, str(limit), "0"])
+        d = self.link.eval(REGISTER, [HC_PREFIX + channel.entity.name], [LIVE_PREFIX, field, channel.tracking_id, str(limit)])
 
         def registered(added):
             if added != 1:
@@ -230,7 +230,6 @@ class ClusterNode:
             self._hold(channel, slot, field)
 
         def unreachable(failure):
-            failure.trap(Exception)
             if failure.check(ConnectionDeny):
                 return failure
             self._hold(channel, slot, field)

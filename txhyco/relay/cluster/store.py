@@ -42,8 +42,7 @@ def events_channel(db: int) -> str:
 
 
 #: Adds a listener's field unless the hybrid connection already has ``max`` live
-#: ones (``force``: add it anyway, for a listener admitted while Redis was away).
-#: Fields of dead instances are dropped on the way. Returns 1 if added, else 0.
+#: ones. Fields of dead instances are dropped on the way. Returns 1 if added, else 0.
 REGISTER = """
 local live = 0
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -52,7 +51,7 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   elseif inst and redis.call('EXISTS', ARGV[1] .. inst) == 1 then live = live + 1
   else redis.call('HDEL', KEYS[1], f) end
 end
-if ARGV[5] ~= '1' and live >= tonumber(ARGV[4]) then return 0 end
+if live >= tonumber(ARGV[4]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 1
 """
