@@ -179,3 +179,21 @@ def test_a_stopping_listener_still_answers_the_http_requests_it_is_serving(relay
     status, body = yield answered
     assert (status, body) == (200, b"answered after the stop began")
     yield stopped
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_request_that_arrives_while_the_listener_stops_gets_503_at_once(relay):
+    resource = Held()
+    endpoint = HybridConnectionServerEndpoint(reactor, _hc(relay, "stopping-new"), mode="http")
+    port = yield endpoint.listen(Site(resource))
+    first = _get_in_thread(relay, "stopping-new")
+    yield wait_until(lambda: resource.waiting, timeout=10)
+    stopped = port.stopListening()
+    # The drain waits for the first request; a second one is refused at once,
+    # while the first is still unanswered, and never reaches the application.
+    status, body = yield _get_in_thread(relay, "stopping-new")
+    assert (status, body) == (503, b"This listener is stopping.\n")
+    assert len(resource.waiting) == 1 and not stopped.called
+    resource.release()
+    assert (yield first) == (200, b"answered after the stop began")
+    yield stopped

@@ -107,11 +107,16 @@ class CommandDispatcher:
         if not self._usable_address(request, "a request"):
             return
         listener = self.listener
-        if self.on_request is None:
-            # No HTTP application: answer 501, on a rendezvous for address-only requests.
-            from txhyco.listener.http import serve_request, websocket_only_site
+        if self.on_request is None or listener.requests.closing:
+            # No HTTP application: 501. A stopping listener (draining the
+            # requests it is serving) takes no new one: 503 at once, so the
+            # sender can try again (another listener, or this one back),
+            # instead of being served by an application on its way out.
+            # Answered on a rendezvous for address-only requests.
+            from txhyco.listener.http import serve_request, stopping_site, websocket_only_site
 
-            serve_request(listener.reactor, listener.hc, websocket_only_site(), request, body, listener)
+            site = websocket_only_site() if self.on_request is None else stopping_site()
+            serve_request(listener.reactor, listener.hc, site, request, body, listener)
             return
         try:
             self.on_request(request, body, listener)

@@ -476,22 +476,34 @@ def _with_body(response: Response, body: bool) -> Response:
     return Response(response.request_id, response.status_code, response.status_description, response.response_headers, body=body)
 
 
-def websocket_only_site():
-    """The HTTP answer of a listener that has only WebSocket connections to offer: 501."""
+def refusing_site(status: int, reason: bytes, text: bytes, headers: tuple = ()):
+    """A Site answering every request with ``status`` and ``text``, unlogged (the listener's own refusals)."""
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
-    class WebSocketOnly(Resource):
+    class Refusal(Resource):
         isLeaf = True
 
         def render(self, request):
-            request.setResponseCode(501, b"Not Implemented")
+            request.setResponseCode(status, reason)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"This listener serves WebSocket connections only.\n"
+            for name, value in headers:
+                request.setHeader(name, value)
+            return text
 
-    site = Site(WebSocketOnly())
+    site = Site(Refusal())
     site.log = lambda request: None  # no access log for these refusals
     return site
+
+
+def websocket_only_site():
+    """The HTTP answer of a listener that has only WebSocket connections to offer: 501."""
+    return refusing_site(501, b"Not Implemented", b"This listener serves WebSocket connections only.\n")
+
+
+def stopping_site():
+    """The HTTP answer of a listener that is stopping to a request that arrives meanwhile: 503."""
+    return refusing_site(503, b"Service Unavailable", b"This listener is stopping.\n", ((b"retry-after", b"1"),))
 
 
 def serve_request(reactor, hc, factory, request: Request, body: bytes | None, listener, *, inspector=None) -> None:
