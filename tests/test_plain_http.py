@@ -190,8 +190,8 @@ def _answer(request, body):
 @pytest_twisted.inlineCallbacks
 def test_one_connection_mixes_plain_requests_with_those_h11_reads(relay, monkeypatch):
     taken = []
-    def counted(data, limit):
-        taken.append(plain_request(data, limit))
+    def counted(data, limit, read=None):
+        taken.append(plain_request(data, limit, read))
         return taken[-1]
     monkeypatch.setattr(httpsender, "plain_request", counted)
     monkeypatch.setattr(frontdoor, "plain_request", counted)
@@ -237,4 +237,20 @@ def test_one_connection_mixes_plain_requests_with_those_h11_reads(relay, monkeyp
     head_answer = data[data.index(b"X-Head: yes"):]
     assert b"\r\nTransfer-Encoding: chunked" in head_answer.split(b"\r\n\r\n")[0]  # as h11 writes it
     assert sum(result is not None for result in taken) == 7  # one (at the front door), two, three, big, headless, slow, seven
+    yield listener.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_front_door_reads_a_first_head_once(relay, monkeypatch):
+    reads = []
+    real = frontdoor.read_head
+    monkeypatch.setattr(frontdoor, "read_head", lambda head: reads.append(head) or real(head))
+    listener = yield RawListener(relay, "once", respond=_answer).start()
+    client = yield raw_connect(relay.port)
+    client.transport.write(b"GET /once/first HTTP/1.1\r\nHost: %s\r\nServiceBusAuthorization: %s\r\n\r\n" % (
+        relay.host.encode(), make_token(relay, "once").encode()))
+    yield client.wait_for(b"answer-to-first-")
+    client.transport.loseConnection()
+    # judged as an upgrade (it is not) and as a plain request from one reading
+    assert sum(head.startswith(b"GET /once/first ") for head in reads) == 1
     yield listener.stop()

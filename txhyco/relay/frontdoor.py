@@ -16,16 +16,14 @@ refuses included, is h11's to judge as before.
 from __future__ import annotations
 
 import h11
-import httptools
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from txhyco._twisted import eagerwrite
-from txhyco.protocol.grammar import TOKEN_B
 from txhyco.protocol.http import reason_phrase
 
 from .httpsender import HttpSender
-from .plainhttp import HeadReader, plain_head_bytes, plain_request
+from .plainhttp import plain_request, read_head, websocket_upgrade_headers
 
 log = Logger()
 
@@ -39,58 +37,6 @@ def _is_websocket_upgrade(request: h11.Request) -> bool:
     return False
 
 
-#: Headers whose presence sends an upgrade to h11 (a body on an upgrade, or
-#: what h11 judges by its own rules).
-_H11_JUDGES = frozenset({b"content-length", b"transfer-encoding"})
-
-
-def websocket_upgrade_headers(head: bytes) -> list[tuple[bytes, bytes]] | None:
-    """The (name, value) pairs of ``head`` (ending with its blank line) if it is a plain WebSocket upgrade.
-
-    Plain: llhttp reads it without complaint as ``GET`` over HTTP/1.1 with
-    one ``Host``, an ``Upgrade`` naming websocket and no body headers. None
-    otherwise, for h11 to judge (and refuse, or serve as plain HTTP).
-    """
-    if not head.startswith(b"GET "):  # llhttp skips empty lines before the request line; h11 does not
-        return None
-    if not plain_head_bytes(head):  # older llhttp (httptools 0.6) takes folded lines and more
-        return None
-    reader = HeadReader()
-    parser = httptools.HttpRequestParser(reader)
-    try:
-        parser.feed_data(head)
-    except httptools.HttpParserUpgrade:
-        pass  # Connection: Upgrade; the head is complete
-    except httptools.HttpParserError:
-        return None
-    # The request line exactly as h11 reads it: one space either side of the target.
-    if head[:head.find(b"\r\n")] != b"GET " + reader.target + b" HTTP/1.1" or b" " in reader.target:
-        return None
-    hosts = 0
-    websocket = False
-    token = TOKEN_B.fullmatch
-    for name, value in reader.headers:
-        if token(name) is None:  # (older llhttp takes a space in a name)
-            return None
-        lower = name.lower()
-        if lower == b"host":
-            hosts += 1
-        elif lower == b"upgrade":
-            websocket = websocket or b"websocket" in value.lower()
-        elif lower in _H11_JUDGES:
-            return None
-    if hosts != 1 or not websocket:
-        return None
-    return reader.headers
-
-
-#: Bytes the relay reads per socket read (Twisted's default is 64 KiB). Bulk
-#: relaying (large messages, downloads) costs per read, so reads are larger,
-#: but stay under 128 KiB: CPython allocates the full size for every read,
-#: and glibc serves larger blocks with mmap, faulting fresh pages in each
-#: time (256 KiB reads were slower than 64 KiB ones). Measured with
-#: benchmarks/: relay CPU for 1 MiB echoes -18 %. Also Twisted's threshold
-#: for pausing a producer writing to the connection.
 READ_SIZE = 120 * 1024
 
 #: The first byte of a TLS handshake record (RFC 8446 §5.1, content type 22):
@@ -142,13 +88,15 @@ class FrontDoor(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        headers = websocket_upgrade_headers(self._buffer[:end + 4])
+        head = self._buffer[:end + 4]
+        read = read_head(head)  # once, for both judges below
+        headers = websocket_upgrade_headers(head, read) if read is not None else None
         if headers is not None:
             buffered, self._buffer = self._buffer, b""
             self._upgrade(headers, buffered)
             return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limit + 4)
-        plain = plain_request(self._buffer, limit + 4)
+        plain = plain_request(self._buffer, limit + 4, read) if read is not None else None
         if plain is not None:  # a plain HTTP request (txhyco.relay.plainhttp): h11 reads none of it
             buffered, self._buffer = self._buffer, b""
             sender = HttpSender(self.relay, self, conn)

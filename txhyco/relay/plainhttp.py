@@ -10,6 +10,8 @@ alike are taken (``tests/test_plain_http.py`` fuzzes both readers against
 each other): httptools must read the head without complaint, and the bytes
 must be of a shape on which both agree (CRLF line ends, no folded lines,
 no control characters, the request line exactly as h11 splits it).
+The front door's common WebSocket upgrade is judged from the same reading
+(:func:`websocket_upgrade_headers`): a connection's first head is read once.
 
 :func:`plain_response` writes the bytes h11 writes for a whole response
 with a Content-Length (or none allowed) to such a request, for
@@ -79,35 +81,67 @@ def plain_head_bytes(head: bytes) -> bool:
     return not head.translate(None, _HEAD_BYTES)
 
 
-def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
+class ReadHead:
+    """A request head llhttp read without complaint, of a shape h11 reads alike (see :func:`read_head`)."""
+
+    __slots__ = ("method", "target", "headers", "upgrade")
+
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], upgrade: bool) -> None:
+        self.method = method
+        self.target = target
+        #: h11's raw (name, value) pairs
+        self.headers = headers
+        #: llhttp saw an upgrade (``Connection: upgrade`` with ``Upgrade``)
+        self.upgrade = upgrade
+
+
+def read_head(head: bytes) -> ReadHead | None:
+    """``head`` (ending with its blank line) read once with httptools, for
+    :func:`plain_request` and :func:`websocket_upgrade_headers` to judge; None
+    if its bytes or its request line are of a shape h11 might read otherwise."""
+    if not plain_head_bytes(head):  # (older llhttp, httptools 0.6, takes folded lines and more)
+        return None
+    reader = HeadReader()
+    parser = httptools.HttpRequestParser(reader)
+    upgrade = False
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        upgrade = True  # the head is complete
+    except httptools.HttpParserError:
+        return None
+    method = parser.get_method()
+    target = reader.target
+    # The request line exactly as h11 reads it: one space either side of a visible-ASCII target.
+    if head[:head.find(b"\r\n")] != b"%s %s HTTP/1.1" % (method, target) or not target or target.translate(None, _TARGET_BYTES):
+        return None
+    token = TOKEN_B.fullmatch
+    for name, _ in reader.headers:
+        if token(name) is None:  # older llhttp takes a space in a name
+            return None
+    return ReadHead(method, target, reader.headers, upgrade)
+
+
+def plain_request(data: bytes, max_head: int, read: ReadHead | None = None) -> PlainRequest | None:
     """``data`` as one plain request, whole (see the module docstring), or None.
 
     ``max_head`` bounds the head, as the relay's h11 connections are bounded.
+    ``read``: its head as :func:`read_head` read it already (the front door's).
     """
     if not data.startswith(_METHODS):
         return None
     end = data.find(b"\r\n\r\n", 0, max_head)
     if end < 0:
         return None
-    head = data[:end + 4]
-    if not plain_head_bytes(head):
-        return None
-    reader = HeadReader()
-    parser = httptools.HttpRequestParser(reader)
-    try:
-        parser.feed_data(head)
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # (an upgrade is no plain request)
-        return None
-    method = parser.get_method()
-    target = reader.target
-    if head[:head.find(b"\r\n")] != b"%s %s HTTP/1.1" % (method, target) or not target or target.translate(None, _TARGET_BYTES):
-        return None
+    if read is None:
+        read = read_head(data[:end + 4])
+        if read is None:
+            return None
+    if read.upgrade:
+        return None  # an upgrade is no plain request
     hosts = 0
     length = None
-    token = TOKEN_B.fullmatch
-    for name, value in reader.headers:
-        if token(name) is None:  # older llhttp takes a space in a name
-            return None
+    for name, value in read.headers:
         lower = name.lower()
         if lower == b"host":
             hosts += 1
@@ -122,7 +156,41 @@ def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
     body = data[end + 4:]
     if len(body) != (length or 0):
         return None  # more to come, or a pipelined request behind: h11's
-    return PlainRequest(method, target, reader.headers, body)
+    return PlainRequest(read.method, read.target, read.headers, body)
+
+
+#: Headers whose presence sends an upgrade to h11 (a body on an upgrade, or
+#: what h11 judges by its own rules).
+_H11_JUDGES = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def websocket_upgrade_headers(head: bytes, read: ReadHead | None = None) -> list[tuple[bytes, bytes]] | None:
+    """The (name, value) pairs of ``head`` (ending with its blank line) if it is a plain WebSocket upgrade.
+
+    Plain: llhttp reads it without complaint as ``GET`` over HTTP/1.1 with
+    one ``Host``, an ``Upgrade`` naming websocket and no body headers. None
+    otherwise, for h11 to judge (and refuse, or serve as plain HTTP).
+    ``read``: ``head`` as :func:`read_head` read it already.
+    """
+    if not head.startswith(b"GET "):  # llhttp skips empty lines before the request line; h11 does not
+        return None
+    if read is None:
+        read = read_head(head)
+        if read is None:
+            return None
+    hosts = 0
+    websocket = False
+    for name, value in read.headers:
+        lower = name.lower()
+        if lower == b"host":
+            hosts += 1
+        elif lower == b"upgrade":
+            websocket = websocket or b"websocket" in value.lower()
+        elif lower in _H11_JUDGES:
+            return None
+    if hosts != 1 or not websocket:
+        return None
+    return read.headers
 
 
 def plain_response(status: int, reason: bytes, headers: list[tuple[str, str]], content_length: int | None) -> bytes:
