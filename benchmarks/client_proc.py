@@ -15,6 +15,7 @@ connections open until stdin closes.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -234,6 +235,11 @@ def ws_scale(reactor, connect, params):
 # ----------------------------------------------------------------- HTTP
 
 
+#: ``run.py --vary-heads``: every request carries a fresh X-Request-Id.
+VARY_HEADS = os.environ.get("BENCH_VARY_HEADS") == "1"
+_request_ids = itertools.count(1)
+
+
 class HttpClient(protocol.Protocol):
     """Keep-alive HTTP/1.1 client on h11: ``get(path)`` fires with (status, body bytes, seconds)."""
 
@@ -250,7 +256,10 @@ class HttpClient(protocol.Protocol):
         if self.conn.our_state is h11.DONE:
             self.conn.start_next_cycle()
         self.pending = [defer.Deferred(), now(), 0, None]
-        req = h11.Request(method="GET", target=path, headers=[("Host", self.host)] + self.headers)
+        headers = [("Host", self.host)] + self.headers
+        if VARY_HEADS:  # a head unlike the last one, as a tracing client sends
+            headers.append(("X-Request-Id", f"{next(_request_ids):016x}"))
+        req = h11.Request(method="GET", target=path, headers=headers)
         self.transport.write(self.conn.send(req) + self.conn.send(h11.EndOfMessage()))
         return self.pending[0]
 

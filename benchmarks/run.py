@@ -929,10 +929,14 @@ def main(argv=None) -> int:
     ap.add_argument("--inspect", action="store_true",
                     help="put a traffic inspector on the relayed HTTP listener (compare with a run without)")
     ap.add_argument("--cluster", action="store_true", help="run the cluster arrangements in a smoke run too (quick and full always do)")
+    ap.add_argument("--vary-heads", action="store_true",
+                    help="every HTTP GET carries a fresh X-Request-Id header, so no two request heads are alike")
     ap.add_argument("--no-cluster", action="store_true", help="skip the cluster arrangements")
     args = ap.parse_args(argv)
     mode = "smoke" if args.smoke else "full" if (args.full or os.environ.get("BENCH_FULL") not in (None, "", "0")) else "quick"
     MODES[mode] = dict(MODES[mode])
+    if args.vary_heads:
+        os.environ["BENCH_VARY_HEADS"] = "1"  # read by client_proc.py, which inherits the environment
     if args.scale_connections:
         MODES[mode]["scale_connections"] = args.scale_connections
     os.makedirs(args.out, exist_ok=True)
@@ -942,6 +946,8 @@ def main(argv=None) -> int:
     bench = Bench(mode, args.out, peer=not args.no_peer and (mode != "smoke" or args.peer), only=args.only,
                   profile={"relay": args.profile_relay, "server": args.profile_server, "client": args.profile_client}, arrangements=args.arrangements,
                   inspect=args.inspect, cluster=not args.no_cluster and (mode != "smoke" or args.cluster))
+    if args.vary_heads:
+        bench.notes.append("--vary-heads: every HTTP GET carried a fresh X-Request-Id header")
     if args.inspect:
         bench.notes.append("--inspect: a traffic inspector captured the relayed HTTP listener's exchanges (no page viewer)")
     t0 = time.monotonic()
@@ -969,7 +975,7 @@ def main(argv=None) -> int:
     text += f"\nelapsed {elapsed:.0f} s"
     print()
     print(text)
-    doc = {"mode": mode, "inspect": args.inspect, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "machine": machine,
+    doc = {"mode": mode, "inspect": args.inspect, "vary_heads": args.vary_heads, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": elapsed, "machine": machine,
            "process_layout": {"orchestrator": "run.py (samples RSS/CPU with psutil; idle while measuring)",
                               "relay": "relay_proc.py (txhyco RelayService)",
                               "server": "server_proc.py (echo WebSocket + twisted.web; TCP and through the relay)",

@@ -104,3 +104,18 @@ def test_smoke_run_with_microsofts_listeners(tmp_path):
     assert "hyco-https" in seen[("http_download", "relayed-hyco-https")]["rss"]  # its memory is sampled
     assert [c["name"] for c in doc["comparisons"]][:2] == [
         "HTTP small GET rps, txhyco ÷ hyco-https", "HTTP download MB/s, txhyco ÷ hyco-https"]
+
+
+@pytest.mark.timeout(120)
+def test_vary_heads_gives_every_get_a_fresh_head(tmp_path):
+    pytest.importorskip("psutil", reason="the bench extra is not installed (pip install -e '.[bench]')")
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--only", "http_get_small", "--arrangements", "relayed", "--no-peer",
+         "--no-cluster", "--vary-heads", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=100,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    assert doc["vary_heads"] is True
+    (result,) = doc["results"]
+    assert result["error"] is None and result["metrics"]["rps"]["median"] > 0
