@@ -46,6 +46,23 @@ log = Logger()
 # Response headers that describe the synthetic connection, not the response.
 _HOP = CONNECTION_HEADERS - {"content-length"}
 
+#: Why an application's connection ends once its response is complete: one
+#: Failure for all (as Twisted's own ``connectionDone``), not one per request.
+_RESPONSE_COMPLETE = Failure(ConnectionDone("response complete"))
+
+_last_host = (None, None)  # (hc, its HybridConnectionAddress): requests come to the same one
+
+
+def _host_address(hc) -> HybridConnectionAddress:
+    """``getHost()`` of ``hc``'s relayed connections (immutable: built once while ``hc`` is the same)."""
+    global _last_host
+    known, address = _last_host
+    if hc is not known:
+        address = HybridConnectionAddress(hc.namespace, hc.path)
+        _last_host = (hc, address)
+    return address
+
+
 #: Seconds an address-only request's rendezvous waits for the request itself:
 #: as long as the relay waits for the response (it gives up on the request then).
 REQUEST_WAIT = RESPONSE_DEADLINE
@@ -158,7 +175,7 @@ class HttpExchange:
             return
         self._chunked = body is None
         self._reader = ResponseReader(self, request.method)
-        self.transport = RelayedTransport(self, peer, HybridConnectionAddress(self.hc.namespace, self.hc.path))
+        self.transport = RelayedTransport(self, peer, _host_address(self.hc))
         self.transport.protocol = self.app
         self._inside_serve = True
         try:
@@ -401,7 +418,7 @@ class HttpExchange:
             # Usually called from inside the application's own write (the end
             # of its response): let that call return before the connection
             # goes, as a socket's loss would also come later.
-            self.reactor.callLater(0, self._app_lost, reason or Failure(ConnectionDone("response complete")))
+            self.reactor.callLater(0, self._app_lost, reason or _RESPONSE_COMPLETE)
 
     def _when_answered(self) -> None:
         """Fire ``done`` once the answer has left: at once, or when its rendezvous closes."""
