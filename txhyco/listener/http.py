@@ -133,8 +133,9 @@ class HttpExchange:
         self._closed = False
         self._rendezvous_gone = False  # a rendezvous was needed and could not be opened
         self._awaiting_rendezvous_close = False  # answered, its rendezvous still opening
-        #: fires when the exchange is over: answered, and its rendezvous (if any) closed
-        self.done: defer.Deferred = defer.Deferred()
+        self._is_over = False  # answered, and its rendezvous (if any) closed
+        self._done: defer.Deferred | None = None
+        self._on_over = None  # when_over's callback
         self._via_rendezvous = request.address_only
         self._request_wait = None  # the timer for an address-only request's arrival
 
@@ -431,9 +432,29 @@ class HttpExchange:
         else:
             self._over()
 
+    @property
+    def done(self) -> defer.Deferred:
+        """Fires when the exchange is over: answered, and its rendezvous (if any) closed."""
+        if self._done is None:
+            self._done = defer.succeed(None) if self._is_over else defer.Deferred()
+        return self._done
+
+    def when_over(self, callback) -> None:
+        """Call ``callback(self)`` once the exchange is over (as ``done`` fires; without a
+        Deferred per request, for the drain of :mod:`txhyco.listener.drain`)."""
+        if self._is_over:
+            callback(self)
+        else:
+            self._on_over = callback
+
     def _over(self, result=None):
-        if not self.done.called:
-            self.done.callback(None)
+        if not self._is_over:
+            self._is_over = True
+            callback, self._on_over = self._on_over, None
+            if callback is not None:
+                callback(self)
+            if self._done is not None:
+                self._done.callback(None)
         return result
 
     # -- a stopping listener (txhyco.listener.drain) -------------------------------
