@@ -127,6 +127,7 @@ class HttpExchange:
         # then no timer is made at all.
         self._inside_serve = False
         self._flush_pending = False
+        self._lost_after_serve = None  # the application's connectionLost reason, due when _serve returns
         self._streaming = False  # response body goes out as rendezvous fragments
         self._message_started = False
         self.finished = False  # the response is complete, or answered for the application
@@ -179,6 +180,7 @@ class HttpExchange:
         self.transport = RelayedTransport(self, peer, _host_address(self.hc))
         self.transport.protocol = self.app
         self._inside_serve = True
+        returned = False
         try:
             if fields is not None:
                 # twisted.web's own channel: its Request without the bytes (txhyco.listener.siterequest)
@@ -190,12 +192,19 @@ class HttpExchange:
                     self._feed(head + body)
                 else:
                     self._feed(head)
+            returned = True
         finally:
             self._inside_serve = False
             if self._flush_pending:
                 self._flush_pending = False
                 if not self.finished and not self._via_rendezvous:
                     self._flush_call = self.reactor.callLater(RESPONSE_FLUSH_DELAY, self._flush_to_rendezvous)
+            lost, self._lost_after_serve = self._lost_after_serve, None
+            if lost is not None:
+                if returned:
+                    self._app_lost(lost)  # every call into the application has returned
+                else:
+                    self.reactor.callLater(0, self._app_lost, lost)
 
     def _feed(self, data: bytes) -> None:
         if data and not self._closed and self.transport.protocol is not None:
@@ -418,8 +427,13 @@ class HttpExchange:
             self.producer_changed(release=True)
             # Usually called from inside the application's own write (the end
             # of its response): let that call return before the connection
-            # goes, as a socket's loss would also come later.
-            self.reactor.callLater(0, self._app_lost, reason or _RESPONSE_COMPLETE)
+            # goes, as a socket's loss would also come later. Inside _serve
+            # that is as soon as _serve's call into the application returns
+            # (most answers: no timer); otherwise on the next reactor turn.
+            if self._inside_serve:
+                self._lost_after_serve = reason or _RESPONSE_COMPLETE
+            else:
+                self.reactor.callLater(0, self._app_lost, reason or _RESPONSE_COMPLETE)
 
     def _when_answered(self) -> None:
         """Fire ``done`` once the answer has left: at once, or when its rendezvous closes."""
