@@ -197,3 +197,51 @@ def test_a_request_that_arrives_while_the_listener_stops_gets_503_at_once(relay)
     resource.release()
     assert (yield first) == (200, b"answered after the stop began")
     yield stopped
+
+
+def test_a_relayed_request_leaves_the_registry_when_answered_and_its_done_fires():
+    # A relayed request tells the registry it is over without a Deferred
+    # (when_over); its done Deferred, made on demand, fires all the same.
+    from twisted.internet.task import Clock
+
+    from txhyco.address import HybridConnection
+    from txhyco.listener.http import HttpExchange
+    from txhyco.protocol.addresses import Namespace
+    from txhyco.protocol.messages import Request
+
+    class Hello(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            return b"hello"
+
+    class Responder:
+        def __init__(self, clock):
+            self.reactor, self.requests, self.answers = clock, RelayedConnections(clock), []
+
+        def respond(self, response, body=None):
+            self.answers.append((response.status_code, body))
+            return True
+
+    clock = Clock()
+    listener = Responder(clock)
+    hc = HybridConnection(Namespace.parse("127.0.0.1:1", secure=False), "x")
+    exchanges = []
+    for n in range(2):
+        request = Request(address=f"ws://127.0.0.1:1/$hc/x?sb-hc-action=request&sb-hc-id={n}", id=str(n),
+                          request_target="/x/", method="GET", request_headers={"Host": "h"})
+        exchange = HttpExchange(clock, hc, Site(Hello()), listener, request)
+        listener.requests.add(exchange)
+        exchanges.append(exchange)
+    early = exchanges[0].done  # asked for before the end
+    drained = listener.requests.close_all(drain_timeout=5)
+    exchanges[0].start(b"")
+    assert early.called and not drained.called and len(listener.requests) == 1
+    exchanges[1].start(b"")
+    assert drained.called and len(listener.requests) == 0
+    assert exchanges[1].done.called  # asked for after the end
+    seen = []
+    exchanges[1].when_over(seen.append)
+    assert seen == [exchanges[1]]
+    assert listener.answers == [(200, b"hello"), (200, b"hello")]
+    clock.advance(0)  # the applications' connections end

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from txhyco.protocol.errors import ProtocolError
+from txhyco.protocol.grammar import FORBIDDEN_IN_VALUE
 from txhyco.protocol.messages import (
     MAX_COMMAND_SIZE,
     Accept,
@@ -442,3 +443,30 @@ def test_structured_garbage_only_protocol_error(key, members):
         parse_command(json.dumps({key: members}))
     except ProtocolError:
         pass
+
+
+_header_name = st.text(st.sampled_from("aZ09-_!#~"), min_size=1, max_size=8)
+_any_text = st.text(max_size=12).filter(lambda t: not FORBIDDEN_IN_VALUE.search(t))
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.text(max_size=40).filter(lambda t: not FORBIDDEN_IN_VALUE.search(t)), st.integers(100, 999),
+       st.none() | _any_text, st.lists(st.tuples(_header_name, _any_text), max_size=6), st.booleans())
+def test_a_response_is_written_as_the_json_encoder_writes_it(request_id, status, description, headers, body):
+    # serialize_command writes a response's text directly (the listener's hot
+    # path); it must be the encoder's, character for character.
+    resp = Response(request_id, status, description, Headers(headers), body)
+    inner = {"requestId": request_id, "statusCode": status}
+    if description is not None:
+        inner["statusDescription"] = resp.status_description
+    inner["responseHeaders"] = resp.response_headers.to_dict()
+    inner["body"] = body
+    text = serialize_command(resp)
+    assert text == json.dumps({"response": inner}, separators=(",", ":"), ensure_ascii=True)
+    assert parse_command(text) == resp
+
+
+def test_a_response_too_large_to_send_is_refused():
+    big = Headers([(f"X-{i}", "v" * 1000) for i in range(70)])
+    with pytest.raises(ProtocolError, match="response command would be .* the limit is 65536"):
+        serialize_command(Response("i", 200, "OK", big, True))

@@ -245,3 +245,59 @@ def test_a_small_answer_still_unfinished_after_the_flush_delay_streams_on_a_rend
         assert (status, total) == (200, 10)
     finally:
         yield port.stopListening()
+
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_application_loses_its_connection_once_its_calls_have_returned(fast, monkeypatch):
+    # Twisted's own loss of a socket comes after the protocol's calls return;
+    # a relayed exchange ends the same way: after the application's write
+    # (and the request that made it) have returned, without waiting a reactor
+    # turn when the answer was complete by then; on a timer otherwise.
+    from twisted.internet.task import Clock
+    from twisted.web.server import NOT_DONE_YET
+
+    from txhyco.address import HybridConnection
+    from txhyco.listener import siterequest
+    from txhyco.listener.http import HttpExchange
+    from txhyco.protocol.addresses import Namespace
+    from txhyco.protocol.messages import Request
+
+    monkeypatch.setattr(siterequest, "ENABLED", fast)
+    events = []
+
+    class Answer(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            transport = request.transport
+            request.setHeader(b"content-length", b"%d" % len(request.path[1:]))
+            if request.path == b"/later":
+                clock.callLater(1, lambda: (request.write(b"later"), request.finish(),
+                                            events.append(("returned", transport.disconnected))))
+                return NOT_DONE_YET
+            request.write(b"now")
+            request.finish()
+            events.append(("returned", transport.disconnected))
+            return NOT_DONE_YET
+
+    class Responder:
+        def respond(self, response, body=None):
+            events.append(body)
+            return True
+
+    clock = Clock()
+    hc = HybridConnection(Namespace.parse("127.0.0.1:1", secure=False), "x")
+    for target in ("/x/now", "/x/later"):
+        del events[:]
+        request = Request(address="ws://127.0.0.1:1/$hc/x?sb-hc-action=request&sb-hc-id=1", id="1",
+                          request_target=target, method="GET", request_headers={"Host": "h"})
+        exchange = HttpExchange(clock, hc, Site(Answer()), Responder(), request)
+        exchange.start(b"")
+        if target == "/x/later":
+            assert events == []
+            clock.advance(1)  # (a Clock runs the timer it adds at once)
+            assert events == [b"later", ("returned", False)]
+        else:
+            assert events == [b"now", ("returned", False)]
+        assert exchange.transport.disconnected

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
 from zope.interface import implementer
 
@@ -20,8 +21,6 @@ CONNECTION_STRING_ENV = "HYCO_CONNECTION_STRING"
 
 def peer_address(remote_endpoint):
     """The sender's address (``remoteEndpoint`` of an accept or request) as a Twisted address."""
-    from twisted.internet.address import IPv4Address, IPv6Address
-
     if remote_endpoint is None:
         return IPv4Address("TCP", "0.0.0.0", 0)
     cls = IPv6Address if ":" in remote_endpoint.address else IPv4Address

@@ -8,8 +8,9 @@ what is still open then is dropped. Senders thus get every message sent
 before the stop, then 1001, instead of a bare drop (1006).
 
 A connection registers itself here with ``add``; it offers ``done`` (a
-Deferred that fires when it is over), ``going_away(reason)`` (start closing
-with 1001) and ``abort()`` (drop it now).
+Deferred that fires when it is over) or ``when_over(callback)`` (the same
+without a Deferred), ``going_away(reason)`` (start closing with 1001) and
+``abort()`` (drop it now).
 """
 from __future__ import annotations
 
@@ -38,15 +39,22 @@ class RelayedConnections:
 
     def add(self, connection) -> None:
         self._live.add(connection)
-        connection.done.addBoth(self._ended, connection)
+        when_over = getattr(connection, "when_over", None)
+        if when_over is not None:
+            when_over(self._over)  # a relayed request: one per request, no Deferred
+        else:
+            connection.done.addBoth(self._ended, connection)
         if self.closing and connection in self._live:
             connection.going_away(GOING_AWAY_REASON)
 
     def _ended(self, result, connection):
+        self._over(connection)
+        return result
+
+    def _over(self, connection) -> None:
         self._live.discard(connection)
         if not self._live:
             self._drained()
-        return result
 
     def close_all(self, drain_timeout: float = DRAIN_TIMEOUT) -> defer.Deferred:
         """Close every connection with 1001; fires once all are over, or after ``drain_timeout`` s having dropped the rest."""

@@ -46,6 +46,23 @@ log = Logger()
 # Response headers that describe the synthetic connection, not the response.
 _HOP = CONNECTION_HEADERS - {"content-length"}
 
+#: Why an application's connection ends once its response is complete: one
+#: Failure for all (as Twisted's own ``connectionDone``), not one per request.
+_RESPONSE_COMPLETE = Failure(ConnectionDone("response complete"))
+
+_last_host = (None, None)  # (hc, its HybridConnectionAddress): requests come to the same one
+
+
+def _host_address(hc) -> HybridConnectionAddress:
+    """``getHost()`` of ``hc``'s relayed connections (immutable: built once while ``hc`` is the same)."""
+    global _last_host
+    known, address = _last_host
+    if hc is not known:
+        address = HybridConnectionAddress(hc.namespace, hc.path)
+        _last_host = (hc, address)
+    return address
+
+
 #: Seconds an address-only request's rendezvous waits for the request itself:
 #: as long as the relay waits for the response (it gives up on the request then).
 REQUEST_WAIT = RESPONSE_DEADLINE
@@ -110,14 +127,16 @@ class HttpExchange:
         # then no timer is made at all.
         self._inside_serve = False
         self._flush_pending = False
+        self._lost_after_serve = None  # the application's connectionLost reason, due when _serve returns
         self._streaming = False  # response body goes out as rendezvous fragments
         self._message_started = False
         self.finished = False  # the response is complete, or answered for the application
         self._closed = False
         self._rendezvous_gone = False  # a rendezvous was needed and could not be opened
         self._awaiting_rendezvous_close = False  # answered, its rendezvous still opening
-        #: fires when the exchange is over: answered, and its rendezvous (if any) closed
-        self.done: defer.Deferred = defer.Deferred()
+        self._is_over = False  # answered, and its rendezvous (if any) closed
+        self._done: defer.Deferred | None = None
+        self._on_over = None  # when_over's callback
         self._via_rendezvous = request.address_only
         self._request_wait = None  # the timer for an address-only request's arrival
 
@@ -158,9 +177,10 @@ class HttpExchange:
             return
         self._chunked = body is None
         self._reader = ResponseReader(self, request.method)
-        self.transport = RelayedTransport(self, peer, HybridConnectionAddress(self.hc.namespace, self.hc.path))
+        self.transport = RelayedTransport(self, peer, _host_address(self.hc))
         self.transport.protocol = self.app
         self._inside_serve = True
+        returned = False
         try:
             if fields is not None:
                 # twisted.web's own channel: its Request without the bytes (txhyco.listener.siterequest)
@@ -172,12 +192,19 @@ class HttpExchange:
                     self._feed(head + body)
                 else:
                     self._feed(head)
+            returned = True
         finally:
             self._inside_serve = False
             if self._flush_pending:
                 self._flush_pending = False
                 if not self.finished and not self._via_rendezvous:
                     self._flush_call = self.reactor.callLater(RESPONSE_FLUSH_DELAY, self._flush_to_rendezvous)
+            lost, self._lost_after_serve = self._lost_after_serve, None
+            if lost is not None:
+                if returned:
+                    self._app_lost(lost)  # every call into the application has returned
+                else:
+                    self.reactor.callLater(0, self._app_lost, lost)
 
     def _feed(self, data: bytes) -> None:
         if data and not self._closed and self.transport.protocol is not None:
@@ -400,8 +427,13 @@ class HttpExchange:
             self.producer_changed(release=True)
             # Usually called from inside the application's own write (the end
             # of its response): let that call return before the connection
-            # goes, as a socket's loss would also come later.
-            self.reactor.callLater(0, self._app_lost, reason or Failure(ConnectionDone("response complete")))
+            # goes, as a socket's loss would also come later. Inside _serve
+            # that is as soon as _serve's call into the application returns
+            # (most answers: no timer); otherwise on the next reactor turn.
+            if self._inside_serve:
+                self._lost_after_serve = reason or _RESPONSE_COMPLETE
+            else:
+                self.reactor.callLater(0, self._app_lost, reason or _RESPONSE_COMPLETE)
 
     def _when_answered(self) -> None:
         """Fire ``done`` once the answer has left: at once, or when its rendezvous closes."""
@@ -414,9 +446,29 @@ class HttpExchange:
         else:
             self._over()
 
+    @property
+    def done(self) -> defer.Deferred:
+        """Fires when the exchange is over: answered, and its rendezvous (if any) closed."""
+        if self._done is None:
+            self._done = defer.succeed(None) if self._is_over else defer.Deferred()
+        return self._done
+
+    def when_over(self, callback) -> None:
+        """Call ``callback(self)`` once the exchange is over (as ``done`` fires; without a
+        Deferred per request, for the drain of :mod:`txhyco.listener.drain`)."""
+        if self._is_over:
+            callback(self)
+        else:
+            self._on_over = callback
+
     def _over(self, result=None):
-        if not self.done.called:
-            self.done.callback(None)
+        if not self._is_over:
+            self._is_over = True
+            callback, self._on_over = self._on_over, None
+            if callback is not None:
+                callback(self)
+            if self._done is not None:
+                self._done.callback(None)
         return result
 
     # -- a stopping listener (txhyco.listener.drain) -------------------------------

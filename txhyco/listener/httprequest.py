@@ -9,6 +9,8 @@ common shape h11 would write unchanged, and by h11 otherwise.
 """
 from __future__ import annotations
 
+import functools
+
 import h11
 
 from txhyco.protocol.addresses import relative_target
@@ -39,6 +41,19 @@ def write_request_head(method: str, target: str, headers: list) -> bytes:
     return head
 
 
+@functools.lru_cache(maxsize=256)
+def _recent_relative_target(target: str, entity_path: str) -> tuple[str, str]:
+    return relative_target(target, entity_path)
+
+
+def _relative_target(target: str, entity_path: str) -> tuple[str, str]:
+    """:func:`relative_target`, remembered for the last short targets (a pure function of
+    two strings; most requests repeat a few targets, each worked out once)."""
+    if len(target) > 256:  # (the cache holds at most 256 of these, 64 KiB of text)
+        return relative_target(target, entity_path)
+    return _recent_relative_target(target, entity_path)
+
+
 def synthetic_request_fields(request: Request, hc, body: bytes | None) -> tuple[str, list]:
     """(request target, [(name, value), ...]) of the synthetic request for ``request`` on ``hc``.
 
@@ -47,7 +62,7 @@ def synthetic_request_fields(request: Request, hc, body: bytes | None) -> tuple[
     ``Request`` directly. Raises ``ProtocolError`` for a target that cannot be
     made relative to the hybrid connection.
     """
-    target, prefix = relative_target(request.request_target or "/", hc.path)
+    target, prefix = _relative_target(request.request_target or "/", hc.path)
     headers = []
     host = None
     for name, value in request.request_headers.items():

@@ -56,10 +56,13 @@ FORBIDDEN_IN_TARGET = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
 # and one for all values, not two per field): the names joined by LF must be
 # tokens separated by single LFs; the values joined by LF must be ASCII, hold
 # no control character but HTAB and neither begin nor end with a space or tab.
+# (The ends of the values are found with substring tests on the LF-joined and
+# LF-wrapped values -- LF+space, space+LF and the same with HTAB --: one
+# regex with line anchors costs the regex engine a try at every character.)
 _JOINED_NAMES = re.compile(TOKEN.pattern + r"(?:\n" + TOKEN.pattern + ")*")
 _JOINED_NAMES_B = re.compile(TOKEN_B.pattern + rb"(?:\n" + TOKEN_B.pattern + rb")*")
-_NOT_PLAIN_LINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|^[ \t]|[ \t]$", re.MULTILINE)
-_NOT_PLAIN_LINE_B = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|^[ \t]|[ \t]$", re.MULTILINE)
+_CONTROL_BUT_TAB_LF = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL_BUT_TAB_LF_B = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def plain_fields(names, values) -> bool:
@@ -69,14 +72,19 @@ def plain_fields(names, values) -> bool:
     :data:`PLAIN_FIELD_VALUE`'s shape -- what is written and read as is.
     """
     if isinstance(names[0], bytes):
-        sep, name_shape, not_plain = b"\n", _JOINED_NAMES_B, _NOT_PLAIN_LINE_B
+        sep, name_shape, control = b"\n", _JOINED_NAMES_B, _CONTROL_BUT_TAB_LF_B
+        space_end, tab_end, space_start, tab_start = b" \n", b"\t\n", b"\n ", b"\n\t"
     else:
-        sep, name_shape, not_plain = "\n", _JOINED_NAMES, _NOT_PLAIN_LINE
+        sep, name_shape, control = "\n", _JOINED_NAMES, _CONTROL_BUT_TAB_LF
+        space_end, tab_end, space_start, tab_start = " \n", "\t\n", "\n ", "\n\t"
     lines = len(names) - 1
-    joined_names, joined_values = sep.join(names), sep.join(values)
-    return (name_shape.fullmatch(joined_names) is not None and joined_names.count(sep) == lines
-            and joined_values.isascii() and joined_values.count(sep) == lines
-            and not_plain.search(joined_values) is None)
+    joined_names = sep.join(names)
+    if name_shape.fullmatch(joined_names) is None or joined_names.count(sep) != lines:
+        return False
+    wrapped = sep + sep.join(values) + sep  # each value between two LFs
+    return (wrapped.isascii() and wrapped.count(sep) == lines + 2 and control.search(wrapped) is None
+            and space_end not in wrapped and tab_end not in wrapped
+            and space_start not in wrapped and tab_start not in wrapped)
 
 
 def field_text(data: bytes) -> str:
