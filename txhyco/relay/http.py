@@ -10,8 +10,6 @@ is :mod:`txhyco.relay.httpresponse`.
 """
 from __future__ import annotations
 
-import uuid
-
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -24,6 +22,7 @@ from txhyco.protocol.http import inline_request_possible
 from txhyco.protocol.messages import MAX_COMMAND_SIZE, Request, serialize_command
 
 from .httpresponse import ResponseToSender
+from .registry import request_id
 from .routing import NOT_READING
 
 log = Logger()
@@ -70,7 +69,7 @@ class RelayedHttpExchange(ResponseToSender):
         self.remote = remote
         self.content_length = content_length
         self.via = f"1.1 {via_host}"
-        self.id = str(uuid.uuid4())
+        self.id = request_id()
         self.key = relay.registry.park(self)
         self.address = listener.rendezvous_address("request", self.id, "", "", self.key)
         # A listener on another cluster node gets address-only requests: its
