@@ -353,6 +353,10 @@ class ControlChannel:
             return  # a delay armed through the fault switch sends it later
         self.proto.send_command(command, body)
 
+    def send_serialized(self, text: str, body: bytes | None = None) -> None:
+        """Send a command serialized already (and its inline body): no fault switch may hold it."""
+        self.proto.send_command_text(text, body)
+
     def send_body(self, body: bytes) -> None:
         self.proto.sendMessage(body, isBinary=True)
 

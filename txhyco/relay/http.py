@@ -19,7 +19,7 @@ from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.channel import BodyData, BodyEnded, CommandReceived
 from txhyco.protocol.frames import frame_header
 from txhyco.protocol.http import inline_request_possible
-from txhyco.protocol.messages import MAX_COMMAND_SIZE, Request, serialize_command
+from txhyco.protocol.messages import MAX_COMMAND_SIZE, Request, serialize_command, serialize_request
 
 from .httpresponse import ResponseToSender
 from .registry import request_id
@@ -97,7 +97,9 @@ class RelayedHttpExchange(ResponseToSender):
         # Headers within the head limit can still outgrow the command limit
         # once JSON escapes them (a non-ASCII character becomes \uXXXX, up to
         # 6 bytes): measure exactly when the head is large enough to matter.
-        size = len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
+        # (A plain request's bytes hold its target and headers, and bound them.)
+        plain = self.sender.plain
+        size = len(plain) if plain is not None else len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
         if size * _JSON_GROWTH + 1024 > MAX_COMMAND_SIZE:
             try:
                 serialize_command(self._full_request(True))
@@ -105,7 +107,7 @@ class RelayedHttpExchange(ResponseToSender):
                 self._fail(431, f"The request's headers do not fit in a {MAX_COMMAND_SIZE}-byte request command.")
                 return
         self.listener.exchanges[self.id] = self
-        if self.inline and self.sender.conn.they_are_waiting_for_100_continue:
+        if self.inline and plain is None and self.sender.conn.they_are_waiting_for_100_continue:  # (a plain request has no Expect)
             # An inline request needs its body before the listener hears of
             # it, so ask for the body now; a strict client waits forever.
             self.sender.send_continue()
@@ -121,6 +123,18 @@ class RelayedHttpExchange(ResponseToSender):
         return Request(
             address=self.address,
             id=self.id,
+            request_target=self.request_target,
+            method=self.method,
+            request_headers=self.headers,
+            body=body,
+            remote_endpoint=self.remote,
+        )
+
+    def _request_text(self, body: bool) -> str:
+        """The JSON of :meth:`_full_request`, written without the command object (its values are checked already)."""
+        return serialize_request(
+            self.address,
+            self.id,
             request_target=self.request_target,
             method=self.method,
             request_headers=self.headers,
@@ -150,9 +164,12 @@ class RelayedHttpExchange(ResponseToSender):
                 self._fail(503, NOT_READING)
                 return
             self._sent = True
-            body = b"".join(self._body)
+            body = b"".join(self._body) if self._body else b""
             self._body = []
-            self.listener.send(self._full_request(bool(body)), body or None)
+            if self.relay.faults:  # the fault switch may hold it back: it judges commands
+                self.listener.send(self._full_request(bool(body)), body or None)
+            else:
+                self.listener.send_serialized(self._request_text(bool(body)), body or None)
             self._arm_deadline()
         elif self._body_streaming:
             self._end_fragments()
