@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from txhyco.protocol import messages
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.messages import (
     MAX_COMMAND_SIZE,
@@ -441,6 +442,29 @@ def test_request_writer_unusual_types():
     # Not what the relay sends, but what the dataclass lets through: written as the generic encoder writes it.
     cmd = Request("a", 7, remote_endpoint=RemoteEndpoint("h", "80"))  # type: ignore[arg-type]
     assert serialize_command(cmd) == _generic_request_json(cmd) == '{"request":{"address":"a","id":7,"remoteEndpoint":{"address":"h","port":"80"}}}'
+
+
+def _response_with(headers) -> str:
+    return json.dumps({"response": {"requestId": "r", "statusCode": 200, "responseHeaders": headers}})
+
+
+def test_repeated_header_objects_are_judged_alike():
+    # Header objects seen before are reused (protocol.messages._seen): never
+    # for values that are no strings, never for refused ones, and bounded.
+    first = parse_command(_response_with({"A": "1", "B": "x"})).response_headers
+    assert parse_command(_response_with({"A": "1", "B": "x"})).response_headers == first == Headers({"A": "1", "B": "x"})
+    assert parse_command(_response_with({"A": 1, "B": "x"})).response_headers == first
+    assert parse_command(_response_with({"A": True, "B": "x"})).response_headers["A"] == "true"
+    assert parse_command(_response_with({"A": ["p", "q"]})).response_headers["A"] == "p, q"
+    assert parse_command(_response_with({"A": ["p", "q"]})).response_headers["A"] == "p, q"
+    for _ in range(2):
+        with pytest.raises(ProtocolError, match="smuggling"):
+            parse_command(_response_with({"A": "x\r\nB: y"}))
+        with pytest.raises(ProtocolError, match="token"):
+            parse_command(_response_with({"A B": "x"}))
+    for n in range(messages._SEEN_LIMIT + 5):
+        assert parse_command(_response_with({"N": str(n)})).response_headers["n"] == str(n)
+    assert len(messages._seen) <= messages._SEEN_LIMIT
 
 
 @settings(deadline=None)

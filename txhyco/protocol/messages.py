@@ -418,10 +418,46 @@ def _optional_headers(obj: Mapping[str, Any], key: str) -> Headers:
     value = obj.get(key)
     if value is None:
         return _EMPTY_HEADERS
+    seen = _seen_headers(value)
+    if seen is not None:
+        return seen
     try:
-        return Headers.from_mapping(value)
+        headers = Headers.from_mapping(value)
     except ProtocolError as exc:
         raise RemoteProtocolError(f"In {key!r}: {exc.message}") from None
+    _remember_headers(value, headers)
+    return headers
+
+
+# Header objects of recent commands, by their (name, value) pairs, and the
+# Headers they made. A peer sends the same headers command after command (a
+# listener's responses differ in their Date at most), and Headers are
+# immutable: the same pairs make an equal object, so it is reused rather
+# than checked and built again. Only all-string values are remembered (1,
+# 1.0 and true are equal as keys but not as header values). Bounded: at most
+# _SEEN_LIMIT objects of commands of at most MAX_COMMAND_SIZE bytes.
+_SEEN_LIMIT = 64
+_seen: dict[tuple, Headers] = {}
+
+
+def _seen_headers(value: Any) -> Headers | None:
+    if value.__class__ is not dict or not _seen:
+        return None
+    try:
+        return _seen.get(tuple(value.items()))
+    except TypeError:  # an array or object value: never remembered
+        return None
+
+
+def _remember_headers(value: Any, headers: Headers) -> None:
+    if value.__class__ is not dict:
+        return
+    for item in value.values():
+        if item.__class__ is not str:
+            return
+    if len(_seen) >= _SEEN_LIMIT:
+        _seen.clear()
+    _seen[tuple(value.items())] = headers
 
 
 def _parse_int(value: Any, what: str) -> int:
@@ -496,13 +532,22 @@ def _parse_response(obj: dict[str, Any]) -> Response:
     description = obj.get("statusDescription")
     if description is not None and not isinstance(description, str):
         raise RemoteProtocolError("The response command's 'statusDescription' must be a string.")
-    return Response(
-        request_id=_required_str(obj, "requestId", "response"),
-        status_code=_parse_int(obj["statusCode"], "The response command's 'statusCode'"),
-        status_description=description,
-        response_headers=_optional_headers(obj, "responseHeaders"),
-        body=bool(_optional_bool(obj, "body", "response")),
+    request_id = _required_str(obj, "requestId", "response")
+    status = _parse_int(obj["statusCode"], "The response command's 'statusCode'")
+    headers = _optional_headers(obj, "responseHeaders")
+    body = bool(_optional_bool(obj, "body", "response"))
+    # Response.__post_init__'s checks, here where the values are known to
+    # be of their types: then the object is made without the dataclass's
+    # __init__ (a relay parses one response per relayed request).
+    if not 100 <= status <= 999:
+        raise RemoteProtocolError(f"statusCode must be an integer from 100 to 999, got {_short(status)}.")
+    if description is not None and FORBIDDEN_IN_VALUE.search(description):
+        description = FORBIDDEN_IN_VALUE.sub("", description)
+    response = object.__new__(Response)
+    response.__dict__.update(
+        request_id=request_id, status_code=status, status_description=description, response_headers=headers, body=body
     )
+    return response
 
 
 def _parse_renew(obj: dict[str, Any]) -> RenewToken:
