@@ -170,8 +170,10 @@ def test_plain_answers_are_the_bytes_h11_writes(headers, status, reason, method,
     if body is not None and status in (204, 304):
         return  # the relay never sends a body with them
     length = content_length if body is None else len(body)
-    assert plain_response(status, reason.encode("utf-8"), headers, length) + (body or b"") == \
-        h11_answer(method, status, reason, headers, body, content_length)
+    expected = h11_answer(method, status, reason, headers, body, content_length)
+    assert plain_response(status, reason.encode("utf-8"), headers, length) + (body or b"") == expected
+    for _ in range(2):  # a tuple of headers is remembered with its head: the same bytes
+        assert plain_response(status, reason.encode("utf-8"), tuple(headers), length) + (body or b"") == expected
 
 
 # -- through the relay -------------------------------------------------------------------------------------------------

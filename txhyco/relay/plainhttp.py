@@ -130,7 +130,26 @@ def plain_response(status: int, reason: bytes, headers: list[tuple[str, str]], c
 
     ``headers`` are trusted as for ``start_response`` (tokens, no control
     characters, no surrounding whitespace, no framing or connection headers).
+    A tuple of them is remembered with the head it made (a listener answers
+    alike request after request).
     """
+    if headers.__class__ is tuple:
+        key = (status, reason, headers, content_length)
+        head = _heads.get(key)
+        if head is None:
+            if len(_heads) >= _HEADS_LIMIT:
+                _heads.clear()
+            head = _heads[key] = _response_head(status, reason, headers, content_length)
+        return head
+    return _response_head(status, reason, headers, content_length)
+
+
+#: Heads written lately, by what they were made of (plain_response); bounded.
+_HEADS_LIMIT = 64
+_heads: dict[tuple, bytes] = {}
+
+
+def _response_head(status: int, reason: bytes, headers, content_length: int | None) -> bytes:
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     later = []
     for name, value in headers:
