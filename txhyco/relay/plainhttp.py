@@ -43,11 +43,11 @@ _LENGTH_DIGITS = 18
 
 
 class PlainRequest:
-    """A plain request as h11 would read it: ``headers`` are h11's raw (name, value) pairs."""
+    """A plain request as h11 would read it: ``headers`` are h11's raw (name, value) pairs (a tuple)."""
 
     __slots__ = ("method", "target", "headers", "body")
 
-    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def __init__(self, method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...], body: bytes) -> None:
         self.method = method
         self.target = target
         self.headers = headers
@@ -90,6 +90,32 @@ def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
     if end < 0:
         return None
     head = data[:end + 4]
+    known = _plain_heads.get(head)
+    if known is None:
+        known = _plain_head(head)
+        if known is None:
+            return None
+        if len(head) <= _REMEMBERED_HEAD:
+            if len(_plain_heads) >= _PLAIN_HEADS_LIMIT:
+                _plain_heads.clear()
+            _plain_heads[head] = known
+    method, target, headers, length = known
+    body = data[end + 4:]
+    if len(body) != (length or 0):
+        return None  # more to come, or a pipelined request behind: h11's
+    return PlainRequest(method, target, headers, body)
+
+
+# Plain heads read lately, and what they hold: a keep-alive sender (or many)
+# sends the same head request after request, and reading one is pure. Heads
+# up to _REMEMBERED_HEAD bytes, at most _PLAIN_HEADS_LIMIT of them.
+_REMEMBERED_HEAD = 4096
+_PLAIN_HEADS_LIMIT = 64
+_plain_heads: dict[bytes, tuple] = {}
+
+
+def _plain_head(head: bytes) -> tuple | None:
+    """(method, target, header pairs as a tuple, Content-Length or None) of a plain head, or None."""
     if not plain_head_bytes(head):
         return None
     reader = HeadReader()
@@ -119,10 +145,7 @@ def plain_request(data: bytes, max_head: int) -> PlainRequest | None:
             return None
     if hosts != 1:
         return None
-    body = data[end + 4:]
-    if len(body) != (length or 0):
-        return None  # more to come, or a pipelined request behind: h11's
-    return PlainRequest(method, target, reader.headers, body)
+    return method, target, tuple(reader.headers), length
 
 
 def plain_response(status: int, reason: bytes, headers: list[tuple[str, str]], content_length: int | None) -> bytes:
