@@ -8,6 +8,7 @@ rendezvous.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import os
 import uuid
@@ -92,6 +93,22 @@ class Entity:
         return self.config.name
 
 
+# A sender's path's candidate entity names (pure; the same few paths come
+# request after request). Long paths are split each time rather than kept.
+_CANDIDATES_CACHEABLE = 1024
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_candidates(path: str) -> tuple[str, ...]:
+    return tuple(entity_path_candidates(path))
+
+
+def _candidates(path: str):
+    if len(path) <= _CANDIDATES_CACHEABLE:
+        return _cached_candidates(path)
+    return entity_path_candidates(path)
+
+
 class Registry:
     """Entities by name, and rendezvous tokens handed out and not yet used."""
 
@@ -120,7 +137,7 @@ class Registry:
         that is not kept (the sender learns that nobody listens there): a
         sender, authorized or not, never adds to the registry.
         """
-        for candidate in entity_path_candidates(path):
+        for candidate in _candidates(path):
             found = self.entities.get(candidate)
             if found is None and candidate in self.config.hybrid_connections:
                 found = self.entity(candidate, create=True)
