@@ -444,6 +444,25 @@ def test_request_writer_unusual_types():
     assert serialize_command(cmd) == _generic_request_json(cmd) == '{"request":{"address":"a","id":7,"remoteEndpoint":{"address":"h","port":"80"}}}'
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(deadline=None)
+@given(st.dictionaries(st.text(max_size=5), json_values, max_size=4), st.sampled_from(["", " ", "\n", "x", "}", "{}"]),
+       st.sampled_from(["", " "]))
+def test_the_quick_object_read_is_json_loads_or_leaves_it_to_the_decoder(obj, after, before):
+    text = before + json.dumps(obj) + after
+    quick = messages._whole_object(text)
+    if quick is not None:
+        assert quick == json.loads(text) and not before and not after
+    with pytest.raises(ProtocolError, match="NaN"):
+        messages._whole_object('{"a":NaN}')
+
+
 def _response_with(headers) -> str:
     return json.dumps({"response": {"requestId": "r", "statusCode": 200, "responseHeaders": headers}})
 

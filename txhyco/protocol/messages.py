@@ -399,7 +399,24 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder and one encoder for every command: ``json.loads``/``json.dumps``
 # with options build a new (de|en)coder object per call.
-_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODE = _DECODER.decode
+_SCAN = _DECODER.scan_once
+
+
+def _whole_object(text: str) -> Any:
+    """``text`` decoded in one call of the decoder's scanner when it is a JSON object
+    and nothing else (the usual command), else None: the decoder then reads it
+    (whitespace around it, an error to report) as ``json.loads`` would."""
+    if text[:1] != "{":
+        return None
+    try:
+        obj, end = _SCAN(text, 0)
+    except ProtocolError:
+        raise
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    return obj if end == len(text) else None
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
@@ -593,12 +610,14 @@ def parse_command(data: str | bytes) -> Command:
                 raise RemoteProtocolError(f"The command is {size} bytes; the limit is {MAX_COMMAND_SIZE}.")
     else:
         raise LocalProtocolError(f"A command must be text or bytes, not {type(data).__name__}.")
-    try:
-        obj = _DECODE(text)
-    except ProtocolError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise RemoteProtocolError(f"The command is not valid JSON ({exc.__class__.__name__}: {_short(str(exc), 80)}).") from None
+    obj = _whole_object(text)
+    if obj is None:
+        try:
+            obj = _DECODE(text)
+        except ProtocolError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise RemoteProtocolError(f"The command is not valid JSON ({exc.__class__.__name__}: {_short(str(exc), 80)}).") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"A command must be a JSON object, not {type(obj).__name__}.")
     known = [key for key in obj if key in _PARSERS]
