@@ -58,6 +58,23 @@ class RelayedHttpExchange(ResponseToSender):
     """One relayed HTTP request: sender -> listener -> sender
     (Hybrid Connections protocol, "Request message" and "Responding to requests")."""
 
+    # Where each exchange starts (class attributes, set on the instance when
+    # they change: fewer stores for each of many short-lived exchanges).
+    finished = False
+    responded = False
+    rendezvous = None
+    _body_done = False
+    _body_streaming = False
+    _first_fragment = True
+    _sent = False
+    _response_body: list[bytes] | None = None
+    _response = None
+    _deadline = None
+    _idle = None
+    #: while an inline body arrives: its timer, and when it began and last moved
+    _body_wait = None
+    _body_began = _body_moved = 0.0
+
     def __init__(self, relay, sender, entity, listener, *, method, request_target, headers, remote, content_length, via_host) -> None:
         self.relay = relay
         self.sender = sender
@@ -75,21 +92,7 @@ class RelayedHttpExchange(ResponseToSender):
         # A listener on another cluster node gets address-only requests: its
         # response on the control channel would arrive on that node.
         self.inline = listener.takes_inline and inline_request_possible(content_length)
-        self.finished = False
-        self.responded = False
-        self.rendezvous = None
         self._body: list[bytes] = []
-        self._body_done = False
-        self._body_streaming = False
-        self._first_fragment = True
-        self._sent = False
-        self._response_body: list[bytes] | None = None
-        self._response = None
-        self._deadline = None
-        self._idle = None
-        #: while an inline body arrives: its timer, and when it began and last moved
-        self._body_wait = None
-        self._body_began = self._body_moved = 0.0
 
     # -- sending the request -------------------------------------------------
 
