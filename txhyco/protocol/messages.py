@@ -399,24 +399,7 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder and one encoder for every command: ``json.loads``/``json.dumps``
 # with options build a new (de|en)coder object per call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_DECODE = _DECODER.decode
-_SCAN = _DECODER.scan_once
-
-
-def _whole_object(text: str) -> Any:
-    """``text`` decoded in one call of the decoder's scanner when it is a JSON object
-    and nothing else (the usual command), else None: the decoder then reads it
-    (whitespace around it, an error to report) as ``json.loads`` would."""
-    if text[:1] != "{":
-        return None
-    try:
-        obj, end = _SCAN(text, 0)
-    except ProtocolError:
-        raise
-    except (StopIteration, ValueError, RecursionError):
-        return None
-    return obj if end == len(text) else None
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
@@ -582,6 +565,25 @@ _PARSERS = {
 }
 
 
+# The decoder's scanner: one call reads a whole JSON value.
+_SCAN = _DECODE.__self__.scan_once
+
+
+def _whole_object(text: str) -> Any:
+    """``text`` decoded in one call of the decoder's scanner when it is a JSON object
+    and nothing else (the usual command), else None: the decoder then reads it
+    (whitespace around it, an error to report) as ``json.loads`` would."""
+    if text[:1] != "{":
+        return None
+    try:
+        obj, end = _SCAN(text, 0)
+    except ProtocolError:
+        raise
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    return obj if end == len(text) else None
+
+
 def parse_command(data: str | bytes) -> Command:
     """Parse one control-channel text message into a command
     (Hybrid Connections protocol, "Listener protocol").
@@ -738,10 +740,19 @@ def serialize_command(cmd: Command) -> str:
             inner["remoteEndpoint"] = _endpoint_json(cmd.remote_endpoint)
         message: dict[str, Any] = {"accept": inner}
     elif isinstance(cmd, Request):
-        return serialize_request(
-            cmd.address, cmd.id, request_target=cmd.request_target, method=cmd.method,
-            request_headers=cmd.request_headers, body=cmd.body, remote_endpoint=cmd.remote_endpoint,
-        )
+        full = not cmd.address_only
+        inner = {"address": cmd.address, "id": cmd.id}
+        if cmd.request_target is not None:
+            inner["requestTarget"] = cmd.request_target
+        if full:
+            inner["method"] = cmd.method
+        if cmd.remote_endpoint is not None:
+            inner["remoteEndpoint"] = _endpoint_json(cmd.remote_endpoint)
+        if full or cmd.request_headers:
+            inner["requestHeaders"] = cmd.request_headers.to_dict()
+        if full:
+            inner["body"] = bool(cmd.body)
+        message = {"request": inner}
     elif isinstance(cmd, Response):
         inner = {"requestId": cmd.request_id, "statusCode": cmd.status_code}
         if cmd.status_description is not None:
