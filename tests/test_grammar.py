@@ -55,7 +55,7 @@ def test_field_text_decodes_any_bytes(data):
     assert text.encode("utf-8") == data or text.encode("latin-1") == data
 
 
-_FIELD_TEXT = st.text(alphabet=st.sampled_from('ab-: \t\n\r\x00\x01\x0b\x1f\x7fé'), max_size=6)
+_FIELD_TEXT = st.text(alphabet=st.sampled_from('ab-: \t\n\r\x01\x7fé'), max_size=6)
 
 
 @given(st.lists(st.tuples(_FIELD_TEXT, _FIELD_TEXT), min_size=1, max_size=5))
