@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from txhyco.protocol import messages
 from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.grammar import FORBIDDEN_IN_VALUE
 from txhyco.protocol.messages import (
@@ -18,6 +19,7 @@ from txhyco.protocol.messages import (
     Response,
     parse_command,
     serialize_command,
+    serialize_request,
 )
 
 # -- example commands, shaped like those of Hybrid Connections protocol, "Listener protocol"
@@ -402,6 +404,87 @@ def test_round_trip(cmd):
     assert text.isascii()
     assert parse_command(text) == cmd
     assert parse_command(text.encode()) == cmd
+
+
+def _generic_request_json(cmd: Request) -> str:
+    """A request command as json.dumps writes the dict of its members (what serialize_request must equal)."""
+    inner = {"address": cmd.address, "id": cmd.id}
+    if cmd.request_target is not None:
+        inner["requestTarget"] = cmd.request_target
+    if not cmd.address_only:
+        inner["method"] = cmd.method
+    if cmd.remote_endpoint is not None:
+        inner["remoteEndpoint"] = {"address": cmd.remote_endpoint.address, "port": cmd.remote_endpoint.port}
+    if not cmd.address_only or cmd.request_headers:
+        inner["requestHeaders"] = dict(cmd.request_headers.items())
+    if not cmd.address_only:
+        inner["body"] = bool(cmd.body)
+    return json.dumps({"request": inner}, separators=(",", ":"), ensure_ascii=True)
+
+
+any_requests = st.one_of(
+    st.builds(Request, st.text(), st.text(), targets, tokens, header_maps, st.booleans(), endpoints),
+    st.builds(Request, st.text(), st.text(), st.none() | targets, request_headers=header_maps, remote_endpoint=endpoints),
+)
+
+
+@settings(deadline=None)
+@given(any_requests)
+def test_request_writer_matches_generic_encoder(cmd):
+    expected = _generic_request_json(cmd)
+    assert serialize_command(cmd) == expected
+    assert serialize_request(
+        cmd.address, cmd.id, request_target=cmd.request_target, method=cmd.method, request_headers=cmd.request_headers,
+        body=cmd.body, remote_endpoint=cmd.remote_endpoint,
+    ) == expected
+
+
+def test_request_writer_unusual_types():
+    # Not what the relay sends, but what the dataclass lets through: written as the generic encoder writes it.
+    cmd = Request("a", 7, remote_endpoint=RemoteEndpoint("h", "80"))  # type: ignore[arg-type]
+    assert serialize_command(cmd) == _generic_request_json(cmd) == '{"request":{"address":"a","id":7,"remoteEndpoint":{"address":"h","port":"80"}}}'
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(deadline=None)
+@given(st.dictionaries(st.text(max_size=5), json_values, max_size=4), st.sampled_from(["", " ", "\n", "x", "}", "{}"]),
+       st.sampled_from(["", " "]))
+def test_the_quick_object_read_is_json_loads_or_leaves_it_to_the_decoder(obj, after, before):
+    text = before + json.dumps(obj) + after
+    quick = messages._whole_object(text)
+    if quick is not None:
+        assert quick == json.loads(text) and not before and not after
+    with pytest.raises(ProtocolError, match="NaN"):
+        messages._whole_object('{"a":NaN}')
+
+
+def _response_with(headers) -> str:
+    return json.dumps({"response": {"requestId": "r", "statusCode": 200, "responseHeaders": headers}})
+
+
+def test_repeated_header_objects_are_judged_alike():
+    # Header objects seen before are reused (protocol.messages._seen): never
+    # for values that are no strings, never for refused ones, and bounded.
+    first = parse_command(_response_with({"A": "1", "B": "x"})).response_headers
+    assert parse_command(_response_with({"A": "1", "B": "x"})).response_headers == first == Headers({"A": "1", "B": "x"})
+    assert parse_command(_response_with({"A": 1, "B": "x"})).response_headers == first
+    assert parse_command(_response_with({"A": True, "B": "x"})).response_headers["A"] == "true"
+    assert parse_command(_response_with({"A": ["p", "q"]})).response_headers["A"] == "p, q"
+    assert parse_command(_response_with({"A": ["p", "q"]})).response_headers["A"] == "p, q"
+    for _ in range(2):
+        with pytest.raises(ProtocolError, match="smuggling"):
+            parse_command(_response_with({"A": "x\r\nB: y"}))
+        with pytest.raises(ProtocolError, match="token"):
+            parse_command(_response_with({"A B": "x"}))
+    for n in range(messages._SEEN_LIMIT + 5):
+        assert parse_command(_response_with({"N": str(n)})).response_headers["n"] == str(n)
+    assert len(messages._seen) <= messages._SEEN_LIMIT
 
 
 @settings(deadline=None)

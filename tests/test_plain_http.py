@@ -51,7 +51,7 @@ def assert_h11_agrees(data: bytes) -> bool:
     request, body, complete, conn = read
     assert complete, data  # one whole request, nothing behind it
     assert (request.method, request.target, request.http_version) == (quick.method, quick.target, b"1.1"), data
-    assert list(request.headers.raw_items()) == quick.headers, data
+    assert list(request.headers.raw_items()) == list(quick.headers), data
     assert body == quick.body, data
     assert conn.their_state is h11.DONE and conn.our_state is h11.SEND_RESPONSE and conn.our_state is not h11.MUST_CLOSE
     assert not conn.they_are_waiting_for_100_continue
@@ -90,6 +90,16 @@ def test_a_body_must_be_all_there_and_the_head_within_the_limit():
     assert plain_request(POST + b"x", MAX_HEAD) is None
     assert plain_request(GET, len(GET) - 1) is None
     assert plain_request(GET, len(GET)) is not None
+
+
+def test_a_head_read_again_is_read_alike_and_refused_alike():
+    # Heads read lately are remembered (plainhttp._plain_heads): the body is judged each time.
+    for _ in range(3):
+        request = plain_request(POST, MAX_HEAD)
+        assert (request.method, request.target, request.body) == (b"POST", b"/web/up", b"hello")
+        assert list(request.headers) == [(b"Host", b"relay.example"), (b"Content-Type", b"text/plain"), (b"Content-Length", b"5")]
+        assert plain_request(POST[:-1], MAX_HEAD) is None
+        assert plain_request(GET.replace(b"Host:", b"X-Bad: a\x01b\r\nHost:"), MAX_HEAD) is None
 
 
 def _requests(rng: random.Random, count: int):
@@ -170,8 +180,10 @@ def test_plain_answers_are_the_bytes_h11_writes(headers, status, reason, method,
     if body is not None and status in (204, 304):
         return  # the relay never sends a body with them
     length = content_length if body is None else len(body)
-    assert plain_response(status, reason.encode("utf-8"), headers, length) + (body or b"") == \
-        h11_answer(method, status, reason, headers, body, content_length)
+    expected = h11_answer(method, status, reason, headers, body, content_length)
+    assert plain_response(status, reason.encode("utf-8"), headers, length) + (body or b"") == expected
+    for _ in range(2):  # a tuple of headers is remembered with its head: the same bytes
+        assert plain_response(status, reason.encode("utf-8"), tuple(headers), length) + (body or b"") == expected
 
 
 # -- through the relay -------------------------------------------------------------------------------------------------

@@ -69,6 +69,9 @@ class BodyEnded:
 
 ChannelEvent = Union[CommandReceived, BodyStarted, BodyData, BodyEnded]
 
+#: Every body's end but one cut by a close: one immutable event, made once.
+_BODY_ENDED = BodyEnded()
+
 _IDLE, _AWAIT_BODY, _IN_BODY, _STRAY, _CLOSED, _FAILED = range(6)
 
 
@@ -183,7 +186,7 @@ class ChannelReader:
         if state == _IN_BODY:
             self._state = _IDLE
             self._pending = None
-            return [BodyEnded()]
+            return [_BODY_ENDED]
         if state == _STRAY:
             self._state = _IDLE
             return []
@@ -198,8 +201,8 @@ class ChannelReader:
             self._state = _IDLE
             self._pending = None
             if data:
-                return [BodyStarted(pending), BodyData(data), BodyEnded()]  # type: ignore[arg-type]
-            return [BodyStarted(pending), BodyEnded()]  # type: ignore[arg-type]
+                return [BodyStarted(pending), BodyData(data), _BODY_ENDED]  # type: ignore[arg-type]
+            return [BodyStarted(pending), _BODY_ENDED]  # type: ignore[arg-type]
         if state == _IDLE:
             if data:
                 raise self._fail(

@@ -17,7 +17,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.logger import Logger
 
 from txhyco._twisted.commandsink import CommandSink
-from txhyco._twisted.eagerwrite import transport_unsent
+from txhyco._twisted.eagerwrite import tcp_wire, unsent_bytes
 from txhyco.protocol.addresses import MAX_ENTITY_PATH, Namespace, encode_component, encode_entity_path, parse_relay_target, query_value, reject_parameters, rendezvous_url
 from txhyco.protocol.channel import ROLE_RELAY, BodyData, BodyEnded, ChannelReader, CommandReceived
 from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
@@ -275,6 +275,8 @@ class ControlChannel:
         self._broken: str | None = None
         self._ns: Namespace | None = None
         self._request_prefix: str | None = None
+        #: the channel's TCP connection (eagerwrite.tcp_wire), False without one; None until needed
+        self._wire = None
         limits = relay.config.limits
         self.pings = PingWatch(
             proto, relay.reactor, interval=limits.listener_ping_interval, timeout=limits.listener_ping_timeout, silent=self._went_silent
@@ -345,13 +347,20 @@ class ControlChannel:
     @property
     def backlogged(self) -> bool:
         """Whether the listener is too far behind reading to be given more (CONTROL_BACKLOG_LIMIT)."""
-        return transport_unsent(self.proto.transport) > CONTROL_BACKLOG_LIMIT
+        wire = self._wire
+        if wire is None:  # looked up once: the channel's TCP connection stays the same
+            wire = self._wire = tcp_wire(self.proto.transport) or False
+        return wire is not False and unsent_bytes(wire) > CONTROL_BACKLOG_LIMIT
 
     def send(self, command, body: bytes | None = None) -> None:
         """Send ``command`` (and its inline body, one write for both)."""
         if self.relay.faults and self.relay.faults.hold_command(self, command, body):
             return  # a delay armed through the fault switch sends it later
         self.proto.send_command(command, body)
+
+    def send_serialized(self, text: str, body: bytes | None = None) -> None:
+        """Send a command serialized already (and its inline body): no fault switch may hold it."""
+        self.proto.send_command_text(text, body)
 
     def send_body(self, body: bytes) -> None:
         self.proto.sendMessage(body, isBinary=True)
@@ -380,10 +389,13 @@ class ControlChannel:
 
     # CommandSink handler interface
     def channel_event(self, event) -> None:
-        self.pings.heard()
-        if isinstance(event, CommandReceived):
+        pings = self.pings
+        if pings.ping_sent_at is not None:  # (heard() does nothing otherwise: skipped for every message)
+            pings.heard()
+        kind = event.__class__
+        if kind is CommandReceived:
             command = event.command
-            if isinstance(command, RenewToken):
+            if command.__class__ is RenewToken:
                 self._renew(command.token)
                 return
             exchange = self.exchanges.get(command.request_id)
@@ -392,10 +404,10 @@ class ControlChannel:
                 log.info("response for unknown or finished request {id} ignored", id=command.request_id)
             else:
                 exchange.response_received(command, self)
-        elif isinstance(event, BodyData):
+        elif kind is BodyData:
             if self._body_owner is not None:
                 self._body_owner.response_body(event.data)
-        elif isinstance(event, BodyEnded):
+        elif kind is BodyEnded:
             owner, self._body_owner = self._body_owner, None
             if owner is not None:
                 owner.response_body_end()

@@ -10,8 +10,6 @@ is :mod:`txhyco.relay.httpresponse`.
 """
 from __future__ import annotations
 
-import uuid
-
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -21,9 +19,10 @@ from txhyco.protocol.errors import ProtocolError
 from txhyco.protocol.channel import BodyData, BodyEnded, CommandReceived
 from txhyco.protocol.frames import frame_header
 from txhyco.protocol.http import inline_request_possible
-from txhyco.protocol.messages import MAX_COMMAND_SIZE, Request, serialize_command
+from txhyco.protocol.messages import MAX_COMMAND_SIZE, Request, serialize_command, serialize_request
 
 from .httpresponse import ResponseToSender
+from .registry import request_id
 from .routing import NOT_READING
 
 log = Logger()
@@ -59,6 +58,23 @@ class RelayedHttpExchange(ResponseToSender):
     """One relayed HTTP request: sender -> listener -> sender
     (Hybrid Connections protocol, "Request message" and "Responding to requests")."""
 
+    # Where each exchange starts (class attributes, set on the instance when
+    # they change: fewer stores for each of many short-lived exchanges).
+    finished = False
+    responded = False
+    rendezvous = None
+    _body_done = False
+    _body_streaming = False
+    _first_fragment = True
+    _sent = False
+    _response_body: list[bytes] | None = None
+    _response = None
+    _deadline = None
+    _idle = None
+    #: while an inline body arrives: its timer, and when it began and last moved
+    _body_wait = None
+    _body_began = _body_moved = 0.0
+
     def __init__(self, relay, sender, entity, listener, *, method, request_target, headers, remote, content_length, via_host) -> None:
         self.relay = relay
         self.sender = sender
@@ -70,27 +86,13 @@ class RelayedHttpExchange(ResponseToSender):
         self.remote = remote
         self.content_length = content_length
         self.via = f"1.1 {via_host}"
-        self.id = str(uuid.uuid4())
+        self.id = request_id()
         self.key = relay.registry.park(self)
         self.address = listener.rendezvous_address("request", self.id, "", "", self.key)
         # A listener on another cluster node gets address-only requests: its
         # response on the control channel would arrive on that node.
         self.inline = listener.takes_inline and inline_request_possible(content_length)
-        self.finished = False
-        self.responded = False
-        self.rendezvous = None
         self._body: list[bytes] = []
-        self._body_done = False
-        self._body_streaming = False
-        self._first_fragment = True
-        self._sent = False
-        self._response_body: list[bytes] | None = None
-        self._response = None
-        self._deadline = None
-        self._idle = None
-        #: while an inline body arrives: its timer, and when it began and last moved
-        self._body_wait = None
-        self._body_began = self._body_moved = 0.0
 
     # -- sending the request -------------------------------------------------
 
@@ -98,7 +100,9 @@ class RelayedHttpExchange(ResponseToSender):
         # Headers within the head limit can still outgrow the command limit
         # once JSON escapes them (a non-ASCII character becomes \uXXXX, up to
         # 6 bytes): measure exactly when the head is large enough to matter.
-        size = len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
+        # (A plain request's bytes hold its target and headers, and bound them.)
+        plain = self.sender.plain
+        size = len(plain) if plain is not None else len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
         if size * _JSON_GROWTH + 1024 > MAX_COMMAND_SIZE:
             try:
                 serialize_command(self._full_request(True))
@@ -106,7 +110,7 @@ class RelayedHttpExchange(ResponseToSender):
                 self._fail(431, f"The request's headers do not fit in a {MAX_COMMAND_SIZE}-byte request command.")
                 return
         self.listener.exchanges[self.id] = self
-        if self.inline and self.sender.conn.they_are_waiting_for_100_continue:
+        if self.inline and plain is None and self.sender.conn.they_are_waiting_for_100_continue:  # (a plain request has no Expect)
             # An inline request needs its body before the listener hears of
             # it, so ask for the body now; a strict client waits forever.
             self.sender.send_continue()
@@ -122,6 +126,18 @@ class RelayedHttpExchange(ResponseToSender):
         return Request(
             address=self.address,
             id=self.id,
+            request_target=self.request_target,
+            method=self.method,
+            request_headers=self.headers,
+            body=body,
+            remote_endpoint=self.remote,
+        )
+
+    def _request_text(self, body: bool) -> str:
+        """The JSON of :meth:`_full_request`, written without the command object (its values are checked already)."""
+        return serialize_request(
+            self.address,
+            self.id,
             request_target=self.request_target,
             method=self.method,
             request_headers=self.headers,
@@ -151,9 +167,12 @@ class RelayedHttpExchange(ResponseToSender):
                 self._fail(503, NOT_READING)
                 return
             self._sent = True
-            body = b"".join(self._body)
+            body = b"".join(self._body) if self._body else b""
             self._body = []
-            self.listener.send(self._full_request(bool(body)), body or None)
+            if self.relay.faults:  # the fault switch may hold it back: it judges commands
+                self.listener.send(self._full_request(bool(body)), body or None)
+            else:
+                self.listener.send_serialized(self._request_text(bool(body)), body or None)
             self._arm_deadline()
         elif self._body_streaming:
             self._end_fragments()

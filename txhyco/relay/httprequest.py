@@ -14,6 +14,7 @@ from txhyco.protocol.addresses import RelayTarget, parse_relay_target
 from txhyco.protocol.errors import ProtocolError, RemoteProtocolError
 from txhyco.protocol.grammar import field_text
 from txhyco.protocol.http import request_headers_for_listener
+from txhyco.protocol.messages import Headers
 from txhyco.protocol.sas import Rights
 
 from .auth import find_token, host_only
@@ -45,6 +46,67 @@ def _relay_target(raw: bytes) -> RelayTarget:
     return parse_relay_target(raw.decode("ascii"))
 
 
+class _HeadFacts:
+    """What the relay takes from a request's header pairs (:func:`_head_facts`)."""
+
+    __slots__ = ("forward", "lower", "host", "upgrade", "content_length", "transfer_encoding", "_for_listener")
+
+    def __init__(self, raw_headers) -> None:
+        # One pass over h11's headers collects all the request needs: the
+        # pairs to forward (validated again by request_headers_for_listener,
+        # which is stricter than h11 about control characters), a lower-case
+        # map, and the few names the relay itself looks at.
+        forward = []
+        lower = {}
+        watched = {}  # the first value of each name in _WATCHED
+        for raw_name, value in raw_headers:
+            lname = raw_name.lower()
+            text = field_text(value)
+            name = raw_name.decode("ascii")
+            lower[name.lower()] = text
+            if lname in _WATCHED:
+                if lname in _RELAY_HEADERS_RAW:
+                    continue  # a relay instruction: not forwarded
+                watched.setdefault(lname, value)
+            forward.append((name, text))
+        host_raw = watched.get(b"host")
+        self.forward = forward
+        #: the headers' text by lower-case name (read, never changed)
+        self.lower = lower
+        self.host = host_only(host_raw.decode("latin-1")) if host_raw else ""
+        self.upgrade = watched.get(b"upgrade")
+        self.content_length = watched.get(b"content-length")
+        self.transfer_encoding = watched.get(b"transfer-encoding")
+        self._for_listener: dict[bool, Headers] = {}
+
+    def for_listener(self, consume_authorization: bool) -> Headers:
+        """The ``requestHeaders`` for the listener (Via naming the Host, or "relay"); ProtocolError if unfit."""
+        headers = self._for_listener.get(consume_authorization)
+        if headers is None:
+            headers = self._for_listener[consume_authorization] = request_headers_for_listener(
+                self.forward, via="1.1 " + (self.host or "relay"), consume_authorization=consume_authorization
+            )
+        return headers
+
+
+# The facts of header pairs seen lately (a plain request's, a tuple shared
+# by every request with the same head: txhyco.relay.plainhttp), reused while
+# a keep-alive sender (or many) sends the same head again. Bounded.
+_FACTS_LIMIT = 64
+_facts: dict[tuple, _HeadFacts] = {}
+
+
+def _head_facts(raw_headers) -> _HeadFacts:
+    if raw_headers.__class__ is not tuple:
+        return _HeadFacts(raw_headers)
+    facts = _facts.get(raw_headers)
+    if facts is None:
+        if len(_facts) >= _FACTS_LIMIT:
+            _facts.clear()
+        facts = _facts[raw_headers] = _HeadFacts(raw_headers)
+    return facts
+
+
 class RequestRefused(Exception):
     """The relay answers a request itself, with ``status`` and ``message``.
 
@@ -70,28 +132,12 @@ def open_exchange(sender, method: bytes, request_target: bytes, raw_headers) -> 
     :class:`~txhyco.relay.plainhttp.PlainRequest`). Not started yet.
     Raises :class:`RequestRefused` when no listener is to see the request.
     """
-    # One pass over h11's headers collects all the request needs: the
-    # pairs to forward (validated again by request_headers_for_listener,
-    # which is stricter than h11 about control characters), a lower-case
-    # map, and the few names the relay itself looks at.
-    forward = []
-    lower = {}
-    watched = {}  # the first value of each name in _WATCHED
-    for raw_name, value in raw_headers:
-        lname = raw_name.lower()
-        text = field_text(value)
-        name = raw_name.decode("ascii")
-        lower[name.lower()] = text
-        if lname in _WATCHED:
-            if lname in _RELAY_HEADERS_RAW:
-                continue  # a relay instruction: not forwarded
-            watched.setdefault(lname, value)
-        forward.append((name, text))
-    host_raw = watched.get(b"host")
-    upgrade = watched.get(b"upgrade")
-    content_length = watched.get(b"content-length")
-    transfer_encoding = watched.get(b"transfer-encoding")
-    host = host_only(host_raw.decode("latin-1")) if host_raw else ""
+    facts = _head_facts(raw_headers)
+    lower = facts.lower
+    upgrade = facts.upgrade
+    content_length = facts.content_length
+    transfer_encoding = facts.transfer_encoding
+    host = facts.host
     path = ""
     close_connection = False
     relay = sender.relay
@@ -119,7 +165,7 @@ def open_exchange(sender, method: bytes, request_target: bytes, raw_headers) -> 
         if relay.faults:
             relay.faults.refuse_if_armed(entity.name, HTTP)
         via_host = host or "relay"
-        headers = request_headers_for_listener(forward, via="1.1 " + via_host, consume_authorization=consume)
+        headers = facts.for_listener(consume)
     except ProtocolError as e:
         raise RequestRefused(e, host=host, path=path, close_connection=close_connection) from None
     request_target = target.raw_path + ("?" + target.app_query if target.app_query else "")

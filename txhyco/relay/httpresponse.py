@@ -25,6 +25,15 @@ def declared_length(headers) -> int | None:
     return int(value)
 
 
+# The reason phrase and headers the sender gets for a listener's response,
+# by what they are made of: the listener's headers (Headers are immutable,
+# and parsing reuses the object for the same headers), the Via, the status
+# and its description. A listener answers request after request alike; this
+# skips sifting its headers and sanitizing its phrase again. Bounded.
+_SENDER_HEADS_LIMIT = 64
+_sender_heads: dict[tuple, tuple[str, tuple[tuple[str, str], ...]]] = {}
+
+
 class ResponseToSender:
     """The response half of a :class:`~txhyco.relay.http.RelayedHttpExchange` (one of its bases).
 
@@ -67,12 +76,18 @@ class ResponseToSender:
         # running, also covers a body that never comes or stops halfway)
         self._response = response
         self._has_body = response_has_body(self.method, status)
-        self._status_reason = sanitize_reason(response.status_description, status)
-        try:
-            self._headers = response_headers_for_sender(response.response_headers, via=self.via)
-        except ProtocolError as e:
-            self._fail(502, f"The listener sent unusable response headers: {e.message}")
-            return
+        key = (response.response_headers, self.via, status, response.status_description)
+        known = _sender_heads.get(key)
+        if known is None:
+            try:
+                headers = tuple(response_headers_for_sender(response.response_headers, via=self.via))
+            except ProtocolError as e:
+                self._fail(502, f"The listener sent unusable response headers: {e.message}")
+                return
+            if len(_sender_heads) >= _SENDER_HEADS_LIMIT:
+                _sender_heads.clear()
+            known = _sender_heads[key] = (sanitize_reason(response.status_description, status), headers)
+        self._status_reason, self._headers = known
         if not response.body:
             self._finish_whole(b"" if self._has_body else None)
         elif channel is self.rendezvous:

@@ -45,11 +45,11 @@ _LENGTH_DIGITS = 18
 
 
 class PlainRequest:
-    """A plain request as h11 would read it: ``headers`` are h11's raw (name, value) pairs."""
+    """A plain request as h11 would read it: ``headers`` are h11's raw (name, value) pairs (a tuple)."""
 
     __slots__ = ("method", "target", "headers", "body")
 
-    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def __init__(self, method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...], body: bytes) -> None:
         self.method = method
         self.target = target
         self.headers = headers
@@ -133,12 +133,35 @@ def plain_request(data: bytes, max_head: int, read: ReadHead | None = None) -> P
     end = data.find(b"\r\n\r\n", 0, max_head)
     if end < 0:
         return None
-    if read is None:
-        read = read_head(data[:end + 4])
-        if read is None:
+    head = data[:end + 4]
+    known = _plain_heads.get(head)
+    if known is None:
+        known = _plain_head(read if read is not None else read_head(head))
+        if known is None:
             return None
-    if read.upgrade:
-        return None  # an upgrade is no plain request
+        if len(head) <= _REMEMBERED_HEAD:
+            if len(_plain_heads) >= _PLAIN_HEADS_LIMIT:
+                _plain_heads.clear()
+            _plain_heads[head] = known
+    method, target, headers, length = known
+    body = data[end + 4:]
+    if len(body) != (length or 0):
+        return None  # more to come, or a pipelined request behind: h11's
+    return PlainRequest(method, target, headers, body)
+
+
+# Plain heads read lately, and what they hold: a keep-alive sender (or many)
+# sends the same head request after request, and reading one is pure. Heads
+# up to _REMEMBERED_HEAD bytes, at most _PLAIN_HEADS_LIMIT of them.
+_REMEMBERED_HEAD = 4096
+_PLAIN_HEADS_LIMIT = 64
+_plain_heads: dict[bytes, tuple] = {}
+
+
+def _plain_head(read: ReadHead | None) -> tuple | None:
+    """(method, target, header pairs as a tuple, Content-Length or None) of a plain head, or None."""
+    if read is None or read.upgrade:
+        return None  # (an upgrade is no plain request)
     hosts = 0
     length = None
     for name, value in read.headers:
@@ -153,10 +176,7 @@ def plain_request(data: bytes, max_head: int, read: ReadHead | None = None) -> P
             return None
     if hosts != 1:
         return None
-    body = data[end + 4:]
-    if len(body) != (length or 0):
-        return None  # more to come, or a pipelined request behind: h11's
-    return PlainRequest(read.method, read.target, read.headers, body)
+    return read.method, read.target, tuple(read.headers), length
 
 
 #: Headers whose presence sends an upgrade to h11 (a body on an upgrade, or
@@ -198,7 +218,26 @@ def plain_response(status: int, reason: bytes, headers: list[tuple[str, str]], c
 
     ``headers`` are trusted as for ``start_response`` (tokens, no control
     characters, no surrounding whitespace, no framing or connection headers).
+    A tuple of them is remembered with the head it made (a listener answers
+    alike request after request).
     """
+    if headers.__class__ is tuple:
+        key = (status, reason, headers, content_length)
+        head = _heads.get(key)
+        if head is None:
+            if len(_heads) >= _HEADS_LIMIT:
+                _heads.clear()
+            head = _heads[key] = _response_head(status, reason, headers, content_length)
+        return head
+    return _response_head(status, reason, headers, content_length)
+
+
+#: Heads written lately, by what they were made of (plain_response); bounded.
+_HEADS_LIMIT = 64
+_heads: dict[tuple, bytes] = {}
+
+
+def _response_head(status: int, reason: bytes, headers, content_length: int | None) -> bytes:
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     later = []
     for name, value in headers:

@@ -7,13 +7,75 @@ rendezvous.
 """
 from __future__ import annotations
 
-import secrets
+import base64
+import functools
+import itertools
+import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from txhyco.protocol.addresses import entity_path_candidates
 
 from .config import HybridConnectionConfig, RelayConfig
+
+#: Random bytes in a rendezvous key (as ``secrets.token_urlsafe(18)``: 24 URL-safe characters).
+_KEY_BYTES = 18
+#: Keys drawn from the system's random source at a time: one read and one
+#: base64 pass per batch rather than per key, on the path of every relayed
+#: HTTP request. 18 bytes are a whole number of base64 groups, so each key is
+#: exactly the encoding of its own bytes.
+_KEYS_PER_BATCH = 256
+_KEY_CHARS = _KEY_BYTES * 4 // 3
+
+
+class _Keys:
+    """Unguessable rendezvous keys, each from fresh ``os.urandom`` bytes, read in batches."""
+
+    def __init__(self) -> None:
+        self._batch = ""
+        self._next = 0
+
+    def reset(self) -> None:
+        # A forked child must not hand out its parent's next keys.
+        self._batch = ""
+        self._next = 0
+
+    def take(self) -> str:
+        start = self._next
+        if start >= len(self._batch):
+            self._batch = base64.urlsafe_b64encode(os.urandom(_KEY_BYTES * _KEYS_PER_BATCH)).decode("ascii")
+            start = 0
+        self._next = start + _KEY_CHARS
+        return self._batch[start:self._next]
+
+
+class _RequestIds:
+    """Ids for relayed HTTP requests: unique in the process (a counter) and across
+    processes and cluster nodes (a random prefix), shaped as a UUID as Azure's are.
+
+    The id is not a secret (a sender may choose the tracking id of its own
+    WebSocket connection); the rendezvous key is what an address grants.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = str(uuid.uuid4())[:24]  # "xxxxxxxx-xxxx-4xxx-yxxx-": 12 hex digits follow
+        self._counter = itertools.count(1)
+
+    def take(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+_keys = _Keys()
+_request_ids = _RequestIds()
+if hasattr(os, "register_at_fork"):  # (not on Windows)
+    os.register_at_fork(after_in_child=lambda: (_keys.reset(), _request_ids.reset()))
+
+#: A fresh id for a relayed HTTP request (``sb-hc-id`` of its rendezvous address, its command's ``id``).
+request_id = _request_ids.take
 
 
 @dataclass
@@ -29,6 +91,22 @@ class Entity:
     @property
     def name(self) -> str:
         return self.config.name
+
+
+# A sender's path's candidate entity names (pure; the same few paths come
+# request after request). Long paths are split each time rather than kept.
+_CANDIDATES_CACHEABLE = 1024
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_candidates(path: str) -> tuple[str, ...]:
+    return tuple(entity_path_candidates(path))
+
+
+def _candidates(path: str):
+    if len(path) <= _CANDIDATES_CACHEABLE:
+        return _cached_candidates(path)
+    return entity_path_candidates(path)
 
 
 class Registry:
@@ -59,7 +137,7 @@ class Registry:
         that is not kept (the sender learns that nobody listens there): a
         sender, authorized or not, never adds to the registry.
         """
-        for candidate in entity_path_candidates(path):
+        for candidate in _candidates(path):
             found = self.entities.get(candidate)
             if found is None and candidate in self.config.hybrid_connections:
                 found = self.entity(candidate, create=True)
@@ -81,7 +159,7 @@ class Registry:
         The key is separate from ``sb-hc-id`` because a sender may choose its
         own tracking id, and a rendezvous URL is a capability.
         """
-        key = secrets.token_urlsafe(18)
+        key = _keys.take()
         self.pending[key] = item
         return key
 

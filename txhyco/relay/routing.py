@@ -51,6 +51,11 @@ def choose_listener(registry: Registry, entity: Entity, lower_headers: dict[str,
             ch for lid, ch in listeners.items()
             if (allow is None or _base_id(lid) in allow) and _base_id(lid) not in deny
         ]
+    elif len(listeners) == 1:
+        candidates = list(listeners.values())
+        choice = candidates[0]  # (most hybrid connections have one listener: no draw)
+        if not (choice.closing or choice.backlogged or choice.unanswered):
+            return choice
     else:
         candidates = list(listeners.values())
     if not candidates:

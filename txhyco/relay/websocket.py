@@ -264,7 +264,11 @@ class RelayWebSocketProtocol(LeanServerProtocol):
         ``transport.write`` for the command and its body (Hybrid Connections protocol,
         "Request message").
         """
-        payload = serialize_command(command).encode("ascii")  # the JSON is ASCII
+        self.send_command_text(serialize_command(command), body)
+
+    def send_command_text(self, text: str, body: bytes | None = None) -> None:
+        """:meth:`send_command` for a command serialized already (its JSON, ASCII)."""
+        payload = text.encode("ascii")
         if self._may_write_frames(len(payload)) and (body is None or self._may_write_frames(len(body))):
             if body is None:
                 self.transport.write(frame_header(1, True, len(payload)) + payload)
