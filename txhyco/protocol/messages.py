@@ -650,9 +650,6 @@ def _endpoint_json(endpoint: RemoteEndpoint) -> dict[str, Any]:
     return {"address": endpoint.address, "port": endpoint.port}
 
 
-# A JSON string exactly as _ENCODE writes one (the C function its encoder uses).
-_json_str = json.encoder.encode_basestring_ascii
-
 
 def serialize_request(
     address: str,
@@ -676,7 +673,7 @@ def serialize_request(
     if not (address.__class__ is str and id.__class__ is str and request_target.__class__ in (str, type(None))
             and method.__class__ in (str, type(None))):
         return _request_by_dict(address, id, request_target, method, request_headers, body, remote_endpoint, full)
-    q = _json_str
+    q = _QUOTE
     parts = ['{"request":{"address":', q(address), ',"id":', q(id)]
     if request_target is not None:
         parts += (',"requestTarget":', q(request_target))
