@@ -935,8 +935,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     mode = "smoke" if args.smoke else "full" if (args.full or os.environ.get("BENCH_FULL") not in (None, "", "0")) else "quick"
     MODES[mode] = dict(MODES[mode])
-    if args.vary_heads:
-        os.environ["BENCH_VARY_HEADS"] = "1"  # read by client_proc.py, which inherits the environment
+    os.environ["BENCH_VARY_HEADS"] = "1" if args.vary_heads else "0"  # read by client_proc.py, which inherits it
     if args.scale_connections:
         MODES[mode]["scale_connections"] = args.scale_connections
     os.makedirs(args.out, exist_ok=True)

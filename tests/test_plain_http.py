@@ -266,3 +266,11 @@ def test_the_front_door_reads_a_first_head_once(relay, monkeypatch):
     # judged as an upgrade (it is not) and as a plain request from one reading
     assert sum(head.startswith(b"GET /once/first ") for head in reads) == 1
     yield listener.stop()
+
+
+def test_only_small_heads_are_remembered():
+    small = plain_request(GET, MAX_HEAD)
+    big_head = GET[:-2] + b"X-Filler: " + b"f" * 5000 + b"\r\n\r\n"
+    big = plain_request(big_head, MAX_HEAD)
+    assert isinstance(small.headers, tuple)  # shared by every request with this head (httprequest remembers it)
+    assert isinstance(big.headers, list) and big.headers[-1] == (b"X-Filler", b"f" * 5000)

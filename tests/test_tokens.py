@@ -76,6 +76,9 @@ def test_one_connection_string_one_sas_provider():
     assert ConnectionString.parse(text) is ConnectionString.parse(text)
     assert ConnectionString.parse(text).token_provider() is ConnectionString.parse(text).token_provider()
     assert ConnectionString.parse(text).token_provider(60) is not ConnectionString.parse(text).token_provider()
+    ConnectionString.parse(text).token_provider(1)
+    with pytest.raises(ProtocolError):
+        ConnectionString.parse(text).token_provider(True)  # not the lifetime=1 provider
 
 
 @pytest.mark.parametrize(

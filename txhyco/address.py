@@ -1,6 +1,7 @@
 """Naming a hybrid connection and how to reach it: namespace, path, credentials, trust."""
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ class HybridConnection:
     def __repr__(self) -> str:
         return f"HybridConnection({self.address})"
 
-    @property
+    @functools.cached_property
     def address(self) -> HybridConnectionAddress:
+        # Built once: every relayed connection's getHost() is this (immutable) address.
         return HybridConnectionAddress(self.namespace, self.path)
 
     @property

@@ -53,7 +53,7 @@ class RelayedConnections:
 
     def _over(self, connection) -> None:
         self._live.discard(connection)
-        if not self._live:
+        if not self._live and self.closing:
             self._drained()
 
     def close_all(self, drain_timeout: float = DRAIN_TIMEOUT) -> defer.Deferred:

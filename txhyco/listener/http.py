@@ -16,6 +16,8 @@ from, and answered on, their rendezvous.
 """
 from __future__ import annotations
 
+import functools
+
 import h11
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
@@ -27,7 +29,7 @@ from txhyco._twisted.autobahn_speedups import LeanClientProtocol
 from txhyco._twisted.commandsink import CommandSink
 from txhyco._twisted.handshake import open_websocket
 from txhyco._twisted.masking import fast_masker
-from txhyco.address import HybridConnectionAddress, peer_address
+from txhyco.address import peer_address
 from txhyco.interfaces import IBridge, IChannelHandler
 from txhyco.listener.accept import RelayedTransport
 from txhyco.listener.httplinks import REWRITTEN as LINK_BEARING
@@ -49,19 +51,6 @@ _HOP = CONNECTION_HEADERS - {"content-length"}
 #: Why an application's connection ends once its response is complete: one
 #: Failure for all (as Twisted's own ``connectionDone``), not one per request.
 _RESPONSE_COMPLETE = Failure(ConnectionDone("response complete"))
-
-_last_host = (None, None)  # (hc, its HybridConnectionAddress): requests come to the same one
-
-
-def _host_address(hc) -> HybridConnectionAddress:
-    """``getHost()`` of ``hc``'s relayed connections (immutable: built once while ``hc`` is the same)."""
-    global _last_host
-    known, address = _last_host
-    if hc is not known:
-        address = HybridConnectionAddress(hc.namespace, hc.path)
-        _last_host = (hc, address)
-    return address
-
 
 #: Seconds an address-only request's rendezvous waits for the request itself:
 #: as long as the relay waits for the response (it gives up on the request then).
@@ -177,7 +166,7 @@ class HttpExchange:
             return
         self._chunked = body is None
         self._reader = ResponseReader(self, request.method)
-        self.transport = RelayedTransport(self, peer, _host_address(self.hc))
+        self.transport = RelayedTransport(self, peer, self.hc.address)
         self.transport.protocol = self.app
         self._inside_serve = True
         returned = False
@@ -193,6 +182,14 @@ class HttpExchange:
                 else:
                     self._feed(head)
             returned = True
+        except Exception:
+            if self._response is not None or self.finished:
+                raise  # a response under way: the command dispatcher logs it
+            # Failed before it answered (twisted.web answers its own render
+            # errors; a raw protocol may raise): 500 now, not the relay's
+            # response timeout for the sender.
+            log.failure("request {id}: the application failed before it answered", id=request.id)
+            self.answer_error(500, "The listener application failed before it answered.")
         finally:
             self._inside_serve = False
             if self._flush_pending:
@@ -548,11 +545,13 @@ def refusing_site(status: int, reason: bytes, text: bytes, headers: tuple = ()):
     return site
 
 
+@functools.cache
 def websocket_only_site():
     """The HTTP answer of a listener that has only WebSocket connections to offer: 501."""
     return refusing_site(501, b"Not Implemented", b"This listener serves WebSocket connections only.\n")
 
 
+@functools.cache
 def stopping_site():
     """The HTTP answer of a listener that is stopping to a request that arrives meanwhile: 503."""
     return refusing_site(503, b"Service Unavailable", b"This listener is stopping.\n", ((b"retry-after", b"1"),))

@@ -258,7 +258,7 @@ class ConnectionString:
         """A provider for this string's credentials: key → SAS minting, signature → static."""
         if self.shared_access_key is not None and self.shared_access_key_name is not None:
             # One provider per key: it keeps its recent tokens (SasKeyTokenProvider.get_token).
-            return _sas_provider(self.shared_access_key_name, self.shared_access_key, lifetime)
+            return _sas_provider(self.shared_access_key_name, self.shared_access_key, lifetime, type(lifetime))
         if self.shared_access_signature is not None:
             return StaticTokenProvider(self.shared_access_signature)
         if self.authentication is not None:
@@ -278,5 +278,6 @@ def _parse_cached(text: str) -> ConnectionString:
 
 
 @functools.lru_cache(maxsize=32)
-def _sas_provider(key_name: str, key: str, lifetime: float) -> SasKeyTokenProvider:
+def _sas_provider(key_name: str, key: str, lifetime: float, kind: type) -> SasKeyTokenProvider:
+    # (``kind`` keeps lifetime=True, which the provider refuses, from matching a cached lifetime=1.)
     return SasKeyTokenProvider(key_name, key, lifetime)

@@ -108,7 +108,8 @@ class SasKeyTokenProvider:
         """A token for ``audience`` valid for ``lifetime`` seconds from ``now``.
 
         A token signed in the last tenth of ``lifetime`` is handed out again,
-        so every token given has at least nine tenths of its lifetime left.
+        so every token given has about nine tenths of its lifetime left or
+        more (its expiry is a whole second, as SAS tokens write it).
         """
         recent = self._recent.get(audience)
         if recent is not None and recent[0] <= now < recent[0] + self.lifetime * _REUSE_FRACTION:

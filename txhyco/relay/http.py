@@ -100,9 +100,11 @@ class RelayedHttpExchange(ResponseToSender):
         # Headers within the head limit can still outgrow the command limit
         # once JSON escapes them (a non-ASCII character becomes \uXXXX, up to
         # 6 bytes): measure exactly when the head is large enough to matter.
-        # (A plain request's bytes hold its target and headers, and bound them.)
         plain = self.sender.plain
-        size = len(plain) if plain is not None else len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
+        if plain is not None:  # the bytes of a plain request's head hold its target and headers, and bound them
+            size = len(plain) - (self.content_length or 0)
+        else:
+            size = len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
         if size * _JSON_GROWTH + 1024 > MAX_COMMAND_SIZE:
             try:
                 serialize_command(self._full_request(True))

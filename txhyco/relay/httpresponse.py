@@ -76,7 +76,8 @@ class ResponseToSender:
         # running, also covers a body that never comes or stops halfway)
         self._response = response
         self._has_body = response_has_body(self.method, status)
-        key = (response.response_headers, self.via, status, response.status_description)
+        # (By the pairs in order: Headers compare equal whatever their order.)
+        key = (response.response_headers.items(), self.via, status, response.status_description)
         known = _sender_heads.get(key)
         if known is None:
             try:

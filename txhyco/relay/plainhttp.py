@@ -147,6 +147,8 @@ def plain_request(data: bytes, max_head: int, read: ReadHead | None = None) -> P
     body = data[end + 4:]
     if len(body) != (length or 0):
         return None  # more to come, or a pipelined request behind: h11's
+    if len(head) > _REMEMBERED_HEAD:
+        headers = list(headers)  # (only the tuple of a remembered head is remembered further on: httprequest)
     return PlainRequest(method, target, headers, body)
 
 
