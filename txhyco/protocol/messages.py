@@ -693,7 +693,8 @@ def serialize_request(
 
 
 def _request_by_dict(address, id, request_target, method, request_headers, body, remote_endpoint, full) -> str:
-    """A request command with values of unusual types (say, an id that is not a string), as the generic encoder writes it."""
+    """A request command as the generic encoder writes it (:func:`serialize_command`'s, and
+    :func:`serialize_request`'s for values of unusual types, say an id that is not a string)."""
     inner: dict[str, Any] = {"address": address, "id": id}
     if request_target is not None:
         inner["requestTarget"] = request_target
@@ -739,19 +740,8 @@ def serialize_command(cmd: Command) -> str:
             inner["remoteEndpoint"] = _endpoint_json(cmd.remote_endpoint)
         message: dict[str, Any] = {"accept": inner}
     elif isinstance(cmd, Request):
-        full = not cmd.address_only
-        inner = {"address": cmd.address, "id": cmd.id}
-        if cmd.request_target is not None:
-            inner["requestTarget"] = cmd.request_target
-        if full:
-            inner["method"] = cmd.method
-        if cmd.remote_endpoint is not None:
-            inner["remoteEndpoint"] = _endpoint_json(cmd.remote_endpoint)
-        if full or cmd.request_headers:
-            inner["requestHeaders"] = cmd.request_headers.to_dict()
-        if full:
-            inner["body"] = bool(cmd.body)
-        message = {"request": inner}
+        return _request_by_dict(cmd.address, cmd.id, cmd.request_target, cmd.method, cmd.request_headers, cmd.body,
+                                cmd.remote_endpoint, not cmd.address_only)
     elif isinstance(cmd, Response):
         if (cmd.body.__class__ is bool and cmd.request_id.__class__ is str
                 and (cmd.status_description is None or cmd.status_description.__class__ is str)):
