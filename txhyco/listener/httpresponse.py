@@ -33,7 +33,6 @@ def _response_head_fast(head: bytes):
     if status == 204 or status == 304:
         return None
     headers = []
-    length = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or TOKEN_B.fullmatch(name) is None:
@@ -41,17 +40,27 @@ def _response_head_fast(head: bytes):
         value = value.strip(b" \t")
         if value and PLAIN_FIELD_VALUE_B.fullmatch(value) is None:
             return None
-        lower = name.lower()
-        if lower == b"content-length":
-            if length is not None or not value.isdigit():
-                return None
-            length = int(value)
-        elif lower == b"transfer-encoding":
-            return None
         headers.append((name, value))
+    length = _content_length(headers)
     if length is None:
         return None
     return status, match[2] or b"", headers, length
+
+
+def _content_length(headers) -> int | None:
+    """The one Content-Length of a plain head's fields, or None (none, two, unreadable, or a Transfer-Encoding)."""
+    length = None
+    for name, value in headers:
+        size = len(name)
+        if size == 14 or size == 17:  # content-length, transfer-encoding: the others are passed over cheaply
+            lower = name.lower()
+            if lower == b"content-length":
+                if length is not None or not value.isdigit():
+                    return None
+                length = int(value)
+            elif lower == b"transfer-encoding":
+                return None
+    return length
 
 
 _REASON_B = re.compile(rb"[\t\x20-\x7e]*")
@@ -70,17 +79,7 @@ def _head_fields_fast(code: bytes, reason: bytes, headers: list):
     names, values = zip(*headers)
     if not plain_fields(names, values):
         return None
-    length = None
-    for name, value in headers:
-        size = len(name)
-        if size == 14 or size == 17:  # content-length, transfer-encoding
-            lower = name.lower()
-            if lower == b"content-length":
-                if length is not None or not value.isdigit():
-                    return None
-                length = int(value)
-            elif lower == b"transfer-encoding":
-                return None
+    length = _content_length(headers)
     if length is None:
         return None
     return status, length

@@ -358,9 +358,14 @@ class ControlChannel:
             return  # a delay armed through the fault switch sends it later
         self.proto.send_command(command, body)
 
-    def send_serialized(self, text: str, body: bytes | None = None) -> None:
-        """Send a command serialized already (and its inline body): no fault switch may hold it."""
-        self.proto.send_command_text(text, body)
+    def send_request(self, exchange, body: bytes | None = None) -> None:
+        """Send ``exchange``'s whole request (and its inline body), its JSON written straight
+        from its values; as a :class:`Request` for :meth:`send` while the fault switch is armed
+        (it judges commands)."""
+        if self.relay.faults:
+            self.send(exchange.full_request(body is not None), body)
+        else:
+            self.proto.send_command_text(exchange.request_text(body is not None), body)
 
     def send_body(self, body: bytes) -> None:
         self.proto.sendMessage(body, isBinary=True)

@@ -107,7 +107,7 @@ class RelayedHttpExchange(ResponseToSender):
             size = len(self.request_target) + sum(len(n) + len(v) for n, v in self.headers.items())
         if size * _JSON_GROWTH + 1024 > MAX_COMMAND_SIZE:
             try:
-                serialize_command(self._full_request(True))
+                serialize_command(self.full_request(True))
             except ProtocolError:
                 self._fail(431, f"The request's headers do not fit in a {MAX_COMMAND_SIZE}-byte request command.")
                 return
@@ -124,7 +124,7 @@ class RelayedHttpExchange(ResponseToSender):
         elif self.content_length:
             self._arm_body_wait()
 
-    def _full_request(self, body: bool) -> Request:
+    def full_request(self, body: bool) -> Request:
         return Request(
             address=self.address,
             id=self.id,
@@ -135,8 +135,8 @@ class RelayedHttpExchange(ResponseToSender):
             remote_endpoint=self.remote,
         )
 
-    def _request_text(self, body: bool) -> str:
-        """The JSON of :meth:`_full_request`, written without the command object (its values are checked already)."""
+    def request_text(self, body: bool) -> str:
+        """The JSON of :meth:`full_request`, written without the command object (its values are checked already)."""
         return serialize_request(
             self.address,
             self.id,
@@ -171,10 +171,7 @@ class RelayedHttpExchange(ResponseToSender):
             self._sent = True
             body = b"".join(self._body) if self._body else b""
             self._body = []
-            if self.relay.faults:  # the fault switch may hold it back: it judges commands
-                self.listener.send(self._full_request(bool(body)), body or None)
-            else:
-                self.listener.send_serialized(self._request_text(bool(body)), body or None)
+            self.listener.send_request(self, body or None)
             self._arm_deadline()
         elif self._body_streaming:
             self._end_fragments()
@@ -213,7 +210,7 @@ class RelayedHttpExchange(ResponseToSender):
             return
         self._sent = True
         has_body = bool(self._body) or not self._body_done
-        proto.send_command(self._full_request(has_body))
+        proto.send_command(self.full_request(has_body))
         if not has_body:
             return
         self._body_streaming = True
