@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 
 import pytest
 
@@ -27,10 +28,14 @@ def test_park_hands_out_distinct_keys():
     assert len(set(keys)) == 300 and [reg.pending[k] for k in keys] == items
 
 
-def test_request_ids_are_unique_and_uuid_shaped():
-    ids = [request_id() for _ in range(1000)]
-    assert len(set(ids)) == 1000
+def test_request_ids_are_unique_random_version_4_uuids():
+    ids = [request_id() for _ in range(3 * registry._IDS_PER_BATCH + 7)]  # across batches
+    assert len(set(ids)) == len(ids)
     assert all(UUID_SHAPE.fullmatch(i) for i in ids)
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    # Random, not counted: a listener cannot read how many requests the relay
+    # serves from the ids it is given (no two share their first 24 characters).
+    assert len({i[:24] for i in ids}) == len(ids)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
@@ -48,4 +53,4 @@ def test_a_forked_child_draws_its_own_keys_and_ids():
         child_key, child_id = child.read().split()
     os.waitpid(pid, 0)
     assert child_key != registry._keys.take()
-    assert child_id[:24] != request_id()[:24]  # another random prefix
+    assert child_id != request_id()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
-import itertools
 import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,22 +49,39 @@ class _Keys:
 
 
 class _RequestIds:
-    """Ids for relayed HTTP requests: unique in the process (a counter) and across
-    processes and cluster nodes (a random prefix), shaped as a UUID as Azure's are.
+    """Ids for relayed HTTP requests: random version 4 UUIDs, as Azure's are,
+    whose 122 random bits come from ``os.urandom`` read in batches.
 
     The id is not a secret (a sender may choose the tracking id of its own
-    WebSocket connection); the rendezvous key is what an address grants.
+    WebSocket connection; the rendezvous key is what an address grants), but
+    it is random rather than counted: every listener sees the ids of its
+    requests, and a counter would tell each one how many requests the relay
+    serves for everybody.
     """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self._prefix = str(uuid.uuid4())[:24]  # "xxxxxxxx-xxxx-4xxx-yxxx-": 12 hex digits follow
-        self._counter = itertools.count(1)
+        # A forked child must not hand out its parent's next ids.
+        self._batch = ""
+        self._next = 0
 
     def take(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+        start = self._next
+        if start >= len(self._batch):
+            self._batch = os.urandom(16 * _IDS_PER_BATCH).hex()
+            start = 0
+        self._next = start + 32
+        h = self._batch[start:start + 32]
+        # Version 4, variant 10xx (RFC 9562): the same shape as uuid.uuid4().
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+#: Request ids drawn per ``os.urandom`` call.
+_IDS_PER_BATCH = 256
+#: The variant nibble 10xx for each hex digit: its two low bits stay random.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 _keys = _Keys()
