@@ -112,8 +112,17 @@ class Process:
 
 @pytest.fixture
 def spawn(tmp_path):
-    """spawn(*args) → a Process of ``python -m txhyco.cli *args``, killed at teardown."""
+    """spawn(*args) → a Process of ``python -m txhyco.cli *args``, killed at teardown.
+
+    The children get SIGINT's default action even when this test process
+    ignores it (a shell starts background jobs so: ``pytest &``): an ignored
+    signal stays ignored across exec, and a relay that ignores SIGINT, as it
+    then rightly does, would not stop when a test sends it one.
+    """
     started: list[Process] = []
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # children start with SIG_DFL
 
     def start(*args: str, command: list[str] | None = None, env=None) -> Process:
         argv = (command or [sys.executable, "-m", "txhyco.cli"]) + list(args)
@@ -121,9 +130,13 @@ def spawn(tmp_path):
         started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        proc.kill()
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_cli(spawn, *args: str, env=None) -> tuple[int, str, str]:
