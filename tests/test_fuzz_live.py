@@ -16,6 +16,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionAborted
 
 from tests.support import fuzz
+from tests.support.hostilerelay import Answers, control_channel
 from tests.support.rawlistener import RawListener, make_token
 from tests.support.rawtcp import RawClient, limited_config, raw_connect, sleep, wait_until
 from tests.support.wsclient import ws_connect
@@ -279,21 +280,18 @@ def test_responses_for_unknown_request_ids_are_ignored_and_the_channel_serves_on
 def test_a_listener_survives_hostile_commands_from_its_relay(fuzz_relay):
     relay, rng, failures = fuzz_relay, random.Random(SEED + 5), fuzz.FailureLog()
     bystander = yield Bystander().start(relay)
-    (channel,) = relay.relay.registry.entities["echo"].listeners.values()
-    answered = []
+    channel = control_channel(relay, "echo")
+    answers = Answers(channel)
     for request_id in ("smuggle-1", "smuggle-2"):
-        channel.exchanges[request_id] = type("Sink", (), {
-            "response_received": lambda self, response, ch: answered.append((response.request_id, response.status_code)),
-            "listener_lost": lambda self, ch, why=None: None,
-        })()
+        answers.expect(request_id)
     commands = list(fuzz.hostile_relay_commands(rng, 80))
     for n, (label, payload, is_binary) in enumerate(commands):
         channel.proto.sendMessage(payload, isBinary=is_binary)
         if n % 20 == 19:
             yield bystander.check()
     # The two smuggling requests were answered 400, never passed to an application.
-    yield wait_until(lambda: len(answered) == 2)
-    assert sorted(answered) == [("smuggle-1", 400), ("smuggle-2", 400)]
+    yield wait_until(lambda: len(answers.got) == 2)
+    assert answers.got == {"smuggle-1": 400, "smuggle-2": 400}
     # Still the same control channel: nothing above was worth a reconnect.
     assert list(relay.relay.registry.entities["echo"].listeners.values()) == [channel]
     # Invalid UTF-8 in a text message is worth one (RFC 6455 §8.1: fail with 1007): the

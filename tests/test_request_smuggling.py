@@ -5,15 +5,14 @@ refused, and the second request hidden in it never reaches a listener or an appl
 """
 from __future__ import annotations
 
-import json
 import re
 
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
-from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from tests.support.hostilerelay import Answers, Spy, control_channel
 from tests.support.rawlistener import RawListener, make_token
 from tests.support.rawtcp import raw_connect, wait_until
 from tests.test_endpoint import endpoint_string
@@ -112,44 +111,6 @@ def test_obs_fold_is_read_as_one_value_the_listener_sees_joined(relay):
 # -- the listener's HTTP bridge, from a hostile relay ----------------------------------
 
 
-class Spy(Resource):
-    isLeaf = True
-
-    def __init__(self):
-        super().__init__()
-        self.hits = []
-
-    def render(self, request):
-        self.hits.append((request.method, request.uri, request.content.read()))
-        return b"seen"
-
-
-class Answers:
-    """Stands in for the relay's exchange: records the listener's responses by request id."""
-
-    def __init__(self, channel):
-        self.channel = channel
-        self.got = {}
-
-    def expect(self, request_id):
-        owner = self
-
-        class Sink:
-            def response_received(self, response, ch):
-                owner.got[request_id] = response.status_code
-
-            def response_body(self, data):
-                pass
-
-            def response_body_end(self):
-                pass
-
-            def listener_lost(self, ch, why=None):
-                pass
-
-        self.channel.exchanges[request_id] = Sink()
-
-
 def _bridge_cases():
     te_body = b"0\r\n\r\nGET /hostile/smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
     return [
@@ -179,17 +140,10 @@ def test_hostile_requests_from_the_relay_never_reach_the_application_as_two(rela
     spy = Spy()
     port = yield serverFromString(reactor, endpoint_string(relay, "hostile")).listen(Site(spy))
     try:
-        (channel,) = relay.relay.registry.entities["hostile"].listeners.values()
-        answers = Answers(channel)
+        answers = Answers(control_channel(relay, "hostile"))
         cases = _bridge_cases()
         for n, (label, method, target, headers, body) in enumerate(cases):
-            request_id = f"evil-{n}"
-            answers.expect(request_id)
-            raw = {"request": {"address": f"ws://127.0.0.1:1/$hc/hostile?sb-hc-action=request&sb-hc-id={n}", "id": request_id,
-                               "requestTarget": target, "method": method, "requestHeaders": headers, "body": body is not None}}
-            channel.proto.sendMessage(json.dumps(raw).encode(), isBinary=False)
-            if body is not None:
-                channel.proto.sendMessage(body, isBinary=True)
+            answers.send(f"evil-{n}", "hostile", target, headers, method=method, body=body)
         yield wait_until(lambda: len(answers.got) == len(cases))
         smuggled = [hit for hit in spy.hits if b"smuggled" in hit[1]]
         assert smuggled == []

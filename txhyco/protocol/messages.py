@@ -369,11 +369,21 @@ class Response:
     def __post_init__(self) -> None:
         _coerce_headers(self, "response_headers")
         code = self.status_code
-        if type(code) is not int or not 100 <= code <= 999:
+        if type(code) is not int:
             raise LocalProtocolError(f"statusCode must be an integer from 100 to 999, got {_short(code)}.")
-        text = self.status_description
-        if text is not None and FORBIDDEN_IN_VALUE.search(text):
-            object.__setattr__(self, "status_description", FORBIDDEN_IN_VALUE.sub("", text))
+        text = _response_status(code, self.status_description, LocalProtocolError)
+        if text is not self.status_description:
+            object.__setattr__(self, "status_description", text)
+
+
+def _response_status(code: int, description: str | None, error: type) -> str | None:
+    """A response's description without control characters, once its integer status code is
+    known to be from 100 to 999 (else ``error``: local for one we make, remote for one we read)."""
+    if not 100 <= code <= 999:
+        raise error(f"statusCode must be an integer from 100 to 999, got {_short(code)}.")
+    if description is not None and FORBIDDEN_IN_VALUE.search(description):
+        return FORBIDDEN_IN_VALUE.sub("", description)
+    return description
 
 
 @dataclass(frozen=True)
@@ -541,10 +551,7 @@ def _parse_response(obj: dict[str, Any]) -> Response:
     # Response.__post_init__'s checks, here where the values are known to
     # be of their types: then the object is made without the dataclass's
     # __init__ (a relay parses one response per relayed request).
-    if not 100 <= status <= 999:
-        raise RemoteProtocolError(f"statusCode must be an integer from 100 to 999, got {_short(status)}.")
-    if description is not None and FORBIDDEN_IN_VALUE.search(description):
-        description = FORBIDDEN_IN_VALUE.sub("", description)
+    description = _response_status(status, description, RemoteProtocolError)
     response = object.__new__(Response)
     response.__dict__.update(
         request_id=request_id, status_code=status, status_description=description, response_headers=headers, body=body
