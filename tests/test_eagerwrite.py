@@ -75,6 +75,25 @@ def test_a_small_write_leaves_before_the_reactor_turns():
         yield port.stopListening()
 
 
+@pytest_twisted.inlineCallbacks
+def test_a_large_write_waits_for_twisteds_own_send():
+    received = Collect()
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(lambda: received))
+    try:
+        sender = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collect())
+        eagerwrite.install(sender.transport)
+        large = os.urandom(eagerwrite._LARGE)
+        sender.transport.writeSequence([b"<", large])
+        sender.transport.write(b">")  # a small write after it: queued behind, not sent ahead
+        # Twisted's buffers hold all of it until the reactor polls (the
+        # caller's objects, not a part of them the kernel has not taken).
+        assert sender.transport._tempDataBuffer == [b"<", large, b">"]
+        sender.transport.loseConnection()
+        assert (yield received.lost) == b"<" + large + b">"
+    finally:
+        yield port.stopListening()
+
+
 def test_other_transports_are_left_alone():
     transport = StringTransport()
     eagerwrite.install(transport)
@@ -94,6 +113,8 @@ class EagerEcho(protocol.Protocol):
             self.transport.write(piece + b";")
         self.transport.writeSequence([b"x", b"y"])
         self.transport.write(b"z" * 100000)  # bulk: not held back
+        self.transport.write(b"w")
+        self.transport.write(b"L" * eagerwrite._LARGE)  # large: Twisted's to send, behind "w"
         self.transport.write(b"end")
         self.transport.loseConnection()
 
@@ -105,7 +126,7 @@ def test_writes_during_one_read_leave_together_and_in_order():
         client = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collect())
         client.transport.write(b",".join(b"%d" % i for i in range(200)))
         data = yield client.lost
-        assert data == b"".join(b"%d;" % i for i in range(200)) + b"xy" + b"z" * 100000 + b"end"
+        assert data == b"".join(b"%d;" % i for i in range(200)) + b"xy" + b"z" * 100000 + b"w" + b"L" * eagerwrite._LARGE + b"end"
         assert not eagerwrite._held
     finally:
         yield port.stopListening()
@@ -284,8 +305,8 @@ def test_a_write_made_while_held_writes_are_flushed_does_not_overtake_them():
         eagerwrite.install(a.transport)
         eagerwrite.install(b.transport)
         peers[0].transport.pauseProducing()  # A's peer does not read: A's buffers stay full
-        a.transport.write(b"x" * (32 * 1024 * 1024))  # the kernel takes some, Twisted keeps the rest
-        assert a.transport.dataBuffer
+        a.transport.write(b"x" * (32 * 1024 * 1024))  # large: Twisted's buffers keep what the kernel does not take
+        assert a.transport._tempDataLen
         # Twisted pauses A's producer once 4 more bytes are buffered.
         a.transport.bufferSize = len(a.transport.dataBuffer) + a.transport._tempDataLen + 3
         a.transport.registerProducer(WritesWhenPaused(b.transport), True)

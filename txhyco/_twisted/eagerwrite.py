@@ -16,6 +16,16 @@ gathered and sent together, with one ``sendmsg``, when the read has been
 handled (one system call and one wake-up of the peer for the rest of the
 batch, not one per message). Writes outside any read leave at once.
 
+A large write (:data:`_LARGE` bytes or more, Twisted's own ``SEND_LIMIT``)
+is the exception: it goes to Twisted's buffers as ``write`` would put it
+(after what the connection held, in order) and leaves when the reactor next
+polls. Sent at once, the kernel took part of it and Twisted's buffer kept the
+caller's object for the rest; for a sender echoing 1 MiB messages that kept
+each message alive in an order glibc's heap answers by giving memory back to
+the kernel and faulting it in again: 568,000 minor page faults against 15,000
+in one ``make bench`` run of ws_echo_1m, and 0.93 against 0.62 ms of the
+sender's CPU per MiB. Bulk data gains nothing from leaving a turn early.
+
 Whatever the kernel does not take waits in Twisted's own send buffer (the
 rest of a large write at an offset, uncopied), so ordering, producers,
 half-close and connection loss keep Twisted's semantics; a failed send is
@@ -47,6 +57,8 @@ _held: dict = {}
 #: Held writes are sent at once past this many pieces, or with a piece this large.
 _HOLD_PIECES = 64
 _HOLD_BYTES = 16384
+#: Writes this large are Twisted's to send (see module doc): its FileDescriptor.SEND_LIMIT.
+_LARGE = 128 * 1024
 
 
 #: Twisted's private state of a tcp.Connection read here, and the type of its
@@ -193,6 +205,9 @@ class _Eager:
     def write(self, data) -> None:
         if data.__class__ is not bytes and not isinstance(data, bytes):
             raise TypeError("Data must be bytes")  # at the call, as Twisted does
+        if len(data) >= _LARGE:
+            self.queue_large([data])
+            return
         if _reading:
             held = _held.get(self)
             if held is not None:
@@ -207,15 +222,26 @@ class _Eager:
         for piece in pieces:
             if piece.__class__ is not bytes and not isinstance(piece, bytes):
                 raise TypeError("Data must be bytes")
+        size = sum(map(len, pieces))
+        if size >= _LARGE:
+            self.queue_large(pieces)
+            return
         if _reading:
             held = _held.get(self)
             if held is not None:
                 held.extend(pieces)
-                if len(held) > _HOLD_PIECES or sum(map(len, pieces)) > _HOLD_BYTES:
+                if len(held) > _HOLD_PIECES or size > _HOLD_BYTES:
                     self.release(held)
                 return
             _held[self] = []
         self.send_all_now(pieces)
+
+    def queue_large(self, pieces) -> None:
+        # Behind what this connection holds from the current read, if anything.
+        held = _held.get(self)
+        if held:
+            self.release(held)
+        self.queue_sequence(pieces)
 
     def release(self, held: list) -> None:
         # Bulk data is not held back: it goes now, so that a full socket
