@@ -76,12 +76,12 @@ def test_a_small_write_leaves_before_the_reactor_turns():
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_large_write_waits_for_twisteds_own_send():
+def test_on_a_senders_leg_a_large_write_waits_for_twisteds_own_send():
     received = Collect()
     port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(lambda: received))
     try:
         sender = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collect())
-        eagerwrite.install(sender.transport)
+        eagerwrite.install(sender.transport, large_writes_wait=True)  # as a sender's legs are
         large = os.urandom(eagerwrite._LARGE)
         sender.transport.writeSequence([b"<", large])
         sender.transport.write(b">")  # a small write after it: queued behind, not sent ahead
@@ -106,7 +106,7 @@ class EagerEcho(protocol.Protocol):
     """Answers one read with many writes (as a listener answers a batch of messages)."""
 
     def connectionMade(self):
-        eagerwrite.install(self.transport)
+        eagerwrite.install(self.transport, large_writes_wait=True)
 
     def dataReceived(self, data):
         for piece in data.split(b","):
@@ -305,8 +305,8 @@ def test_a_write_made_while_held_writes_are_flushed_does_not_overtake_them():
         eagerwrite.install(a.transport)
         eagerwrite.install(b.transport)
         peers[0].transport.pauseProducing()  # A's peer does not read: A's buffers stay full
-        a.transport.write(b"x" * (32 * 1024 * 1024))  # large: Twisted's buffers keep what the kernel does not take
-        assert a.transport._tempDataLen
+        a.transport.write(b"x" * (32 * 1024 * 1024))  # the kernel takes some, Twisted keeps the rest
+        assert a.transport.dataBuffer
         # Twisted pauses A's producer once 4 more bytes are buffered.
         a.transport.bufferSize = len(a.transport.dataBuffer) + a.transport._tempDataLen + 3
         a.transport.registerProducer(WritesWhenPaused(b.transport), True)
@@ -362,5 +362,36 @@ def test_without_the_internals_writes_are_twisteds_own(monkeypatch):
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), sender)
         assert "write" not in sender.transport.__dict__
         assert (yield received.lost) == b"a" + big + b"cdend"
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_senders_leg_hands_its_large_writes_to_twisted(relay):
+    """connect_relay's leg waits with large writes (the listener's legs do not); a 1 MiB echo arrives whole."""
+    from autobahn.twisted.websocket import WebSocketServerProtocol
+
+    from tests.support.wsclient import Leg
+    from txhyco import RelayedServerFactory, connect_relay
+
+    class Echo(WebSocketServerProtocol):
+        def onMessage(self, payload, isBinary):
+            self.sendMessage(payload, isBinary)
+
+    factory = RelayedServerFactory(relay.connection_string.format(), path="large")
+    factory.protocol = Echo
+    port = yield factory.listen()
+    try:
+        client = yield connect_relay(Leg, relay.connection_string.format(), path="large")
+        assert client.transport.write.__self__.large == eagerwrite._LARGE
+        payload = os.urandom(1024 * 1024)
+        for _ in range(3):
+            client.sendMessage(payload, isBinary=True)
+        for _ in range(3):
+            assert (yield client.messages.get().addTimeout(30, reactor)) == (payload, True)
+        # The listener's control channel (a leg of its own, like its rendezvous legs) sends at once.
+        assert port.listener._proto.transport.write.__self__.large == eagerwrite._NEVER
+        client.sendClose(1000)
+        yield client.closed
     finally:
         yield port.stopListening()

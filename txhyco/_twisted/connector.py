@@ -53,8 +53,10 @@ def relay_endpoint(reactor, host: str, port: int, *, secure: bool, ca_file: str 
 
 @defer.inlineCallbacks
 def connect(reactor, host: str, port: int, factory, *, secure: bool, ca_file: str | None = None, timeout: float = 30,
-            proxy: ProxyPolicy | None = None):
+            proxy: ProxyPolicy | None = None, large_writes_wait: bool = False):
     """Connect ``factory``; connection failures become :class:`RelayUnreachable` with the cause.
+
+    ``large_writes_wait``: see :func:`txhyco._twisted.eagerwrite.install` (a sender's legs).
 
     Through a proxy, they are :class:`ProxyError` (a kind of ``RelayUnreachable``).
     """
@@ -66,7 +68,7 @@ def connect(reactor, host: str, port: int, factory, *, secure: bool, ca_file: st
         raise RelayUnreachable(
             f"Cannot reach the relay at {host}:{port}: {e.__class__.__name__}: {why}; {_advice(e, host)}."
         ) from None
-    eagerwrite.install(proto.transport)
+    eagerwrite.install(proto.transport, large_writes_wait=large_writes_wait)
     if secure:
         _remember_loss(proto)
     return proto

@@ -16,15 +16,19 @@ gathered and sent together, with one ``sendmsg``, when the read has been
 handled (one system call and one wake-up of the peer for the rest of the
 batch, not one per message). Writes outside any read leave at once.
 
-A large write (:data:`_LARGE` bytes or more, Twisted's own ``SEND_LIMIT``)
-is the exception: it goes to Twisted's buffers as ``write`` would put it
-(after what the connection held, in order) and leaves when the reactor next
-polls. Sent at once, the kernel took part of it and Twisted's buffer kept the
-caller's object for the rest; for a sender echoing 1 MiB messages that kept
-each message alive in an order glibc's heap answers by giving memory back to
-the kernel and faulting it in again: 568,000 minor page faults against 15,000
-in one ``make bench`` run of ws_echo_1m, and 0.93 against 0.62 ms of the
-sender's CPU per MiB. Bulk data gains nothing from leaving a turn early.
+On a sender's legs (``install(..., large_writes_wait=True)``, from
+:mod:`txhyco.sender.leg`) a large write (:data:`_LARGE` bytes or more,
+Twisted's own ``SEND_LIMIT``) is the exception: it goes to Twisted's buffers
+as ``write`` would put it (after what the connection held, in order) and
+leaves when the reactor next polls. A sender echoing 1 MiB messages that sent
+them at once made glibc hand its heap back to the kernel and fault it in
+again, message after message: 570,000-730,000 minor page faults in a
+``make bench`` run of ws_echo_1m against 15,000 (as many as a plain Autobahn
+client through the TCP proxy), and 2.5-3.3 ms of the sender's CPU per message
+against 1.9-2.4. The relay and the listener keep sending at once: there,
+handing large writes to Twisted cost more than it saved (the listener's CPU
+per 1 MiB echoed message went from 1.9-2.4 to 2.6-3.6 ms, per MiB downloaded
+from 0.55-0.63 to 0.78-0.92: ``doWrite`` copies and re-arms the poller).
 
 Whatever the kernel does not take waits in Twisted's own send buffer (the
 rest of a large write at an offset, uncopied), so ordering, producers,
@@ -57,8 +61,9 @@ _held: dict = {}
 #: Held writes are sent at once past this many pieces, or with a piece this large.
 _HOLD_PIECES = 64
 _HOLD_BYTES = 16384
-#: Writes this large are Twisted's to send (see module doc): its FileDescriptor.SEND_LIMIT.
+#: Writes this large are Twisted's to send where asked (see module doc): its FileDescriptor.SEND_LIMIT.
 _LARGE = 128 * 1024
+_NEVER = float("inf")
 
 
 #: Twisted's private state of a tcp.Connection read here, and the type of its
@@ -118,12 +123,15 @@ def transport_unsent(transport) -> int:
     return unsent_bytes(wire) if wire is not None else 0
 
 
-def install(transport) -> None:
-    """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc)."""
+def install(transport, *, large_writes_wait: bool = False) -> None:
+    """Make ``transport`` (or the TCP connection under its TLS) write eagerly (see module doc).
+
+    With ``large_writes_wait``, writes of :data:`_LARGE` bytes or more are Twisted's to send.
+    """
     conn = tcp_wire(transport)
     if conn is None or "write" in conn.__dict__ or not internals_usable(conn):
         return  # not TCP, installed already, or a Twisted this was not written for
-    eager = _Eager(conn)
+    eager = _Eager(conn, _LARGE if large_writes_wait else _NEVER)
     conn.write = eager.write
     conn.writeSequence = eager.write_sequence
     conn.doRead = eager.do_read
@@ -132,11 +140,12 @@ def install(transport) -> None:
 class _Eager:
     """One connection's eager ``write``/``writeSequence``/``doRead`` (one small object per connection)."""
 
-    __slots__ = ("conn", "sock")
+    __slots__ = ("conn", "sock", "large")
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, large) -> None:
         self.conn = conn
         self.sock = conn.socket
+        self.large = large  # writes this large are Twisted's to send
 
     # Twisted's own methods (the class's, which the instance attributes shadow).
     def queue(self, data) -> None:
@@ -205,7 +214,7 @@ class _Eager:
     def write(self, data) -> None:
         if data.__class__ is not bytes and not isinstance(data, bytes):
             raise TypeError("Data must be bytes")  # at the call, as Twisted does
-        if len(data) >= _LARGE:
+        if len(data) >= self.large:
             self.queue_large([data])
             return
         if _reading:
@@ -223,7 +232,7 @@ class _Eager:
             if piece.__class__ is not bytes and not isinstance(piece, bytes):
                 raise TypeError("Data must be bytes")
         size = sum(map(len, pieces))
-        if size >= _LARGE:
+        if size >= self.large:
             self.queue_large(pieces)
             return
         if _reading:

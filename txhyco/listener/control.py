@@ -219,7 +219,7 @@ class HybridConnectionListener:
         # Only the first attempt, whose failure start() reports, names a
         # plain/TLS mix-up (a probe connection); retries are only logged.
         return open_leg(self.reactor, self.hc, factory, lambda _: url, on_connected=connected, connect_timeout=timeout,
-                        diagnose=self._lifecycle is Lifecycle.STARTING)
+                        diagnose=self._lifecycle is Lifecycle.STARTING, large_writes_wait=False)
 
     def _connect(self) -> None:
         if self._lifecycle is Lifecycle.STOPPED:

@@ -25,7 +25,7 @@ SENDER_HANDSHAKE_TIMEOUT = 70
 @defer.inlineCallbacks
 def open_leg(reactor, hc: HybridConnection, factory, url_for: Callable[[str | None], str], *,
              token_in_query: bool = False, on_connected: Callable | None = None, connect_timeout: float = 30,
-             diagnose: bool = True):
+             diagnose: bool = True, large_writes_wait: bool = True):
     """Open ``factory``'s leg to the relay of ``hc``; fires with the protocol once open.
 
     ``url_for(token_or_none)`` builds the leg's URL (the token is given only
@@ -33,7 +33,8 @@ def open_leg(reactor, hc: HybridConnection, factory, url_for: Callable[[str | No
     ``ServiceBusAuthorization`` header, added to the factory's own headers).
     ``on_connected(protocol, token)`` runs once TCP (and TLS) is up, before
     the handshake completes; ``connect_timeout`` bounds the TCP connection; ``diagnose``
-    as in :func:`~txhyco._twisted.handshake.wait_open`.
+    as in :func:`~txhyco._twisted.handshake.wait_open`; ``large_writes_wait`` as in
+    :func:`txhyco._twisted.eagerwrite.install` (a sender's leg; the listener's control channel sends at once).
     Fails with :class:`txhyco.errors.RelayRefused`
     (the relay's or the listener's status) or :class:`txhyco.errors.RelayUnreachable`.
     """
@@ -49,7 +50,7 @@ def open_leg(reactor, hc: HybridConnection, factory, url_for: Callable[[str | No
     )
     ns = hc.namespace
     proto = yield connect(reactor, ns.host, ns.effective_port, factory, secure=ns.secure, ca_file=hc.ca_file,
-                          timeout=connect_timeout, proxy=hc.proxy)
+                          timeout=connect_timeout, proxy=hc.proxy, large_writes_wait=large_writes_wait)
     if on_connected is not None:
         on_connected(proto, token)
     yield wait_open(proto, url.split("?", 1)[0], diagnose=diagnose, proxy=hc.proxy)
