@@ -543,6 +543,8 @@ class Bench:
                               "middle_kib_per_conn": grow[middle] if middle else None,
                               "rss_mib": {k: v / MiB for k, v in rss1.items()},
                               "kib_per_conn": grow}
+                    if ev["errors"]:  # the client names its first three failures
+                        sample["first_errors"] = [line for line in client.stderr_tail if "failed" in line][:3]
                     samples.append(sample)
                     client.stop(60)
                     break
@@ -947,6 +949,12 @@ def main(argv=None) -> int:
                   inspect=args.inspect, cluster=not args.no_cluster and (mode != "smoke" or args.cluster))
     if args.vary_heads:
         bench.notes.append("--vary-heads: every HTTP GET carried a fresh X-Request-Id header")
+    wanted = 2 * MODES[mode]["scale_connections"] + 200
+    if machine["nofile_limit"] < wanted:
+        # A relay (and the proxy) holds two descriptors per idle relayed connection:
+        # past the limit, Twisted closes the connections it accepts (EMFILE).
+        bench.notes.append(f"open-file limit {machine['nofile_limit']} (ulimit -Hn) is below the {wanted} the relay needs "
+                           f"for {MODES[mode]['scale_connections']} idle relayed connections: the last ones fail")
     if args.inspect:
         bench.notes.append("--inspect: a traffic inspector captured the relayed HTTP listener's exchanges (no page viewer)")
     t0 = time.monotonic()

@@ -54,7 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--listen",
         metavar="ENDPOINT",
         default=DEFAULT_LISTEN,
-        help=f"Twisted server endpoint string to listen on (default: {DEFAULT_LISTEN}; tcp:0 picks a free port)",
+        help=f"Twisted server endpoint string to listen on (default: {DEFAULT_LISTEN}; tcp:0 picks a free port; "
+             "a listen backlog of 1024 unless it names its own backlog=)",
     )
     parser.add_argument(
         "--key-name", metavar="NAME", help="name of the namespace-wide rule (default: RootManageSharedAccessKey)"

@@ -21,6 +21,37 @@ log = Logger()
 
 DEFAULT_LISTEN = "tcp:9090:interface=127.0.0.1"
 
+#: The listen backlog of the relay's ports unless their description names one.
+#: Twisted's default of 50 overflows when many senders and listeners' rendezvous
+#: legs connect at once: the kernel drops their SYNs and each waits to resend
+#: (1 s, then 3, 7, 15 s). ``BENCH_FULL=1 make bench``'s 10,000 relayed
+#: connections, 100 opening at a time, overflowed it 244 times; none with 1024.
+LISTEN_BACKLOG = 1024
+#: Endpoint kinds whose ports take a ``backlog=`` (Twisted's and txhyco's reuseport).
+_WITH_BACKLOG = frozenset({"tcp", "tcp6", "ssl", "unix", "reuseport"})
+
+
+def with_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
+    """``description`` (a server endpoint string) with ``:backlog=N`` added where its kind takes one and it
+    names none itself (as a keyword or positionally, after the port); any other description as it is."""
+    fields, field, escaped = [], [], False
+    for char in description:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            fields.append("".join(field))
+            field = []
+            continue
+        field.append(char)
+    fields.append("".join(field))
+    positional = [f for f in fields[1:] if "=" not in f]
+    if (fields[0] not in _WITH_BACKLOG or len(positional) > 1
+            or any(f.startswith("backlog=") for f in fields[1:])):
+        return description
+    return f"{description}:backlog={backlog}"
+
 
 class RelayService(Service):
     """A local Hybrid Connections relay listening on a Twisted server endpoint.
@@ -77,10 +108,11 @@ class RelayService(Service):
 
     @defer.inlineCallbacks
     def _start(self):
-        endpoint = serverFromString(self.reactor, self.listen_description)
+        endpoint = serverFromString(self.reactor, with_backlog(self.listen_description))
         self.port = yield endpoint.listen(self.factory())
         for description in self.also_listen:
-            self.extra_ports.append((yield serverFromString(self.reactor, description).listen(self.factory())))
+            endpoint = serverFromString(self.reactor, with_backlog(description))
+            self.extra_ports.append((yield endpoint.listen(self.factory())))
         self.readiness.listening = True
         if self.cluster is not None:
             self.cluster.start()
