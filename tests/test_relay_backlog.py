@@ -26,6 +26,7 @@ from txhyco.testing import start_relay
     ("", ""),
     ("nonsense", "nonsense"),
     ("\\", "\\"),
+    ("tcp:0:interface=a\\", "tcp:0:interface=a\\"),  # a dangling escape would swallow an added colon
 ])
 def test_a_backlog_is_added_only_where_the_kind_takes_one_and_none_is_named(description, expected):
     assert with_backlog(description) == expected

@@ -47,7 +47,7 @@ def with_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
         field.append(char)
     fields.append("".join(field))
     positional = [f for f in fields[1:] if "=" not in f]
-    if (fields[0] not in _WITH_BACKLOG or len(positional) > 1
+    if (escaped or fields[0] not in _WITH_BACKLOG or len(positional) > 1  # escaped: a dangling backslash
             or any(f.startswith("backlog=") for f in fields[1:])):
         return description
     return f"{description}:backlog={backlog}"
